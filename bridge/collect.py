@@ -1,0 +1,295 @@
+"""`xfer-jax collect`: MetaSchedule search plus real measurement, recording every measured program.
+
+Layout of one collection, `OUT/<platform>/<network>/`:
+- platform.json        the platform, host and measurement settings (written once, checked on resume)
+- tasks.json           the network's weighted tasks (written once)
+- database_*.json      standard MetaSchedule JSONDatabase files, appended batch by batch
+- measurements.jsonl   one line per record: phase, repeats, error, machine load (see records.py)
+- reference.jsonl      the load guard's reference-program timings
+
+Each task gets `programs_per_task` programs: first a share of uniform random samples of the design space
+(phase "random"), then rounds of EvolutionarySearch guided by an XGBoost model trained on the task's
+measurements so far (phase "search"). A task already measured for another network of the same platform is
+not measured again. Everything is appended, so a killed run loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import json
+import pathlib
+import platform as pyplatform
+import time
+
+import tqdm
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from xfer_jax.errors import UserError
+
+from . import records
+from .measure import LoadGuard, MeasureConfig, build_and_run, make_builder, make_runner
+from .networks import Network
+from .platforms import Platform
+from .tasks import Task, extract_tasks, hash_hex
+
+
+class CollectError(UserError):
+    """Collection cannot go on (wholesale failures, a mismatched output folder). One line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig:
+    programs_per_task: int = 96
+    batch_size: int = 16
+    random_fraction: float = 0.5  # share of each task's programs sampled uniformly from the design space
+    population_size: int = 128  # EvolutionarySearch population; small keeps search time below measure time
+    seed: int = 0
+    max_tasks: int | None = None  # only the heaviest N tasks (tests, quick looks)
+    load_threshold: float = 1.25  # reference slowdown that marks a batch as measured under load
+    measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
+
+
+@dataclasses.dataclass
+class CollectSummary:
+    out_dir: pathlib.Path
+    tasks: int
+    tasks_skipped_shared: int
+    measured: int
+    failed: int
+    remeasured_batches: int
+    seconds: float
+    search_s: float = 0.0  # proposing candidates, including cost-model updates
+    measure_s: float = 0.0  # building and running candidates
+    guard_s: float = 0.0  # reference-program checks
+
+    @property
+    def programs_per_hour(self) -> float:
+        return self.measured / max(self.seconds, 1e-9) * 3600
+
+
+def _host_fingerprint(platform: Platform) -> dict:
+    return {"descriptor": platform.descriptor.to_dict(), "target": platform.target,
+            "num_threads": platform.num_threads}
+
+
+def _write_once(path: pathlib.Path, payload: dict, compare_keys: tuple[str, ...]) -> None:
+    """Write JSON unless present; if present, the compare_keys must match (resuming the same collection)."""
+    if path.exists():
+        existing = json.loads(path.read_text())
+        for key in compare_keys:
+            if existing.get(key) != payload.get(key):
+                raise CollectError(f"{path} was written with a different {key}; collect into a new --out "
+                                   f"folder (existing: {json.dumps(existing.get(key))[:120]})")
+        return
+    path.write_text(json.dumps(payload, indent=1))
+
+
+class TaskStore:
+    """Appends one task's records to its network folder and reads back everything measured for it."""
+
+    def __init__(self, net_dir: pathlib.Path, platform_dir: pathlib.Path):
+        self.net_dir, self.platform_dir = net_dir, platform_dir
+
+    def workload_index(self, task: Task) -> int:
+        path = self.net_dir / records.WORKLOAD_FILE
+        for number, value in records.iter_json_lines(path):
+            if value is not None and _workload_hash(value) == task.workload_hash:
+                return number
+        workload = ms.database.Workload(task.mod)
+        records.append_lines(path, [records.dumps(workload.as_json())])
+        return records.count_lines(path) - 1
+
+    def append(self, workload_idx: int, lines: list[tuple[ms.database.TuningRecord, dict]]) -> None:
+        record_path = self.net_dir / records.RECORD_FILE
+        first = records.count_lines(record_path)
+        records.append_lines(record_path, [records.dumps([workload_idx, r.as_json()]) for r, _ in lines])
+        # records first, then their provenance: a kill in between leaves records with no phase, never the reverse
+        records.append_lines(self.net_dir / records.MEASUREMENTS_FILE,
+                             [records.dumps({"record": first + i, **meta}) for i, (_, meta) in enumerate(lines)])
+
+    def measured(self, task_hash: str) -> list[dict]:
+        """Provenance lines for this task from every network folder of the platform."""
+        found = []
+        for path in sorted(self.platform_dir.glob(f"*/{records.MEASUREMENTS_FILE}")):
+            found += [v for _, v in records.iter_json_lines(path) if v is not None and v.get("task") == task_hash]
+        return found
+
+    def load_records(self, task: Task, workload: ms.database.Workload) -> list[ms.database.TuningRecord]:
+        """Measured records of this task (from any network folder of the platform), rebound to `workload`."""
+        loaded = []
+        for net_dir in sorted(p.parent for p in self.platform_dir.glob(f"*/{records.RECORD_FILE}")):
+            indices = {n for n, v in records.iter_json_lines(net_dir / records.WORKLOAD_FILE)
+                       if v is not None and _workload_hash(v) == task.workload_hash}
+            for _, line in records.iter_json_lines(net_dir / records.RECORD_FILE):
+                if line is not None and line[0] in indices:
+                    try:
+                        loaded.append(ms.database.TuningRecord.from_json(line[1], workload))
+                    except Exception:  # an unparsable trace is skipped like a corrupt line
+                        continue
+        return loaded
+
+
+def _workload_hash(workload_json: list) -> str:
+    return hash_hex(workload_json[0])
+
+
+def _diagnose(errors: collections.Counter) -> str:
+    error, count = errors.most_common(1)[0]
+    hint = "check the platform with `xfer-jax platforms`"
+    if "Illegal instruction" in error or ("run:" in error and "terminated" in error):
+        hint = "the host CPU probably lacks the platform's ISA; pick a platform `xfer-jax platforms` marks runnable"
+    elif "timeout" in error.lower() or "timed out" in error.lower():
+        hint = "every run timed out; raise --run-timeout or check that the machine is idle"
+    elif error.startswith("build:") and ("terminated" in error or "ModuleNotFound" in error):
+        hint = "builder workers cannot import xfer_jax; install the package (pip install -e .) in this Python"
+    return f"{count} measurements in a row failed, e.g. '{error[:160]}': {hint}"
+
+
+def collect(platform: Platform, network: Network, out: pathlib.Path, config: CollectConfig,
+            show_progress: bool = True) -> CollectSummary:
+    """Measure `config.programs_per_task` programs for every task of `network` on `platform`."""
+    platform.check_runnable()
+    target = platform.tvm_target()
+    platform_dir = (out / platform.name).absolute()
+    net_dir = platform_dir / network.name
+    net_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"programs_per_task": config.programs_per_task, "batch_size": config.batch_size,
+                "random_fraction": config.random_fraction, "population_size": config.population_size,
+                "seed": config.seed, "measure": dataclasses.asdict(config.measure)}
+    _write_once(net_dir / "platform.json",
+                {"platform": platform.to_dict(), "host": _host_fingerprint(platform), "settings": settings,
+                 "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}},
+                compare_keys=("host",))
+    tasks = extract_tasks(network, target)
+    if config.max_tasks:
+        tasks = tasks[: config.max_tasks]
+    _write_once(net_dir / "tasks.json",
+                {"network": network.name, "inputs": {k: [list(s), d] for k, (s, d) in network.inputs.items()},
+                 "tasks": [{"hash": t.workload_hash, "name": t.name, "weight": t.weight, "flops": t.flops}
+                           for t in tasks]},
+                compare_keys=("network", "inputs"))
+
+    builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
+    guard = LoadGuard(platform, target, builder, runner, threshold=config.load_threshold)
+    store = TaskStore(net_dir, platform_dir)
+    summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0.0)
+    recent_errors: collections.Counter = collections.Counter()
+    consecutive_failures = 0
+    start = time.time()
+    last_ratio = guard.ratio()
+
+    def log_reference(ratio: float, note: str) -> None:
+        records.append_lines(net_dir / "reference.jsonl", [records.dumps(
+            {"t": round(time.time(), 1), "ratio": round(ratio, 4), "baseline_s": guard.baseline_s, "note": note})])
+
+    log_reference(last_ratio, "start")
+    already = {t.workload_hash: len(store.measured(t.workload_hash)) for t in tasks}
+    bar = tqdm.tqdm(total=sum(max(config.programs_per_task - n, 0) for n in already.values()),
+                    desc=f"{platform.name}/{network.name}", unit="prog", disable=not show_progress,
+                    dynamic_ncols=True)
+    for task in tasks:
+        done = store.measured(task.workload_hash)
+        if len(done) >= config.programs_per_task:
+            summary.tasks_skipped_shared += 1
+            continue
+        memory_db = ms.database.MemoryDatabase()
+        workload = memory_db.commit_workload(task.mod)
+        cost_model = ms.cost_model.XGBModel(num_warmup_samples=config.batch_size, verbose_eval=0,
+                                            num_tuning_cores=1)
+        prior = store.load_records(task, workload)
+        for record in prior:
+            memory_db.commit_tuning_record(record)
+        workload_idx = store.workload_index(task)
+        n_random_target = round(config.programs_per_task * config.random_fraction)
+        n_random_done = sum(1 for d in done if d.get("phase") == "random")
+        phases = [("random", max(n_random_target - n_random_done, 0)),
+                  ("search", config.programs_per_task - max(n_random_target, n_random_done)
+                   - sum(1 for d in done if d.get("phase") == "search"))]
+        for phase, budget in phases:
+            if budget <= 0:
+                continue
+            # the seed depends on what is already measured, so a resumed run proposes new programs
+            seed = int(hashlib.sha1(f"{config.seed}/{task.workload_hash}/{phase}/{len(done)}".encode())
+                       .hexdigest()[:7], 16)
+            strategy = (ms.search_strategy.ReplayTrace() if phase == "random" else
+                        ms.search_strategy.EvolutionarySearch(population_size=config.population_size,
+                                                              init_min_unmeasured=config.population_size // 4))
+            ctx = ms.TuneContext(task.mod, target=target, space_generator="post-order-apply",
+                                 search_strategy=strategy, task_name=task.name, rand_state=seed)
+            if phase == "search" and prior:
+                _update_cost_model(cost_model, ctx, prior)
+            spaces = ctx.space_generator.generate_design_space(task.mod)
+            ctx.search_strategy.pre_tuning(budget, config.batch_size, spaces, memory_db,
+                                           cost_model if phase == "search" else None)
+            round_index, remaining = 0, budget
+            while remaining > 0:
+                tick = time.time()
+                candidates = ctx.search_strategy.generate_measure_candidates()
+                if not candidates:
+                    break  # the design space (or the search) is exhausted
+                candidates = candidates[:remaining]
+                summary.search_s += time.time() - tick
+                tick = time.time()
+                outcomes, attempts = build_and_run(builder, runner, platform, target, candidates), 1
+                summary.measure_s += time.time() - tick
+                tick = time.time()
+                last_ratio = guard.ratio()
+                summary.guard_s += time.time() - tick
+                while last_ratio > config.load_threshold and attempts < 3:
+                    log_reference(last_ratio, "loaded: waiting, then measuring the batch again")
+                    last_ratio = guard.wait_until_idle()
+                    outcomes, attempts = build_and_run(builder, runner, platform, target, candidates), attempts + 1
+                    last_ratio = guard.ratio()
+                    summary.remeasured_batches += 1
+                results, lines = [], []
+                for candidate, (secs, error) in zip(candidates, outcomes):
+                    run_secs = secs if secs is not None else [records.FAILED_RUN_SECS]
+                    results.append(ms.runner.RunnerResult(run_secs=secs, error_msg=error))
+                    record = ms.database.TuningRecord(candidate.sch.trace, workload, run_secs, target,
+                                                      candidate.args_info)
+                    memory_db.commit_tuning_record(record)
+                    lines.append((record, {"task": task.workload_hash, "phase": phase, "round": round_index,
+                                           "costs_s": secs, "error": error, "load": round(last_ratio, 4),
+                                           "attempts": attempts, "t": round(time.time(), 1)}))
+                    if error:
+                        recent_errors[error] += 1
+                        consecutive_failures += 1
+                    else:
+                        consecutive_failures = 0
+                        recent_errors.clear()
+                store.append(workload_idx, lines)
+                if attempts > 1:
+                    log_reference(last_ratio, f"batch measured {attempts} times")
+                n_failed = sum(1 for s, _ in outcomes if s is None)
+                summary.measured += len(candidates) - n_failed
+                summary.failed += n_failed
+                if consecutive_failures >= 2 * config.batch_size:
+                    raise CollectError(_diagnose(recent_errors))
+                if phase == "search":
+                    tick = time.time()
+                    cost_model.update(ctx, candidates, results)
+                    summary.search_s += time.time() - tick
+                ctx.search_strategy.notify_runner_results(candidates, results)
+                remaining -= len(candidates)
+                round_index += 1
+                bar.update(len(candidates))
+                bar.set_postfix(task=task.name[:20], phase=phase, failed=summary.failed, load=f"{last_ratio:.2f}")
+            ctx.search_strategy.post_tuning()
+            if phase == "random":
+                prior = store.load_records(task, workload)
+    bar.close()
+    log_reference(guard.ratio(), "end")
+    if not config.max_tasks:  # a complete network: compress it (appends later start new plain files)
+        for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE, "reference.jsonl"):
+            records.seal(net_dir / name)
+    summary.seconds = time.time() - start
+    return summary
+
+
+def _update_cost_model(cost_model, ctx, prior: list[ms.database.TuningRecord]) -> None:
+    candidates = [r.as_measure_candidate() for r in prior]
+    results = [ms.runner.RunnerResult(run_secs=[float(s) for s in r.run_secs], error_msg=None) for r in prior]
+    cost_model.update(ctx, candidates, results)

@@ -1,0 +1,187 @@
+"""Building and running candidates: a fast builder, a local or RPC runner, and a load guard.
+
+Workers receive `fast_build` by reference, so it must stay at module level in this installed package.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import statistics
+import time
+
+import numpy as np
+import tvm
+from tvm import te
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+from tvm.s_tir.meta_schedule.builder import local_builder
+from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+
+from .platforms import Platform
+
+
+def fast_build(mod: tvm.IRModule, target, _params=None):
+    """TVM's default build without importing tensor intrinsics in every worker (11.6 s each, see TVM-NOTES).
+
+    A schedule that tensorizes needs the intrinsics registered, so we fall back to the slow path for it.
+    """
+    from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
+
+    mod = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
+    try:
+        return tvm.tirx.build(mod, target=target)
+    except Exception:
+        from tvm.s_tir import tensor_intrin  # noqa: F401  registers the intrinsics tensorize refers to
+
+        return tvm.tirx.build(mod, target=target)
+
+
+@dataclasses.dataclass(frozen=True)
+class MeasureConfig:
+    number: int = 1  # runs per repeat
+    repeat: int = 3  # repeats; their spread is recorded
+    min_repeat_ms: int = 20  # lengthens a repeat of a very fast program until timing is stable
+    build_timeout_s: float = 30.0
+    run_timeout_s: float = 15.0
+    rpc_tracker: str | None = None  # "HOST:PORT" to measure through TVM's RPC tracker
+    rpc_key: str | None = None
+
+
+@derived_object
+class PooledBuilder(ms.builder.PyBuilder):
+    """LocalBuilder with `fast_build`, whose worker pool lives across batches.
+
+    LocalBuilder starts a new pool for every batch (a worker leaks memory over many builds), which costs a
+    tvm import per worker per batch: about a third of a 16-program batch here. Recycling each worker after
+    `uses_per_worker` builds keeps the leak bounded without that cost.
+    """
+
+    def __init__(self, timeout_s: float, uses_per_worker: int = 64):
+        super().__init__()
+        self.timeout_s = timeout_s
+        self.pool = PopenPoolExecutor(timeout=timeout_s, maximum_process_uses=uses_per_worker)
+
+    def build(self, build_inputs: list[ms.builder.BuilderInput]) -> list[ms.builder.BuilderResult]:
+        jobs = [(fast_build, None, b.mod, b.target, None) for b in build_inputs]
+        results = []
+        for outcome in self.pool.map_with_error_catching(lambda job: local_builder._worker_func(*job), jobs):
+            if outcome.status == StatusKind.COMPLETE:
+                results.append(ms.builder.BuilderResult(outcome.value, None))
+            elif outcome.status == StatusKind.TIMEOUT:
+                results.append(ms.builder.BuilderResult(None, f"build timed out after {self.timeout_s} s"))
+            else:
+                results.append(ms.builder.BuilderResult(None, f"build failed: {outcome.value}"))
+        return results
+
+
+def make_builder(config: MeasureConfig) -> ms.builder.Builder:
+    return PooledBuilder(config.build_timeout_s)
+
+
+def make_runner(platform: Platform, config: MeasureConfig) -> ms.runner.Runner:
+    """A runner whose workers see the platform's thread count (they inherit it from this process)."""
+    os.environ.update(platform.runtime_env())
+    evaluator = ms.runner.EvaluatorConfig(number=config.number, repeat=config.repeat,
+                                          min_repeat_ms=config.min_repeat_ms)
+    if config.rpc_tracker:
+        host, _, port = config.rpc_tracker.rpartition(":")
+        rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=config.rpc_key,
+                                  session_timeout_sec=int(config.run_timeout_s) + 30)
+        return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
+    return ms.runner.LocalRunner(timeout_sec=config.run_timeout_s, evaluator_config=evaluator)
+
+
+def build_and_run(builder, runner, platform: Platform, target, candidates) -> list[tuple[list[float] | None, str | None]]:
+    """(seconds per repeat, error) for each candidate; a failed build or run gives (None, first error line)."""
+    built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
+    outcomes: list[tuple[list[float] | None, str | None]] = [(None, None)] * len(candidates)
+    runnable = []
+    for i, result in enumerate(built):
+        if result.error_msg:
+            outcomes[i] = (None, "build: " + _first_line(result.error_msg))
+        else:
+            runnable.append(i)
+    ran = run_artifacts(runner, platform, [(built[i].artifact_path, candidates[i].args_info) for i in runnable])
+    for i, outcome in zip(runnable, ran):
+        outcomes[i] = outcome
+    for result in built:
+        if result.artifact_path and os.path.exists(result.artifact_path):
+            shutil.rmtree(os.path.dirname(result.artifact_path), ignore_errors=True)
+    return outcomes
+
+
+def run_artifacts(runner, platform: Platform, artifacts) -> list[tuple[list[float] | None, str | None]]:
+    """Run built (artifact path, args_info) pairs; (seconds per repeat, None) or (None, error) each."""
+    if not artifacts:
+        return []
+    futures = runner.run([ms.runner.RunnerInput(path, platform.device_type, args) for path, args in artifacts])
+    outcomes = []
+    for future in futures:
+        result = future.result()
+        if result.error_msg:
+            outcomes.append((None, "run: " + _first_line(result.error_msg)))
+            continue
+        secs = [float(s) for s in result.run_secs]
+        finite = all(np.isfinite(secs)) and min(secs) > 0
+        outcomes.append((secs, None) if finite else (None, "run: non-finite time"))
+    return outcomes
+
+
+def _first_line(message: str) -> str:
+    lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
+    interesting = [ln for ln in lines if "Error" in ln or "error" in ln] or lines
+    return (interesting[-1] if interesting else "unknown error")[:300]
+
+
+class LoadGuard:
+    """Re-measures a fixed reference program to detect load from other processes.
+
+    The baseline is the best of the first few measurements; a later ratio above `threshold` means the
+    machine is busy, and the batch measured under that load is measured again.
+    """
+
+    def __init__(self, platform: Platform, target, builder, runner, threshold: float = 1.25):
+        self.platform, self.runner, self.threshold = platform, runner, threshold
+        candidate = _reference_candidate()
+        built = builder.build([ms.builder.BuilderInput(candidate.sch.mod, target)])[0]
+        if built.error_msg:
+            raise RuntimeError(f"the reference program failed to build: {_first_line(built.error_msg)}")
+        self.artifact = (built.artifact_path, candidate.args_info)  # built once, run many times
+        self.baseline_s = min(self.measure_raw() for _ in range(3))
+
+    def measure_raw(self) -> float:
+        secs, error = run_artifacts(self.runner, self.platform, [self.artifact])[0]
+        if secs is None:
+            raise RuntimeError(f"the reference program failed to run: {error}")
+        return statistics.median(secs)
+
+    def ratio(self) -> float:
+        return self.measure_raw() / self.baseline_s
+
+    def wait_until_idle(self, max_wait_s: float = 600.0) -> float:
+        """Block (with back-off) until the reference runs at its baseline speed; return the last ratio."""
+        start, ratio = time.time(), self.ratio()
+        while ratio > self.threshold and time.time() - start < max_wait_s:
+            time.sleep(min(30.0, 2.0 + (time.time() - start) / 4))
+            ratio = self.ratio()
+        return ratio
+
+
+def _reference_candidate() -> ms.MeasureCandidate:
+    """A parallel 256x256x256 float32 matmul: long enough to notice a second busy core."""
+    n = 256
+    a = te.placeholder((n, n), name="A")
+    b = te.placeholder((n, n), name="B")
+    k = te.reduce_axis((0, n), "k")
+    c = te.compute((n, n), lambda i, j: te.sum(a[i, k] * b[k, j], axis=k), name="C")
+    func = te.create_prim_func([a, b, c])
+    sch = tvm.s_tir.Schedule(tvm.IRModule({"main": func}))
+    block = sch.get_sblock("C")
+    i, j, k = sch.get_loops(block)
+    j_outer, j_inner = sch.split(j, [None, 8])
+    sch.reorder(i, j_outer, k, j_inner)  # unscheduled, LLVM spends ~40 s compiling this matmul
+    sch.parallel(i)
+    sch.vectorize(j_inner)
+    return ms.MeasureCandidate(sch, ms.arg_info.ArgInfo.from_prim_func(func))

@@ -1,0 +1,94 @@
+"""MetaSchedule JSON database files, read line by line so that one corrupt line never loses the rest.
+
+The collector appends standard `database_workload.json` / `database_tuning_record.json` lines itself (the
+same text TVM's JSONDatabase writes), plus a sidecar `measurements.jsonl` with what the standard format has no
+room for: which phase proposed the program, every repeat, the error text and the machine load.
+
+A finished collection is sealed: each file's lines move into a gzip segment `NAME.<first line>.gz` (traces
+compress about 35x), and later appends start a new plain file. Readers see segments, then the plain file,
+as one sequence of lines. `xfer-jax export-db` writes plain files back for TVM's own JSONDatabase.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pathlib
+from typing import Any, Iterator
+
+WORKLOAD_FILE = "database_workload.json"
+RECORD_FILE = "database_tuning_record.json"
+MEASUREMENTS_FILE = "measurements.jsonl"
+FAILED_RUN_SECS = 1e10  # what TVM's AddToDatabase stores for a failed build or run
+
+
+def segments(path: pathlib.Path) -> list[pathlib.Path]:
+    """Sealed gzip segments of `path`, in line order."""
+    return sorted(path.parent.glob(path.name + ".*.gz"), key=lambda p: int(p.name.split(".")[-2]))
+
+
+def _raw_lines(path: pathlib.Path) -> Iterator[bytes]:
+    for segment in segments(path):
+        with gzip.open(segment, "rb") as f:
+            yield from f
+    if path.exists():
+        with open(path, "rb") as f:
+            yield from f
+
+
+def iter_json_lines(path: pathlib.Path) -> Iterator[tuple[int, Any | None]]:
+    """(line number, parsed value or None when the line is corrupt or truncated) for every line."""
+    for number, line in enumerate(_raw_lines(path)):
+        try:
+            yield number, json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            yield number, None
+
+
+def count_lines(path: pathlib.Path) -> int:
+    return sum(1 for _ in _raw_lines(path))
+
+
+def seal(path: pathlib.Path) -> None:
+    """Move the plain file's lines into a new gzip segment (written under a temporary name, then renamed)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    first = sum(1 for segment in segments(path) for _ in gzip.open(segment, "rb"))
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        data += b"\n"
+    final = path.parent / f"{path.name}.{first:09d}.gz"
+    temporary = final.with_suffix(".tmp")
+    with gzip.open(temporary, "wb", compresslevel=9) as f:
+        f.write(data)
+    os.replace(temporary, final)
+    path.unlink()
+
+
+def append_lines(path: pathlib.Path, lines: list[str]) -> None:
+    """Append whole lines and fsync. A truncated last line (a killed writer) is closed off, never rewritten."""
+    if not lines:
+        return
+    prefix = ""
+    if path.exists() and path.stat().st_size:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            prefix = "" if f.read(1) == b"\n" else "\n"
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(prefix + "".join(line + "\n" for line in lines))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def run_secs_of(record_json: list) -> list[float] | None:
+    """run_secs of a `[workload_idx, [trace, run_secs, target, args_info]]` line."""
+    try:
+        secs = record_json[1][1]
+        return [float(s) for s in secs] if secs is not None else None
+    except (IndexError, TypeError, ValueError):
+        return None
