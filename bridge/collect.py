@@ -1,7 +1,8 @@
 """`xfer-jax collect`: MetaSchedule search plus real measurement, recording every measured program.
 
 Layout of one collection, `OUT/<platform>/<network>/`:
-- platform.json        the platform, host and measurement settings (written once, checked on resume)
+- platform.json        the platform and host (written once, checked on resume)
+- runs.jsonl           the settings and versions of every invocation
 - tasks.json           the network's weighted tasks (written once)
 - database_*.json      standard MetaSchedule JSONDatabase files, appended batch by batch
 - measurements.jsonl   one line per record: phase, repeats, error, machine load (see records.py)
@@ -45,7 +46,8 @@ class CollectConfig:
     programs_per_task: int = 96
     batch_size: int = 16
     random_fraction: float = 0.5  # share of each task's programs sampled uniformly from the design space
-    population_size: int = 128  # EvolutionarySearch population; small keeps search time below measure time
+    population_size: int = 64  # EvolutionarySearch population; small keeps search time below measure time
+    genetic_iters: int = 2  # evolution rounds per batch (TVM's default 4 doubles the search time here)
     seed: int = 0
     max_tasks: int | None = None  # only the heaviest N tasks (tests, quick looks)
     load_threshold: float = 1.25  # reference slowdown that marks a batch as measured under load
@@ -156,13 +158,11 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     platform_dir = (out / platform.name).absolute()
     net_dir = platform_dir / network.name
     net_dir.mkdir(parents=True, exist_ok=True)
-    settings = {"programs_per_task": config.programs_per_task, "batch_size": config.batch_size,
-                "random_fraction": config.random_fraction, "population_size": config.population_size,
-                "seed": config.seed, "measure": dataclasses.asdict(config.measure)}
-    _write_once(net_dir / "platform.json",
-                {"platform": platform.to_dict(), "host": _host_fingerprint(platform), "settings": settings,
-                 "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}},
+    _write_once(net_dir / "platform.json", {"platform": platform.to_dict(), "host": _host_fingerprint(platform)},
                 compare_keys=("host",))
+    records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
+        "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
+        "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}})])
     tasks = extract_tasks(network, target)
     if config.max_tasks:
         tasks = tasks[: config.max_tasks]
@@ -216,7 +216,8 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                        .hexdigest()[:7], 16)
             strategy = (ms.search_strategy.ReplayTrace() if phase == "random" else
                         ms.search_strategy.EvolutionarySearch(population_size=config.population_size,
-                                                              init_min_unmeasured=config.population_size // 4))
+                                                              init_min_unmeasured=config.population_size // 4,
+                                                              genetic_num_iters=config.genetic_iters))
             ctx = ms.TuneContext(task.mod, target=target, space_generator="post-order-apply",
                                  search_strategy=strategy, task_name=task.name, rand_state=seed)
             if phase == "search" and prior:
@@ -283,7 +284,8 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     bar.close()
     log_reference(guard.ratio(), "end")
     if not config.max_tasks:  # a complete network: compress it (appends later start new plain files)
-        for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE, "reference.jsonl"):
+        for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE, "reference.jsonl",
+                     "runs.jsonl"):
             records.seal(net_dir / name)
     summary.seconds = time.time() - start
     return summary

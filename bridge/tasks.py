@@ -21,7 +21,11 @@ class Task:
 
     @property
     def workload_hash(self) -> str:
-        return hash_hex(tvm_ffi.structural_hash(self.mod))
+        return workload_hash(self.mod)
+
+
+def workload_hash(mod: tvm.IRModule) -> str:
+    return hash_hex(tvm_ffi.structural_hash(mod))
 
 
 def hash_hex(structural_hash: int | str) -> str:

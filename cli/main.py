@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import pathlib
 from typing import Optional
@@ -69,6 +70,36 @@ def collect(
                 typer.echo(f"{summary.out_dir}: {summary.measured} measured, {summary.failed} failed, "
                            f"{summary.tasks_skipped_shared} tasks already done, "
                            f"{summary.programs_per_hour:.0f} programs/h")
+
+
+@app.command()
+def featurize(
+    collection: pathlib.Path = typer.Argument(..., help="folder written by `xfer-jax collect`"),
+    out: pathlib.Path = typer.Option(..., "--out", help="dataset folder; new shards are appended"),
+) -> None:
+    """Turn collected databases into dataset shards (incremental: only new records are featurized)."""
+    with user_errors():
+        from xfer_jax.bridge.featurize import featurize as run_featurize
+
+        summary = run_featurize(collection, out)
+        typer.echo(json.dumps(dataclasses.asdict(summary)))
+
+
+@app.command()
+def info(
+    path: pathlib.Path = typer.Argument(..., help="dataset folder"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Sizes of a dataset: programs, tasks, platforms, networks, failures."""
+    with user_errors():
+        from xfer_jax import dataset
+
+        stats = dataset.summary(dataset.load(path))
+    if as_json:
+        typer.echo(json.dumps(stats, indent=1))
+        return
+    for key, value in stats.items():
+        typer.echo(f"{key:24s} {value}")
 
 
 def main() -> None:

@@ -1,0 +1,200 @@
+"""`xfer-jax featurize`: collected MetaSchedule databases become dataset shards (see xfer_jax.dataset).
+
+Incremental and deterministic: every shard records which database lines it covers, so a rerun featurizes only
+lines appended since, and the same databases always give the same shards.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import pathlib
+
+import numpy as np
+import tqdm
+import tvm
+from tvm.s_tir import meta_schedule as ms
+
+from xfer_jax import dataset as ds
+from xfer_jax.hardware import HardwareDescriptor, hardware_vector
+
+from . import records
+from .tasks import workload_hash
+
+SHARD_PROGRAMS = 4096
+_OP_KEYWORDS = (("conv", ("conv",)), ("matmul", ("matmul", "dense")), ("pool", ("pool",)),
+                ("softmax", ("softmax",)), ("norm", ("norm",)), ("attention", ("attention",)),
+                ("elementwise", ("add", "multiply", "relu", "clip", "gelu", "tanh", "divide", "subtract")),
+                ("reduce", ("mean", "sum", "max")))
+
+
+@dataclasses.dataclass
+class FeaturizeSummary:
+    shards_written: int = 0
+    programs: int = 0
+    failed: int = 0
+    skipped_corrupt: int = 0  # unparsable database lines
+    skipped_nonfinite: int = 0  # NaN or inf latencies
+    skipped_unknown_workload: int = 0
+    tasks_all_failed: int = 0
+
+
+def workload_features(mod: tvm.IRModule, name: str, ms_flags: np.ndarray) -> np.ndarray:
+    buffers = ms.arg_info.ArgInfo.from_prim_func(mod["main"])  # TensorInfo per argument; outputs come last
+
+    def nbytes(info) -> float:
+        return float(np.prod([int(d) for d in info.shape])) * tvm.DataType(str(info.dtype)).bits / 8
+
+    try:
+        flops = float(tvm.s_tir.analysis.estimate_tir_flops(mod))
+    except Exception:  # data-dependent loops; such tasks are memory-bound anyway
+        flops = 0.0
+    flags = [float(any(k in name for k in keys)) for _, keys in _OP_KEYWORDS]
+    ours = [math.log2(1 + flops), math.log2(1 + sum(nbytes(b) for b in buffers[:-1])),
+            math.log2(1 + (nbytes(buffers[-1]) if buffers else 0.0)), float(len(buffers) - 1), *flags]
+    return np.concatenate([ms_flags, np.array(ours)]).astype(np.float32)
+
+
+def _collections(root: pathlib.Path) -> list[pathlib.Path]:
+    return sorted(p.parent for p in pathlib.Path(root).glob("**/platform.json"))
+
+
+def _done_ranges(out: pathlib.Path) -> dict[str, int]:
+    """source -> number of record lines already featurized."""
+    done: dict[str, int] = {}
+    for path in sorted(out.glob("shard-*.npz")):
+        meta = ds.read_shard_meta(path)
+        source = meta["source"]
+        done[source["name"]] = max(done.get(source["name"], 0), source["records_end"])
+    return done
+
+
+def featurize(root: pathlib.Path, out: pathlib.Path, show_progress: bool = True) -> FeaturizeSummary:
+    root, out = pathlib.Path(root), pathlib.Path(out)
+    dirs = _collections(root)
+    if not dirs:
+        raise ds.DatasetError(f"no collections under {root} (expected <platform>/<network>/platform.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    done = _done_ranges(out)
+    summary = FeaturizeSummary()
+    todo = {d: records.count_lines(d / records.RECORD_FILE) - done.get(_source_name(root, d), 0) for d in dirs}
+    bar = tqdm.tqdm(total=sum(max(n, 0) for n in todo.values()), unit="prog", desc="featurize",
+                    disable=not show_progress, dynamic_ncols=True)
+    for net_dir in dirs:
+        _featurize_collection(root, net_dir, out, done.get(_source_name(root, net_dir), 0), summary, bar)
+    bar.close()
+    return summary
+
+
+def _source_name(root: pathlib.Path, net_dir: pathlib.Path) -> str:
+    return str(net_dir.relative_to(root)) if net_dir != root else net_dir.name
+
+
+def _platform_networks(platform_dir: pathlib.Path) -> tuple[dict, dict]:
+    """({network: {hash: weight}}, {hash: {"name", "flops"}}) from every tasks.json of the platform."""
+    networks, tasks = {}, {}
+    for path in sorted(platform_dir.glob("*/tasks.json")):
+        spec = json.loads(path.read_text())
+        networks[spec["network"]] = {t["hash"]: t["weight"] for t in spec["tasks"]}
+        for t in spec["tasks"]:
+            tasks.setdefault(t["hash"], {"name": t["name"], "flops": t["flops"]})
+    return networks, tasks
+
+
+def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
+    spec = json.loads((net_dir / "platform.json").read_text())["platform"]
+    descriptor = HardwareDescriptor.from_dict(spec["descriptor"])
+    platform = {"name": spec["name"], "descriptor": descriptor.to_dict(),
+                "vector": hardware_vector(descriptor).tolist(), "target": spec["target"]}
+    networks, task_info = _platform_networks(net_dir.parent)
+    source = _source_name(root, net_dir)
+
+    workloads = {}
+    for number, value in records.iter_json_lines(net_dir / records.WORKLOAD_FILE):
+        if value is None:
+            continue
+        try:
+            workloads[number] = ms.database.Workload.from_json(value)
+        except Exception:  # a line that parses as JSON but not as a workload is corrupt too
+            continue
+    phases = {v["record"]: v.get("phase") for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
+              if v is not None and "record" in v}
+    stds = {v["record"]: v.get("costs_s") for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
+            if v is not None and "record" in v}
+
+    batch: list[tuple[int, int, ms.database.TuningRecord]] = []
+    end = start
+    for number, line in records.iter_json_lines(net_dir / records.RECORD_FILE):
+        if number < start:
+            continue
+        end = number + 1
+        bar.update(1)
+        if line is None:
+            summary.skipped_corrupt += 1
+            continue
+        workload = workloads.get(line[0]) if isinstance(line, list) and line else None
+        if workload is None:
+            summary.skipped_unknown_workload += 1
+            continue
+        secs = records.run_secs_of(line)
+        if secs is None or not all(math.isfinite(s) for s in secs):
+            summary.skipped_nonfinite += 1
+            continue
+        try:
+            batch.append((number, line[0], ms.database.TuningRecord.from_json(line[1], workload)))
+        except Exception:
+            summary.skipped_corrupt += 1
+            continue
+        if len(batch) >= SHARD_PROGRAMS:
+            _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, batch[0][0],
+                   number + 1, summary)
+            batch = []
+    if batch or end > start:
+        _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, start if not batch
+               else batch[0][0], end, summary)
+
+
+def _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, first, end, summary) -> None:
+    rows, counts, workload_rows, latency, spread, phase, record_ids, hashes = [], [], [], [], [], [], [], []
+    by_workload = collections.defaultdict(list)
+    for number, workload_idx, record in batch:
+        by_workload[workload_idx].append((number, record))
+    task_features = {}
+    for workload_idx in sorted(by_workload):
+        items = by_workload[workload_idx]
+        workload = workloads[workload_idx]
+        task_hash = workload_hash(workload.mod)
+        ctx = ms.TuneContext(workload.mod, target=items[0][1].target)
+        candidates = [r.as_measure_candidate() for _, r in items]
+        extracted = ms.feature_extractor.PerStoreFeature(extract_workload=True).extract_from(ctx, candidates)
+        name = task_info.get(task_hash, {}).get("name", "unknown")
+        for (number, record), feats in zip(items, extracted):
+            feats = feats.numpy()
+            if task_hash not in task_features:
+                task_features[task_hash] = workload_features(workload.mod, name, feats[0, ds.NUM_STORE_FEATURES:])
+            rows.append(feats[:, : ds.NUM_STORE_FEATURES])
+            counts.append(len(feats))
+            workload_rows.append(task_features[task_hash])
+            secs = [float(s) for s in record.run_secs]
+            failed = min(secs) >= records.FAILED_RUN_SECS
+            latency.append(np.inf if failed else float(np.mean(secs)))
+            costs = stds.get(number) or secs
+            spread.append(0.0 if failed else float(np.std(costs)))
+            phase.append(ds.PHASES.get(phases.get(number), -1))
+            record_ids.append(number)
+            hashes.append(task_hash)
+            summary.failed += int(failed)
+            summary.programs += int(not failed)
+    index = len(list(out.glob("shard-*.npz")))
+    ds.write_shard(
+        out / f"shard-{index:05d}.npz",
+        store_rows=np.concatenate(rows) if rows else np.zeros((0, ds.NUM_STORE_FEATURES), np.float32),
+        store_count=np.array(counts, np.int32), workload=np.array(workload_rows, np.float32).reshape(-1, ds.NUM_WORKLOAD_FEATURES),
+        latency=np.array(latency), latency_std=np.array(spread), phase=np.array(phase), record=np.array(record_ids),
+        platform=platform, task_hashes=hashes,
+        tables={"tasks": task_info, "networks": networks,
+                "source": {"name": source, "records_begin": first, "records_end": end}},
+    )
+    summary.shards_written += 1

@@ -1,0 +1,155 @@
+"""Checkpoints (orbax) and the `Predictor` that other JAX code uses: no TVM, no training code.
+
+A checkpoint folder holds two orbax CheckpointManagers, each keeping one step:
+    state/  the latest training state, for resuming
+    best/   the state with the best validation PCA: what `load` returns
+Each step stores params, optimizer state and JSON metadata (model config, normaliser, feature schema,
+a summary of the training data and split).
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+from .dataset import NUM_STORE_FEATURES, NUM_WORKLOAD_FEATURES, SCHEMA_VERSION, summary
+from .errors import UserError
+from .hardware import HARDWARE_FEATURE_NAMES, NUM_HARDWARE_FEATURES
+from .model import CostModel, ModelConfig
+from .normalize import Normalizer
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing or was written for another feature schema."""
+
+
+def make_metadata(model_config: ModelConfig, normalizer: Normalizer, max_stores: int, data, split_info: dict,
+                  train_config) -> dict:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "store_features": NUM_STORE_FEATURES,
+        "workload_features": NUM_WORKLOAD_FEATURES,
+        "hardware_features": list(HARDWARE_FEATURE_NAMES),
+        "max_stores": int(max_stores),
+        "model": model_config.to_dict(),
+        "normalizer": normalizer.to_dict(),
+        "train": train_config.to_dict(),
+        "data": summary(data),
+        "split": split_info,
+    }
+
+
+def open_manager(path: pathlib.Path, kind: str = "state") -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    return ocp.CheckpointManager(pathlib.Path(path).absolute() / kind, options=options)
+
+
+def _pure(params) -> dict:
+    return params.to_pure_dict() if hasattr(params, "to_pure_dict") else params
+
+
+def save(manager: ocp.CheckpointManager, step: int, params, opt_state, metadata: dict, best: bool) -> None:
+    """Save the latest state, and (if `best`) the best one next to it; both saves are awaited."""
+    items = ocp.args.Composite(params=ocp.args.StandardSave(_pure(params)),
+                               opt_state=ocp.args.StandardSave(opt_state),
+                               metadata=ocp.args.JsonSave(metadata))
+    manager.save(step, args=items, force=True)
+    manager.wait_until_finished()
+    if best:
+        best_manager = open_manager(pathlib.Path(manager.directory).parent, "best")
+        best_manager.save(step, args=items, force=True)
+        best_manager.wait_until_finished()
+        best_manager.close()
+
+
+def restore_training(manager: ocp.CheckpointManager, params, opt_state):
+    """(params, opt_state, metadata) of the latest step, shaped like the given templates."""
+    step = manager.latest_step()
+    abstract = lambda tree: jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)  # noqa: E731
+    restored = manager.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(abstract(_pure(params))),
+        opt_state=ocp.args.StandardRestore(abstract(opt_state)),
+        metadata=ocp.args.JsonRestore()))
+    nnx.replace_by_pure_dict(params, restored["params"])
+    return params, restored["opt_state"], restored["metadata"]
+
+
+def _check_metadata(path: pathlib.Path, meta: dict) -> None:
+    expected = {"schema_version": SCHEMA_VERSION, "store_features": NUM_STORE_FEATURES,
+                "workload_features": NUM_WORKLOAD_FEATURES, "hardware_features": list(HARDWARE_FEATURE_NAMES)}
+    for key, value in expected.items():
+        if meta.get(key) != value:
+            raise CheckpointError(f"checkpoint {path} has {key}={meta.get(key)!r}, this xfer-jax expects "
+                                  f"{value!r}; retrain it with this version")
+
+
+class Predictor:
+    """predict(features [N,S,164], mask [N,S], workload [N,W], hardware [N,H] or [H]) -> scores [N].
+
+    Inputs are raw (as the dataset and the featurizer produce them); normalisation runs inside the jit.
+    N is padded up to a power of two and S to the checkpoint's store count, so each size compiles once.
+    """
+
+    def __init__(self, graphdef, params, metadata: dict):
+        self.graphdef, self.params, self.metadata = graphdef, params, metadata
+        self.config = ModelConfig(**metadata["model"])
+        self.normalizer = Normalizer.from_dict(metadata["normalizer"])
+        self.max_stores = int(metadata["max_stores"])
+        self._score = jax.jit(functools.partial(_normalized_score, graphdef=graphdef, normalizer=self.normalizer))
+
+    def predict(self, features, mask, workload, hardware) -> np.ndarray:
+        features, mask, workload = np.asarray(features, np.float32), np.asarray(mask, bool), np.asarray(workload)
+        hardware = np.asarray(hardware, np.float32)
+        n = len(features)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        if hardware.ndim == 1:
+            hardware = np.broadcast_to(hardware, (n, hardware.shape[0]))
+        if features.shape[2] != NUM_STORE_FEATURES or workload.shape[1] != NUM_WORKLOAD_FEATURES \
+                or hardware.shape[1] != NUM_HARDWARE_FEATURES:
+            raise CheckpointError(f"predict got features {features.shape}, workload {workload.shape}, hardware "
+                                  f"{hardware.shape}; expected [N,S,{NUM_STORE_FEATURES}], "
+                                  f"[N,{NUM_WORKLOAD_FEATURES}], [N,{NUM_HARDWARE_FEATURES}]")
+        stores = self.max_stores
+        features, mask = features[:, :stores], mask[:, :stores]
+        if features.shape[1] < stores:
+            pad = stores - features.shape[1]
+            features = np.pad(features, ((0, 0), (0, pad), (0, 0)))
+            mask = np.pad(mask, ((0, 0), (0, pad)))
+        bucket = max(64, 1 << (n - 1).bit_length())
+        pad_n = ((0, bucket - n),)
+        scores = self._score(self.params, np.pad(features, pad_n + ((0, 0), (0, 0))), np.pad(mask, pad_n + ((0, 0),)),
+                             np.pad(workload, pad_n + ((0, 0),)), np.pad(hardware, pad_n + ((0, 0),)))
+        return np.asarray(scores)[:n]
+
+
+def _normalized_score(params, features, mask, workload, hardware, *, graphdef, normalizer: Normalizer):
+    inputs = normalizer.apply(features, mask, workload, hardware, xp=jnp)
+    return nnx.merge(graphdef, params)(*inputs)
+
+
+def load(path: str | pathlib.Path) -> Predictor:
+    """The best model of a checkpoint folder, ready to score programs."""
+    path = pathlib.Path(path).absolute()
+    best = path / "best"
+    if not best.is_dir():
+        raise CheckpointError(f"no checkpoint at {path} (expected {best}/<step>/ written by `xfer-jax train`)")
+    manager = ocp.CheckpointManager(best)
+    step = manager.latest_step()
+    if step is None:
+        raise CheckpointError(f"checkpoint {path} holds no saved step")
+    meta = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+    _check_metadata(path, meta)
+    model = CostModel(ModelConfig(**meta["model"]), rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params.to_pure_dict())
+    restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
+    nnx.replace_by_pure_dict(params, restored["params"])
+    manager.close()
+    return Predictor(graphdef, params, meta)

@@ -1,0 +1,265 @@
+"""The dataset: the one contract between `bridge` (which writes it) and the model code (which reads it).
+
+On disk a dataset is a folder of self-describing shards `shard-*.npz`, each written once and never changed;
+new measurements become new shards. No pickles: tables travel as UTF-8 JSON inside uint8 arrays and are
+loaded with `allow_pickle=False`.
+
+In memory, `Dataset` holds padded arrays (N programs, S stores, F = 164 per-store features):
+    features  [N, S, F] float32   TVM PerStoreFeature rows, zero-padded
+    mask      [N, S]    bool      True where a store row is real
+    workload  [N, W]    float32   task features (WORKLOAD_FEATURE_NAMES)
+    hardware  [N, H]    float32   hardware vector of the program's platform (xfer_jax.hardware)
+    platform  [N]       int32     index into `platforms`
+    task      [N]       int32     index into `tasks` (a task is a workload hash; shared by platforms)
+    group     [N]       int32     one id per (task, platform): ranking happens inside a group
+    latency   [N]       float32   mean seconds; +inf for a failed build or run
+    latency_std [N]     float32   spread of the repeats
+    label     [N]       float32   min latency in the group / latency, in (0, 1]; 0 for failures
+    phase     [N]       int8      0 random sample, 1 guided search, -1 unknown
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from .errors import UserError
+from .hardware import NUM_HARDWARE_FEATURES
+
+SCHEMA_VERSION = 1
+NUM_STORE_FEATURES = 164
+# MetaSchedule's 8 workload flags, then ours (log scales keep tiny and huge tasks comparable)
+WORKLOAD_FEATURE_NAMES = (
+    *(f"ms_workload_{i}" for i in range(8)),
+    "log2(1+flops)", "log2(1+input_bytes)", "log2(1+output_bytes)", "num_inputs",
+    "op_conv", "op_matmul", "op_pool", "op_softmax", "op_norm", "op_attention", "op_elementwise", "op_reduce",
+)
+NUM_WORKLOAD_FEATURES = len(WORKLOAD_FEATURE_NAMES)
+PHASES = {"random": 0, "search": 1}
+
+
+class DatasetError(UserError):
+    """A dataset that is missing, of another schema, or malformed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    features: np.ndarray
+    mask: np.ndarray
+    workload: np.ndarray
+    hardware: np.ndarray
+    platform: np.ndarray
+    task: np.ndarray
+    group: np.ndarray
+    latency: np.ndarray
+    latency_std: np.ndarray
+    label: np.ndarray
+    phase: np.ndarray
+    platforms: tuple[dict, ...]  # {"name", "descriptor", "vector"}
+    tasks: tuple[dict, ...]  # {"hash", "name", "flops"}
+    networks: dict[str, dict[str, dict[str, float]]]  # network -> platform -> task hash -> weight
+    provenance: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.latency)
+
+    @property
+    def failed(self) -> np.ndarray:
+        return ~np.isfinite(self.latency)
+
+    @property
+    def platform_names(self) -> list[str]:
+        return [p["name"] for p in self.platforms]
+
+    def subset(self, index: np.ndarray) -> "Dataset":
+        """Programs at `index` (bool mask or int indices), with labels renormalised within the subset."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        arrays = {f.name: getattr(self, f.name)[index] for f in dataclasses.fields(self)
+                  if isinstance(getattr(self, f.name), np.ndarray)}
+        arrays["label"] = group_labels(arrays["latency"], arrays["group"])
+        tables = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if not isinstance(getattr(self, f.name), np.ndarray)}
+        return Dataset(**arrays, **tables)
+
+    def network_weights(self, network: str, platform: str) -> dict[int, float]:
+        """task index -> weight for one network on one platform."""
+        by_hash = {t["hash"]: i for i, t in enumerate(self.tasks)}
+        return {by_hash[h]: w for h, w in self.networks.get(network, {}).get(platform, {}).items() if h in by_hash}
+
+    def task_networks(self) -> dict[int, set[str]]:
+        """task index -> every network it belongs to (on any platform)."""
+        by_hash = {t["hash"]: i for i, t in enumerate(self.tasks)}
+        members: dict[int, set[str]] = {}
+        for network, per_platform in self.networks.items():
+            for weights in per_platform.values():
+                for h in weights:
+                    if h in by_hash:
+                        members.setdefault(by_hash[h], set()).add(network)
+        return members
+
+
+def group_labels(latency: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """min latency of the group / latency; failures (inf) get 0."""
+    finite = np.isfinite(latency)
+    best = np.full(group.max(initial=-1) + 1, np.inf)
+    np.minimum.at(best, group[finite], latency[finite])
+    label = np.where(finite, best[group] / np.where(finite, latency, 1.0), 0.0)
+    return label.astype(np.float32)
+
+
+# --- shards ---------------------------------------------------------------------------------------------------
+
+
+def _json_array(value: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
+
+
+def _from_json_array(array: np.ndarray) -> Any:
+    return json.loads(array.tobytes().decode())
+
+
+def write_shard(path: pathlib.Path, *, store_rows: np.ndarray, store_count: np.ndarray, workload: np.ndarray,
+                latency: np.ndarray, latency_std: np.ndarray, phase: np.ndarray, record: np.ndarray,
+                platform: dict, task_hashes: list[str], tables: dict) -> None:
+    """One shard: programs of one platform; `task_hashes[i]` names program i's task.
+
+    `tables` holds "tasks" ({hash: {"name", "flops"}}), "networks" ({network: {hash: weight}}) and "source".
+    """
+    if store_rows.shape[1] != NUM_STORE_FEATURES or workload.shape[1] != NUM_WORKLOAD_FEATURES:
+        raise ValueError(f"shard {path}: features {store_rows.shape}, workload {workload.shape}")
+    meta = {"schema_version": SCHEMA_VERSION, "platform": platform, "task_hashes": task_hashes, **tables}
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez_compressed(temporary, store_rows=store_rows.astype(np.float32), store_count=store_count.astype(np.int32),
+                        workload=workload.astype(np.float32), latency=latency.astype(np.float32),
+                        latency_std=latency_std.astype(np.float32), phase=phase.astype(np.int8),
+                        record=record.astype(np.int64), meta=_json_array(meta))
+    temporary.replace(path)
+
+
+def read_shard_meta(path: pathlib.Path) -> dict:
+    with np.load(path, allow_pickle=False) as shard:
+        return _check_meta(path, _from_json_array(shard["meta"]))
+
+
+def _check_meta(path: pathlib.Path, meta: dict) -> dict:
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise DatasetError(f"{path} has dataset schema {meta.get('schema_version')}, this xfer-jax reads "
+                           f"{SCHEMA_VERSION}; featurize the databases again")
+    return meta
+
+
+def shard_paths(root: pathlib.Path) -> list[pathlib.Path]:
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"no dataset at {root} (expected a folder of shard-*.npz)")
+    paths = sorted(root.glob("**/shard-*.npz"))
+    if not paths:
+        raise DatasetError(f"{root} holds no shard-*.npz files; run `xfer-jax featurize` first")
+    return paths
+
+
+def load(root: str | pathlib.Path, max_stores: int | None = None) -> Dataset:
+    """Read every shard under `root` into one padded Dataset (stores padded to the largest, or max_stores)."""
+    root = pathlib.Path(root)
+    parts = []
+    for path in shard_paths(root):
+        try:
+            with np.load(path, allow_pickle=False) as shard:
+                part = {k: shard[k] for k in shard.files}
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"cannot read shard {path}: {err}") from None
+        part["meta"] = _check_meta(path, _from_json_array(part["meta"]))
+        if part["store_rows"].shape[1:] != (NUM_STORE_FEATURES,):
+            raise DatasetError(f"{path}: store features have {part['store_rows'].shape[1:]} columns, "
+                               f"expected {NUM_STORE_FEATURES}")
+        parts.append(part)
+    return _assemble(parts, max_stores, provenance={"root": str(root), "shards": len(parts)})
+
+
+def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Dataset:
+    platform_index: dict[str, int] = {}
+    platforms: list[dict] = []
+    task_index: dict[str, int] = {}
+    tasks: list[dict] = []
+    networks: dict[str, dict[str, dict[str, float]]] = {}
+    columns: dict[str, list] = {k: [] for k in ("workload", "latency", "latency_std", "phase", "platform", "task")}
+    rows, counts = [], []
+    for part in parts:
+        meta = part["meta"]
+        name = meta["platform"]["name"]
+        if name not in platform_index:
+            platform_index[name] = len(platforms)
+            platforms.append(meta["platform"])
+        for h, info in meta["tasks"].items():
+            if h not in task_index:
+                task_index[h] = len(tasks)
+                tasks.append({"hash": h, **info})
+        for network, weights in meta["networks"].items():
+            networks.setdefault(network, {}).setdefault(name, {}).update(weights)
+        n = len(part["latency"])
+        columns["platform"].append(np.full(n, platform_index[name], np.int32))
+        columns["task"].append(np.array([task_index[h] for h in meta["task_hashes"]], np.int32))
+        for key in ("workload", "latency", "latency_std", "phase"):
+            columns[key].append(part[key])
+        rows.append(part["store_rows"])
+        counts.append(part["store_count"])
+    store_count = np.concatenate(counts)
+    n_programs = len(store_count)
+    stores = int(max_stores or max(int(store_count.max(initial=1)), 1))
+    features = np.zeros((n_programs, stores, NUM_STORE_FEATURES), np.float32)
+    mask = np.zeros((n_programs, stores), bool)
+    all_rows = np.concatenate(rows) if rows else np.zeros((0, NUM_STORE_FEATURES), np.float32)
+    offsets = np.concatenate([[0], np.cumsum(store_count)])
+    for i in range(n_programs):  # ~1 µs each; datasets here are 10^4-10^5 programs
+        take = min(store_count[i], stores)
+        features[i, :take] = all_rows[offsets[i]: offsets[i] + take]
+        mask[i, :take] = True
+    data = {k: np.concatenate(v) for k, v in columns.items()}
+    latency = data["latency"].astype(np.float32)
+    group = (data["task"].astype(np.int64) * max(len(platforms), 1) + data["platform"])
+    _, group = np.unique(group, return_inverse=True)
+    group = group.astype(np.int32)
+    for p in platforms:
+        p.setdefault("vector", None)
+    vectors = np.stack([np.asarray(p["vector"], np.float32) for p in platforms]) if platforms else \
+        np.zeros((0, NUM_HARDWARE_FEATURES), np.float32)
+    if vectors.shape[1:] != (NUM_HARDWARE_FEATURES,):
+        raise DatasetError(f"hardware vectors have {vectors.shape[1:]} entries, expected {NUM_HARDWARE_FEATURES}")
+    return Dataset(
+        features=features, mask=mask, workload=data["workload"].astype(np.float32),
+        hardware=vectors[data["platform"]], platform=data["platform"], task=data["task"], group=group,
+        latency=latency, latency_std=data["latency_std"].astype(np.float32),
+        label=group_labels(latency, group), phase=data["phase"].astype(np.int8),
+        platforms=tuple(platforms), tasks=tuple(tasks), networks=networks, provenance=provenance,
+    )
+
+
+def summary(data: Dataset) -> dict:
+    """What `xfer-jax info --json` prints."""
+    ok = ~data.failed
+    names = data.platform_names
+    per_platform = {n: int(np.sum(ok & (data.platform == i))) for i, n in enumerate(names)}
+    groups_ok = np.unique(data.group[ok])
+    per_network = {}
+    for network in sorted(data.networks):
+        tasks = {t for p in names for t in data.network_weights(network, p)}
+        per_network[network] = int(np.sum(ok & np.isin(data.task, list(tasks))))
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "programs": int(ok.sum()),
+        "failed": int((~ok).sum()),
+        "tasks": len(np.unique(data.task)),
+        "groups": len(groups_ok),
+        "platforms": names,
+        "networks": sorted(data.networks),
+        "programs_per_platform": per_platform,
+        "programs_per_network": per_network,
+        "mean_programs_per_group": round(float(ok.sum()) / max(len(groups_ok), 1), 1),
+        "max_stores": int(data.mask.shape[1]),
+    }

@@ -1,0 +1,116 @@
+"""The cross-feature cost model: program tokens attend to each other and to hardware tokens.
+
+A program is a set of per-store feature vectors (one token each) plus its task's workload features. A hardware
+config is a descriptor vector, projected into a few tokens. Program tokens run through self-attention blocks,
+each followed by cross-attention to the hardware tokens, so the score depends on the hardware through its
+description only. A config absent from training can be scored from its descriptor alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .dataset import NUM_STORE_FEATURES, NUM_WORKLOAD_FEATURES
+from .hardware import NUM_HARDWARE_FEATURES
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    store_features: int = NUM_STORE_FEATURES  # per-store program features (TVM PerStoreFeature)
+    workload_features: int = NUM_WORKLOAD_FEATURES
+    hardware_features: int = NUM_HARDWARE_FEATURES
+    dim: int = 64  # token width
+    heads: int = 4
+    layers: int = 2  # blocks of (self-attention, cross-attention to hardware, MLP)
+    hardware_tokens: int = 4  # the hardware vector becomes this many tokens
+    mlp_ratio: int = 2
+    use_hardware: bool = True  # False is the noHW ablation: no hardware tokens, no cross-attention
+
+    @classmethod
+    def small(cls) -> "ModelConfig":
+        return cls(dim=32, heads=2, layers=1, hardware_tokens=2)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _masked_attention(query, key, value, key_mask, heads: int):
+    """Scaled dot-product attention; key positions with key_mask False get no weight."""
+    batch, q_len, dim = query.shape
+    k_len = key.shape[1]
+    head_dim = dim // heads
+    q = query.reshape(batch, q_len, heads, head_dim)
+    k = key.reshape(batch, k_len, heads, head_dim)
+    v = value.reshape(batch, k_len, heads, head_dim)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(head_dim).astype(query.dtype)
+    logits = jnp.where(key_mask[:, None, None, :], logits, -1e9)
+    weights = jax.nn.softmax(logits, axis=-1)
+    return jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, q_len, dim)
+
+
+class Attention(nnx.Module):
+    def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
+        self.heads = heads
+        self.query = nnx.Linear(dim, dim, rngs=rngs)
+        self.key_value = nnx.Linear(dim, 2 * dim, rngs=rngs)
+        self.out = nnx.Linear(dim, dim, rngs=rngs)
+
+    def __call__(self, x, context, context_mask):
+        key, value = jnp.split(self.key_value(context), 2, axis=-1)
+        return self.out(_masked_attention(self.query(x), key, value, context_mask, self.heads))
+
+
+class Block(nnx.Module):
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        dim = config.dim
+        self.self_norm = nnx.LayerNorm(dim, rngs=rngs)
+        self.self_attention = Attention(dim, config.heads, rngs=rngs)
+        self.cross_norm = nnx.LayerNorm(dim, rngs=rngs) if config.use_hardware else None
+        self.cross_attention = Attention(dim, config.heads, rngs=rngs) if config.use_hardware else None
+        self.mlp_norm = nnx.LayerNorm(dim, rngs=rngs)
+        self.mlp_in = nnx.Linear(dim, dim * config.mlp_ratio, rngs=rngs)
+        self.mlp_out = nnx.Linear(dim * config.mlp_ratio, dim, rngs=rngs)
+
+    def __call__(self, tokens, mask, hardware_tokens):
+        normed = self.self_norm(tokens)
+        tokens = tokens + self.self_attention(normed, normed, mask)
+        if self.cross_attention is not None:
+            hw_mask = jnp.ones(hardware_tokens.shape[:2], bool)
+            tokens = tokens + self.cross_attention(self.cross_norm(tokens), hardware_tokens, hw_mask)
+        return tokens + self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(tokens))))
+
+
+class CostModel(nnx.Module):
+    """score = CostModel(config)(features [B,S,F], mask [B,S], workload [B,W], hardware [B,H]) -> [B].
+
+    Inputs are expected already normalised (see normalize.Normalizer). Higher score means faster.
+    """
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        dim = config.dim
+        self.store_embed = nnx.Linear(config.store_features, dim, rngs=rngs)
+        self.workload_embed = nnx.Linear(config.workload_features, dim, rngs=rngs)
+        self.hardware_embed = (nnx.Linear(config.hardware_features, dim * config.hardware_tokens, rngs=rngs)
+                               if config.use_hardware else None)
+        self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.layers)])
+        self.head_norm = nnx.LayerNorm(dim, rngs=rngs)
+        self.head_hidden = nnx.Linear(dim, dim, rngs=rngs)
+        self.head_out = nnx.Linear(dim, 1, rngs=rngs)
+
+    def __call__(self, features, mask, workload, hardware):
+        batch = features.shape[0]
+        tokens = self.store_embed(features) + self.workload_embed(workload)[:, None, :]
+        hardware_tokens = None
+        if self.hardware_embed is not None:
+            hardware_tokens = jax.nn.gelu(self.hardware_embed(hardware)).reshape(
+                batch, self.config.hardware_tokens, self.config.dim)
+        for block in self.blocks:
+            tokens = block(tokens, mask, hardware_tokens)
+        weights = mask.astype(tokens.dtype)[..., None]
+        pooled = (self.head_norm(tokens) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+        return self.head_out(jax.nn.gelu(self.head_hidden(pooled)))[:, 0]

@@ -1,0 +1,203 @@
+"""Training: group-aware batches, a jit-compiled step under pmap over all local devices, early stopping on
+validation PCA, and resumable orbax checkpoints.
+
+Multi-host: call `jax.distributed.initialize()` on every host before `train`; `jax.local_devices()` then
+lists each host's devices, every host feeds its own share of groups (`host_shard`), and `pmean` over the
+"devices" axis averages gradients across all hosts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+from flax import nnx
+
+from . import checkpoint, losses, metrics
+from .dataset import Dataset
+from .errors import UserError
+from .model import CostModel, ModelConfig
+from .normalize import Normalizer
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    loss: str = "lambdarank"  # lambdarank | pairwise | mse
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    groups_per_batch: int = 32  # split across devices; must be divisible by the device count
+    programs_per_group: int = 32  # sampled per group per batch; padding marks the missing ones
+    steps: int = 3000
+    eval_every: int = 200
+    patience: int = 5  # evaluations without a better validation PCA before stopping
+    seed: int = 0
+    max_stores: int | None = None  # truncate programs with more stores (None: the dataset's maximum)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Batch:
+    features: np.ndarray  # [G, n, S, F]
+    mask: np.ndarray  # [G, n, S]
+    workload: np.ndarray  # [G, n, W]
+    hardware: np.ndarray  # [G, n, H]
+    labels: np.ndarray  # [G, n]
+    where: np.ndarray  # [G, n]
+
+
+class GroupSampler:
+    """Draws `groups_per_batch` groups and up to `programs_per_group` programs of each, deterministically."""
+
+    def __init__(self, data: Dataset, inputs: tuple, config: TrainConfig, host_shard: tuple[int, int] = (0, 1)):
+        self.inputs, self.config = inputs, config
+        self.labels = data.label
+        ok = np.isfinite(data.latency)
+        groups = [g for g in np.unique(data.group[ok]) if (data.group[ok] == g).sum() >= 2]
+        host, hosts = host_shard
+        self.members = [np.flatnonzero(ok & (data.group == g)) for g in groups[host::hosts]]
+        if not self.members:
+            raise UserError("no group in the training data has two or more measured programs")
+        self.rng = np.random.default_rng(config.seed)
+
+    def next(self) -> Batch:
+        g, n = self.config.groups_per_batch, self.config.programs_per_group
+        chosen = self.rng.choice(len(self.members), size=g, replace=len(self.members) < g)
+        index = np.zeros((g, n), np.int64)
+        where = np.zeros((g, n), bool)
+        for row, group in enumerate(chosen):
+            members = self.members[group]
+            take = self.rng.choice(members, size=min(n, len(members)), replace=False)
+            index[row, : len(take)] = take
+            where[row, : len(take)] = True
+        features, mask, workload, hardware = (x[index] for x in self.inputs)
+        labels = np.where(where, self.labels[index], 0.0).astype(np.float32)
+        return Batch(features, mask, workload, hardware, labels, where)
+
+
+def loss_fn(params, graphdef, batch: dict, *, loss_name: str):
+    model = nnx.merge(graphdef, params)
+    g, n = batch["labels"].shape
+    flat = lambda x: x.reshape((g * n,) + x.shape[2:])  # noqa: E731
+    scores = model(flat(batch["features"]), flat(batch["mask"]), flat(batch["workload"]), flat(batch["hardware"]))
+    return losses.LOSSES[loss_name](scores.reshape(g, n), batch["labels"], where=batch["where"])
+
+
+def train_step(params, opt_state, batch: dict, *, graphdef, optimizer, loss_name: str):
+    """One step on this device's share of the batch; gradients are averaged over the "devices" axis."""
+    loss, grads = jax.value_and_grad(loss_fn)(params, graphdef, batch, loss_name=loss_name)
+    grads = jax.lax.pmean(grads, axis_name="devices")
+    loss = jax.lax.pmean(loss, axis_name="devices")
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def score_fn(params, graphdef, features, mask, workload, hardware):
+    return nnx.merge(graphdef, params)(features, mask, workload, hardware)
+
+
+class DataParallel:
+    """The only place that knows about devices: replicate once, shard batches, run the pmapped step."""
+
+    def __init__(self, graphdef, optimizer, loss_name: str):
+        self.devices = jax.local_devices()
+        self.step = jax.pmap(functools.partial(train_step, graphdef=graphdef, optimizer=optimizer,
+                                               loss_name=loss_name), axis_name="devices")
+
+    def replicate(self, tree):
+        return jax.device_put_replicated(tree, self.devices) if hasattr(jax, "device_put_replicated") else \
+            jax.tree.map(lambda x: jax.device_put_sharded([x] * len(self.devices), self.devices), tree)
+
+    @staticmethod
+    def unreplicate(tree):
+        return jax.tree.map(lambda x: np.asarray(x[0]), tree)
+
+    def shard(self, batch: Batch) -> dict:
+        count = len(self.devices)
+        if batch.labels.shape[0] % count:
+            raise UserError(f"groups_per_batch {batch.labels.shape[0]} is not divisible by {count} devices")
+        return {k: v.reshape((count, -1) + v.shape[1:]) for k, v in dataclasses.asdict(batch).items()}
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(200, config.steps // 10 + 1),
+                                                  config.steps)
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
+
+
+def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> np.ndarray:
+    score = jax.jit(functools.partial(score_fn, graphdef=graphdef))
+    out = []
+    for start in range(0, len(inputs[0]), batch_size):
+        out.append(np.asarray(score(params, *(x[start: start + batch_size] for x in inputs))))
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model_config: ModelConfig,
+          config: TrainConfig, out: pathlib.Path, split_info: dict | None = None,
+          show_progress: bool = True) -> dict:
+    """Train on `train_index`, early-stop on PCA over `valid_index`, checkpoint to `out`. Resumes from `out`."""
+    out = pathlib.Path(out).absolute()
+    train_data = data.subset(train_index)
+    valid_data = data.subset(valid_index)
+    stores = config.max_stores or data.mask.shape[1]
+    normalizer = Normalizer.fit(train_data.features[:, :stores], train_data.mask[:, :stores],
+                                train_data.workload, train_data.hardware)
+
+    def inputs_of(d: Dataset) -> tuple:
+        return normalizer.apply(d.features[:, :stores], d.mask[:, :stores], d.workload, d.hardware)
+
+    train_inputs, valid_inputs = inputs_of(train_data), inputs_of(valid_data)
+    sampler = GroupSampler(train_data, train_inputs, config)
+    model = CostModel(model_config, rngs=nnx.Rngs(config.seed))
+    graphdef, params = nnx.split(model, nnx.Param)
+    optimizer = make_optimizer(config)
+    opt_state = optimizer.init(params)
+    metadata = checkpoint.make_metadata(model_config, normalizer, stores, data, split_info or {}, config)
+
+    manager = checkpoint.open_manager(out)
+    start_step, best = 0, {"pca": -1.0, "step": 0}
+    if manager.latest_step() is not None:  # resume
+        params, opt_state, saved_meta = checkpoint.restore_training(manager, params, opt_state)
+        start_step = manager.latest_step()
+        best = saved_meta.get("best", best)
+        sampler.rng = np.random.default_rng([config.seed, start_step])
+    parallel = DataParallel(graphdef, optimizer, config.loss)
+    replicated = parallel.replicate((params, opt_state))
+
+    bad_evals, history = 0, []
+    bar = tqdm.tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, desc="train",
+                    disable=not show_progress, dynamic_ncols=True)
+    tick = time.time()
+    for step in bar:
+        new_params, new_opt, loss = parallel.step(*replicated, parallel.shard(sampler.next()))
+        replicated = (new_params, new_opt)
+        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+            params, opt_state = parallel.unreplicate(replicated)
+            scores = predict_scores(params, graphdef, valid_inputs)
+            valid_pca = metrics.pca(scores, valid_data.latency, valid_data.group)
+            history.append({"step": step + 1, "loss": float(loss[0]), "valid_pca": valid_pca})
+            bar.set_postfix(loss=f"{float(loss[0]):.4f}", valid_pca=f"{valid_pca:.4f}")
+            improved = valid_pca > best["pca"]
+            if improved:
+                best, bad_evals = {"pca": valid_pca, "step": step + 1}, 0
+            else:
+                bad_evals += 1
+            checkpoint.save(manager, step + 1, params, opt_state, {**metadata, "best": best, "history": history},
+                            best=improved)
+            if bad_evals >= config.patience:
+                break
+    bar.close()
+    manager.wait_until_finished()
+    seconds = time.time() - tick
+    steps_run = (history[-1]["step"] if history else start_step) - start_step
+    return {"best": best, "history": history, "train_seconds": seconds,
+            "train_samples_per_s": steps_run * config.groups_per_batch * config.programs_per_group / max(seconds, 1e-9)}
