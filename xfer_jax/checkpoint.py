@@ -51,7 +51,7 @@ def open_manager(path: pathlib.Path, kind: str = "state") -> ocp.CheckpointManag
 
 
 def _pure(params) -> dict:
-    return params.to_pure_dict() if hasattr(params, "to_pure_dict") else params
+    return nnx.to_pure_dict(params)
 
 
 def save(manager: ocp.CheckpointManager, step: int, params, opt_state, metadata: dict, best: bool) -> None:
@@ -148,7 +148,7 @@ def load(path: str | pathlib.Path) -> Predictor:
     _check_metadata(path, meta)
     model = CostModel(ModelConfig(**meta["model"]), rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, params.to_pure_dict())
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(params))
     restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
     nnx.replace_by_pure_dict(params, restored["params"])
     manager.close()

@@ -100,7 +100,7 @@ def train_step(params, opt_state, batch: dict, *, graphdef, optimizer, loss_name
     return optax.apply_updates(params, updates), opt_state, loss
 
 
-def score_fn(params, graphdef, features, mask, workload, hardware):
+def score_fn(params, features, mask, workload, hardware, *, graphdef):
     return nnx.merge(graphdef, params)(features, mask, workload, hardware)
 
 
@@ -109,12 +109,16 @@ class DataParallel:
 
     def __init__(self, graphdef, optimizer, loss_name: str):
         self.devices = jax.local_devices()
+        mesh = jax.sharding.Mesh(np.array(self.devices), ("devices",))
+        self.sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("devices"))
         self.step = jax.pmap(functools.partial(train_step, graphdef=graphdef, optimizer=optimizer,
                                                loss_name=loss_name), axis_name="devices")
 
     def replicate(self, tree):
-        return jax.device_put_replicated(tree, self.devices) if hasattr(jax, "device_put_replicated") else \
-            jax.tree.map(lambda x: jax.device_put_sharded([x] * len(self.devices), self.devices), tree)
+        """One copy per device on a leading axis (what jax.device_put_replicated did before JAX 0.8.1)."""
+        count = len(self.devices)
+        return jax.tree.map(lambda x: jax.device_put(np.broadcast_to(x, (count,) + np.shape(x)), self.sharding),
+                            tree)
 
     @staticmethod
     def unreplicate(tree):
@@ -124,7 +128,8 @@ class DataParallel:
         count = len(self.devices)
         if batch.labels.shape[0] % count:
             raise UserError(f"groups_per_batch {batch.labels.shape[0]} is not divisible by {count} devices")
-        return {k: v.reshape((count, -1) + v.shape[1:]) for k, v in dataclasses.asdict(batch).items()}
+        return {k: jax.device_put(v.reshape((count, -1) + v.shape[1:]), self.sharding)
+                for k, v in dataclasses.asdict(batch).items()}
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:

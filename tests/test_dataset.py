@@ -1,0 +1,79 @@
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from xfer_jax import dataset as ds
+
+from conftest import synthetic_shards
+
+
+def test_shards_round_trip_with_padding_masks_and_group_labels(synthetic_dataset):
+    data = ds.load(synthetic_dataset)
+    assert data.features.shape == (2 * 6 * 24, 3, ds.NUM_STORE_FEATURES)
+    assert data.mask.shape == data.features.shape[:2]
+    assert np.all(data.features[~data.mask] == 0)
+    assert np.all(data.mask.sum(1) >= 1)
+    ok = np.isfinite(data.latency)
+    assert np.all(data.label[~ok] == 0)
+    for g in np.unique(data.group):
+        members = ok & (data.group == g)
+        assert np.isclose(data.label[members].max(), 1.0)
+        assert np.allclose(data.label[members], data.latency[members].min() / data.latency[members])
+    assert len(np.unique(data.group)) == 12  # 6 tasks x 2 platforms
+    assert data.hardware.shape[1] == len(data.platforms[0]["vector"])
+
+
+def test_summary_reports_sizes_per_platform_and_network(synthetic_dataset):
+    stats = ds.summary(ds.load(synthetic_dataset))
+    assert stats["platforms"] == ["cpu-a", "cpu-b"]
+    assert stats["networks"] == ["net-x", "net-y"]
+    assert stats["programs"] + stats["failed"] == 288
+    assert sum(stats["programs_per_platform"].values()) == stats["programs"]
+    assert stats["tasks"] == 6
+
+
+def test_a_task_in_two_networks_belongs_to_both(synthetic_dataset):
+    data = ds.load(synthetic_dataset)
+    members = data.task_networks()
+    shared = [t for t, nets in members.items() if nets == {"net-x", "net-y"}]
+    assert [data.tasks[t]["hash"] for t in shared] == [f"{3:016x}"]
+    assert data.network_weights("net-y", "cpu-a")[shared[0]] == 2
+
+
+def test_subset_renormalises_labels_within_the_subset(synthetic_dataset):
+    data = ds.load(synthetic_dataset)
+    ok = np.flatnonzero(np.isfinite(data.latency))
+    best = ok[np.argmax(data.label[ok])]
+    rest = data.subset(np.setdiff1d(np.arange(len(data)), [best]))
+    group = data.group[best]
+    members = np.isfinite(rest.latency) & (rest.group == group)
+    assert np.isclose(rest.label[members].max(), 1.0)
+
+
+def test_loading_a_shard_of_another_schema_names_the_file(tmp_path):
+    root = synthetic_shards(tmp_path / "d")
+    path = root / "shard-00000.npz"
+    with np.load(path) as shard:
+        arrays = dict(shard)
+    meta = json.loads(arrays["meta"].tobytes())
+    meta["schema_version"] = 999
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(path, **arrays)
+    with pytest.raises(ds.DatasetError, match="shard-00000.npz has dataset schema 999"):
+        ds.load(root)
+
+
+def test_missing_dataset_is_a_user_error(tmp_path):
+    with pytest.raises(ds.DatasetError, match="no dataset"):
+        ds.load(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ds.DatasetError, match="featurize"):
+        ds.load(tmp_path / "empty")
+
+
+def test_shards_hold_no_pickles(synthetic_dataset):
+    for path in pathlib.Path(synthetic_dataset).glob("shard-*.npz"):
+        with np.load(path, allow_pickle=False) as shard:
+            assert all(shard[k].dtype != object for k in shard.files)

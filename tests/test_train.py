@@ -1,0 +1,131 @@
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import xfer_jax
+from xfer_jax import checkpoint, dataset, metrics, splits, train
+from xfer_jax.model import ModelConfig
+
+TINY = train.TrainConfig(steps=60, eval_every=30, groups_per_batch=4, programs_per_group=8, patience=3)
+
+
+def test_training_learns_a_ranking_and_checkpoint_round_trips(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    config = train.TrainConfig(steps=150, eval_every=50, groups_per_batch=4, programs_per_group=16)
+    result = train.train(data, split.train, split.test, ModelConfig.small(), config, tmp_path / "ck",
+                         show_progress=False)
+    assert result["best"]["pca"] > 0.65  # the synthetic latency is a linear function of the features
+    predictor = xfer_jax.load(tmp_path / "ck")
+    test = data.subset(split.test)
+    scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
+    assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
+
+
+def test_predictor_pads_buckets_and_accepts_one_hardware_vector(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "ck", show_progress=False)
+    predictor = xfer_jax.load(tmp_path / "ck")
+    full = predictor.predict(data.features[:5], data.mask[:5], data.workload[:5], data.hardware[:5])
+    one = predictor.predict(data.features[:5, :2], data.mask[:5, :2], data.workload[:5], data.hardware[0])
+    assert full.shape == (5,)
+    np.testing.assert_allclose(full[data.mask[:5, 2] == 0], one[data.mask[:5, 2] == 0], rtol=1e-5)
+    assert predictor.predict(data.features[:0], data.mask[:0], data.workload[:0], data.hardware[0]).shape == (0,)
+
+
+def test_training_resumes_from_its_latest_checkpoint(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    first = train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "ck",
+                        show_progress=False)
+    longer = train.TrainConfig(**{**TINY.to_dict(), "steps": 90})
+    resumed = train.train(data, split.train, split.test, ModelConfig.small(), longer, tmp_path / "ck",
+                          show_progress=False)
+    assert [h["step"] for h in first["history"]] == [30, 60]
+    assert [h["step"] for h in resumed["history"]] == [90]
+
+
+def test_checkpoint_of_another_feature_schema_is_refused(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "ck", show_progress=False)
+    meta_files = list((tmp_path / "ck" / "best").glob("*/metadata/metadata"))
+    meta = json.loads(meta_files[0].read_text())
+    meta["store_features"] = 100
+    meta_files[0].write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match="store_features"):
+        xfer_jax.load(tmp_path / "ck")
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
+        xfer_jax.load(tmp_path / "missing")
+
+
+def test_checkpoint_loads_from_a_plain_script_without_tvm_or_training_code(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "ck", show_progress=False)
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import xfer_jax
+        predictor = xfer_jax.load({str(tmp_path / 'ck')!r})
+        scores = predictor.predict(np.zeros((3, 2, 164), np.float32), np.ones((3, 2), bool),
+                                   np.zeros((3, {dataset.NUM_WORKLOAD_FEATURES}), np.float32),
+                                   np.zeros({len(data.platforms[0]['vector'])}, np.float32))
+        assert scores.shape == (3,) and np.all(np.isfinite(scores))
+        banned = [m for m in sys.modules if m == 'tvm' or m.startswith('tvm.') or m == 'xfer_jax.train']
+        assert not banned, banned
+        print('ok')
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("ok")
+
+
+def test_pmap_on_two_devices_matches_one_device(synthetic_dataset, tmp_path):
+    script = textwrap.dedent(f"""
+        import json, sys
+        import jax
+        from xfer_jax import dataset, splits, train
+        from xfer_jax.model import ModelConfig
+        data = dataset.load({str(synthetic_dataset)!r})
+        split = splits.within_task(data, seed=0)
+        config = train.TrainConfig(steps=40, eval_every=20, groups_per_batch=4, programs_per_group=8)
+        result = train.train(data, split.train, split.test, ModelConfig.small(), config, sys.argv[1],
+                             show_progress=False)
+        print(json.dumps({{"devices": jax.local_device_count(), "history": result["history"]}}))
+    """)
+    runs = {}
+    for count in (1, 2):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
+        out = subprocess.run([sys.executable, "-c", script, str(tmp_path / f"ck{count}")], capture_output=True,
+                             text=True, env=env)
+        assert out.returncode == 0, out.stderr[-2000:]
+        runs[count] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs[1]["devices"] == 1 and runs[2]["devices"] == 2
+    for one, two in zip(runs[1]["history"], runs[2]["history"]):
+        assert abs(one["loss"] - two["loss"]) < 1e-3
+        assert abs(one["valid_pca"] - two["valid_pca"]) < 1e-2
+
+
+def test_splits_are_deterministic_and_disjoint(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    for name, holdout in [("within-task", None), ("by-task", None), ("by-network", "net-x"),
+                          ("by-platform", "cpu-b")]:
+        a = splits.make_split(data, name, seed=3, holdout=holdout)
+        b = splits.make_split(data, name, seed=3, holdout=holdout)
+        assert np.array_equal(a.train, b.train) and np.array_equal(a.test, b.test)
+        assert not set(a.train) & set(a.test)
+        assert len(a.test) > 0
+    by_network = splits.make_split(data, "by-network", holdout="net-x")
+    held_tasks = set(data.task[by_network.test])
+    assert not held_tasks & set(data.task[by_network.train])
+    assert 3 in held_tasks  # task 3 is in both networks, so it is held out too
+    few = splits.by_platform(data, "cpu-b", shots=4, seed=0)
+    on_b = data.platform[few.train] == data.platform_names.index("cpu-b")
+    assert on_b.sum() == 4 * 6
