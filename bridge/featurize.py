@@ -187,6 +187,8 @@ def _write(out, source, platform, networks, task_info, workloads, batch, phases,
             hashes.append(task_hash)
             summary.failed += int(failed)
             summary.programs += int(not failed)
+    for task_hash in set(hashes):
+        summary.tasks_all_failed += all(np.isinf(lat) for lat, h in zip(latency, hashes) if h == task_hash)
     index = len(list(out.glob("shard-*.npz")))
     ds.write_shard(
         out / f"shard-{index:05d}.npz",

@@ -19,6 +19,8 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.s_tir.meta_schedule.builder import local_builder
 from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
+from xfer_jax.errors import UserError
+
 from .platforms import Platform
 
 
@@ -135,6 +137,10 @@ def _first_line(message: str) -> str:
     return (interesting[-1] if interesting else "unknown error")[:300]
 
 
+class MeasureError(UserError):
+    """Measurement cannot work at all on this platform (reported before any candidate is measured)."""
+
+
 class LoadGuard:
     """Re-measures a fixed reference program to detect load from other processes.
 
@@ -147,14 +153,17 @@ class LoadGuard:
         candidate = _reference_candidate()
         built = builder.build([ms.builder.BuilderInput(candidate.sch.mod, target)])[0]
         if built.error_msg:
-            raise RuntimeError(f"the reference program failed to build: {_first_line(built.error_msg)}")
+            raise MeasureError(f"the reference program failed to build: {_first_line(built.error_msg)}; "
+                               "check that xfer-jax is installed in this Python (pip install -e .)")
         self.artifact = (built.artifact_path, candidate.args_info)  # built once, run many times
         self.baseline_s = min(self.measure_raw() for _ in range(3))
 
     def measure_raw(self) -> float:
         secs, error = run_artifacts(self.runner, self.platform, [self.artifact])[0]
         if secs is None:
-            raise RuntimeError(f"the reference program failed to run: {error}")
+            hint = ("raise --run-timeout or check that the machine is idle" if "timed out" in error.lower()
+                    or "timeout" in error.lower() else "check the platform with `xfer-jax platforms`")
+            raise MeasureError(f"the reference program failed to run ({error}): {hint}")
         return statistics.median(secs)
 
     def ratio(self) -> float:

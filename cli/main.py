@@ -50,16 +50,19 @@ def collect(
     batch: int = typer.Option(1, "--batch", min=1, help="network batch size"),
     max_tasks: Optional[int] = typer.Option(None, "--max-tasks", min=1, help="only the heaviest N tasks"),
     seed: int = typer.Option(0, "--seed"),
+    run_timeout: float = typer.Option(15.0, "--run-timeout", min=0.001, help="seconds per candidate run"),
 ) -> None:
     """Run MetaSchedule and measure every proposed program, appending MetaSchedule JSON databases."""
     with user_errors():
         from xfer_jax.bridge.collect import CollectConfig, collect as run_collect
+        from xfer_jax.bridge.measure import MeasureConfig
         from xfer_jax.bridge.networks import NetworkError, get_network
         from xfer_jax.bridge.platforms import get_platform
 
         if not network and onnx is None:
             raise NetworkError("give --network NAME (repeatable) or --onnx PATH")
-        config = CollectConfig(programs_per_task=programs_per_task, max_tasks=max_tasks, seed=seed)
+        config = CollectConfig(programs_per_task=programs_per_task, max_tasks=max_tasks, seed=seed,
+                               measure=MeasureConfig(run_timeout_s=run_timeout))
         chosen = [get_platform(p) for p in platform]
         for target_platform in chosen:
             target_platform.check_runnable()
@@ -100,6 +103,52 @@ def info(
         return
     for key, value in stats.items():
         typer.echo(f"{key:24s} {value}")
+
+
+@app.command("train")
+def train_command(
+    data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
+    split: str = typer.Option("within-task", "--split", help="within-task | by-task | by-network | by-platform"),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="network or platform to hold out"),
+    shots: int = typer.Option(0, "--shots", min=0, help="by-platform: programs per task of the held-out platform"),
+    out: pathlib.Path = typer.Option(..., "--out", help="checkpoint folder; rerun to resume"),
+    steps: int = typer.Option(3000, "--steps", min=1),
+    loss: str = typer.Option("lambdarank", "--loss", help="lambdarank | pairwise | mse"),
+    no_hardware: bool = typer.Option(False, "--no-hardware", help="ablation: drop the hardware input"),
+    size: str = typer.Option("base", "--size", help="base | small"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train the cost model on a split of a dataset (jit + pmap over all local devices)."""
+    with user_errors():
+        from xfer_jax.experiments import train_on_split
+
+        result = train_on_split(data, split, out, holdout=holdout, shots=shots, steps=steps, loss=loss,
+                                use_hardware=not no_hardware, size=size, seed=seed)
+    typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1)}))
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: pathlib.Path = typer.Option(..., "--checkpoint", help="checkpoint folder"),
+    data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
+    split: Optional[str] = typer.Option(None, "--split", help="default: the split the checkpoint was trained on"),
+    holdout: Optional[str] = typer.Option(None, "--holdout"),
+    json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="write the report here"),
+) -> None:
+    """PCA, top-1 and top-5 of a checkpoint on the test part of a split, overall, per network and platform."""
+    with user_errors():
+        from xfer_jax.experiments import evaluate_checkpoint
+
+        report = evaluate_checkpoint(checkpoint, data, split=split, holdout=holdout)
+    typer.echo(f"{'':24s} {'PCA':>7s} {'top-1':>7s} {'top-5':>7s}")
+    rows = [("overall", report)] + [(f"platform {k}", v) for k, v in report["per_platform"].items()] + \
+        [(f"network {k}", v) for k, v in report["per_network"].items()]
+    for name, row in rows:
+        cells = [f"{row[m]:7.4f}" if row.get(m) is not None else "      -" for m in ("pca", "top1", "top5")]
+        typer.echo(f"{name:24s} {' '.join(cells)}")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=1))
 
 
 def main() -> None:

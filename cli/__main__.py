@@ -1,0 +1,3 @@
+from xfer_jax.cli.main import main
+
+main()

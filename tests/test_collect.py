@@ -1,0 +1,148 @@
+"""Collection and featurisation on real TVM, kept small: one 64x64 matmul task on the host's best config."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from xfer_jax import dataset as ds
+
+from conftest import write_matmul_onnx
+
+tvm = pytest.importorskip("tvm")
+from tvm.s_tir import meta_schedule as ms  # noqa: E402
+
+from xfer_jax.bridge import collect, featurize, networks, platforms, records  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+CLI = [sys.executable, "-m", "xfer_jax.cli"]
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collect")
+    net = networks.onnx_network(write_matmul_onnx(root / "tiny.onnx"))
+    config = collect.CollectConfig(programs_per_task=16, batch_size=8)
+    summary = collect.collect(platforms.get_platform("auto"), net, root / "raw", config, show_progress=False)
+    return root, summary
+
+
+def _net_dir(root):
+    return next((root / "raw").glob("*/tiny"))
+
+
+def test_collect_records_every_program_in_standard_databases(collection):
+    root, summary = collection
+    assert summary.measured + summary.failed == 16
+    net_dir = _net_dir(root)
+    assert not (net_dir / records.RECORD_FILE).exists()
+    export = root / "export"
+    export.mkdir()
+    for name in (records.WORKLOAD_FILE, records.RECORD_FILE):
+        lines = [json.dumps(v, separators=(",", ":")) for _, v in records.iter_json_lines(net_dir / name)]
+        (export / name).write_text("\n".join(lines) + "\n")
+    database = ms.database.JSONDatabase(work_dir=str(export))
+    assert len(database.get_all_tuning_records()) == 16
+    provenance = [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)]
+    assert [p["record"] for p in provenance] == list(range(16))
+    assert {p["phase"] for p in provenance} == {"random", "search"}
+    assert all(p["costs_s"] is None or len(p["costs_s"]) == 3 for p in provenance)
+    assert all("load" in p for p in provenance)
+
+
+def test_featurize_round_trips_shapes_masks_and_labels(collection, tmp_path):
+    root, summary = collection
+    result = featurize.featurize(root / "raw", tmp_path / "data", show_progress=False)
+    assert result.programs == summary.measured
+    data = ds.load(tmp_path / "data")
+    assert data.features.shape[2] == ds.NUM_STORE_FEATURES
+    assert data.workload.shape == (16, ds.NUM_WORKLOAD_FEATURES)
+    assert np.all(data.mask.sum(1) >= 1)
+    assert np.all(data.features[~data.mask] == 0)
+    ok = np.isfinite(data.latency)
+    assert np.isclose(data.label[ok].max(), 1.0) and np.all(data.label[ok] > 0)
+    assert set(data.phase) == {0, 1}
+    assert data.networks == {"tiny": {data.platform_names[0]: {data.tasks[0]["hash"]: 1}}}
+    again = featurize.featurize(root / "raw", tmp_path / "data", show_progress=False)
+    assert again.programs == 0  # cached: nothing new to featurize
+    first = ds.load(tmp_path / "data")
+    shutil.rmtree(tmp_path / "data")
+    featurize.featurize(root / "raw", tmp_path / "data", show_progress=False)
+    np.testing.assert_array_equal(ds.load(tmp_path / "data").features, first.features)  # deterministic
+
+
+def test_featurize_skips_corrupt_lines_and_nonfinite_latencies(collection, tmp_path):
+    root, summary = collection
+    raw = tmp_path / "raw"
+    shutil.copytree(root / "raw", raw)
+    net_dir = next(raw.glob("*/tiny"))
+    good = [v for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)][0]
+    nan_record = json.dumps([good[0], [good[1][0], [float("nan")], good[1][2], good[1][3]]])
+    with open(net_dir / records.RECORD_FILE, "w") as f:
+        f.write("{this is not json\n" + nan_record + "\n" + json.dumps(good)[:50])  # truncated last line
+    result = featurize.featurize(raw, tmp_path / "data", show_progress=False)
+    assert result.skipped_corrupt == 2
+    assert result.skipped_nonfinite == 1
+    assert result.programs == summary.measured
+
+
+def test_killed_collection_resumes_and_loses_nothing(tmp_path):
+    model = write_matmul_onnx(tmp_path / "tiny.onnx")
+    command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "40", "--out", str(tmp_path / "raw")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 400
+    measurements = None
+    while time.time() < deadline:
+        found = list((tmp_path / "raw").glob(f"*/tiny/{records.MEASUREMENTS_FILE}"))
+        if found and records.count_lines(found[0]) >= 16:
+            measurements = found[0]
+            break
+        time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert measurements is not None, process.stderr.read()[-2000:]
+    net_dir = measurements.parent
+    before = (net_dir / records.RECORD_FILE).read_bytes()
+    finished = subprocess.run(command, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    after = b"".join(gzip.open(p).read() for p in records.segments(net_dir / records.RECORD_FILE))
+    assert after.startswith(before)  # appended, never rewritten
+    lines = [v for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)]
+    provenance = [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE) if v]
+    assert len([v for v in lines if v is not None]) >= 40
+    assert len({p["record"] for p in provenance}) == len(provenance)
+    assert len(lines) - len(provenance) <= 16  # at most the batch in flight lacks provenance
+    assert records.count_lines(net_dir / records.WORKLOAD_FILE) == 1
+
+
+def test_bad_input_gives_one_line_and_exit_code_2(tmp_path):
+    cases = [
+        ["collect", "--platform", "no-such-platform", "--network", "resnet18", "--out", str(tmp_path)],
+        ["collect", "--platform", "auto", "--network", "no-such-net", "--out", str(tmp_path)],
+        ["collect", "--platform", "auto", "--onnx", str(tmp_path / "missing.onnx"), "--out", str(tmp_path)],
+        ["info", str(tmp_path / "no-dataset")],
+        ["featurize", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "d")],
+    ]
+    (tmp_path / "nothing-here").mkdir()
+    for args in cases:
+        out = subprocess.run(CLI + args, capture_output=True, text=True)
+        assert out.returncode == 2, (args, out.stderr[-500:])
+        lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-500:]
+
+
+def test_collection_stops_early_when_every_run_fails(tmp_path):
+    model = write_matmul_onnx(tmp_path / "tiny.onnx")
+    out = subprocess.run(CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "64", "--out",
+                                str(tmp_path / "raw"), "--run-timeout", "0.001"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "timeout" in out.stderr.lower() or "timed out" in out.stderr.lower(), out.stderr[-500:]

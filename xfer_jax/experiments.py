@@ -1,0 +1,53 @@
+"""Glue the CLI calls: train a model on a named split, evaluate a checkpoint on its split."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+
+from . import dataset, splits, train
+from .checkpoint import CheckpointError, load
+from .errors import UserError
+from .evaluate import ranking_report
+from .model import ModelConfig
+
+
+def _validation(data: dataset.Dataset, train_index: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out 10% of the training programs (within their groups) for early stopping."""
+    rng = np.random.default_rng(seed + 1)
+    valid = rng.random(len(train_index)) < 0.1
+    return train_index[~valid], train_index[valid]
+
+
+def train_on_split(data_path, split_name: str, out, *, holdout=None, shots=0, steps=3000, loss="lambdarank",
+                   use_hardware=True, size="base", seed=0, show_progress=True) -> dict:
+    if loss not in ("lambdarank", "pairwise", "mse"):
+        raise UserError(f"unknown loss {loss!r}; choose lambdarank, pairwise or mse")
+    if size not in ("base", "small"):
+        raise UserError(f"unknown model size {size!r}; choose base or small")
+    data = dataset.load(data_path)
+    split = splits.make_split(data, split_name, seed=seed, holdout=holdout, shots=shots)
+    print(split.describe())
+    fit, valid = _validation(data, split.train, seed)
+    model_config = ModelConfig() if size == "base" else ModelConfig.small()
+    if not use_hardware:
+        model_config = ModelConfig(**{**model_config.to_dict(), "use_hardware": False})
+    config = train.TrainConfig(steps=steps, loss=loss, seed=seed)
+    split_info = {"name": split_name, "holdout": list(split.held_out), "shots": shots, "seed": seed,
+                  "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
+    return train.train(data, fit, valid, model_config, config, pathlib.Path(out), split_info, show_progress)
+
+
+def evaluate_checkpoint(checkpoint_path, data_path, *, split=None, holdout=None) -> dict:
+    predictor = load(checkpoint_path)
+    info = predictor.metadata.get("split", {})
+    name = split or info.get("name")
+    if name is None:
+        raise CheckpointError(f"{checkpoint_path} records no split; pass --split")
+    holdout = holdout or (info.get("holdout") or [None])[0]
+    data = dataset.load(data_path)
+    chosen = splits.make_split(data, name, seed=info.get("seed", 0), holdout=holdout, shots=info.get("shots", 0))
+    test = data.subset(chosen.test)
+    scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
+    return {"split": chosen.describe(), **ranking_report(test, scores)}
