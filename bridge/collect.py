@@ -59,6 +59,7 @@ class CollectSummary:
     out_dir: pathlib.Path
     tasks: int
     tasks_skipped_shared: int
+    tasks_all_failed: int
     measured: int
     failed: int
     remeasured_batches: int
@@ -175,9 +176,9 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
     guard = LoadGuard(platform, target, builder, runner, threshold=config.load_threshold)
     store = TaskStore(net_dir, platform_dir)
-    summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0.0)
+    summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0, 0.0)
     recent_errors: collections.Counter = collections.Counter()
-    consecutive_failures = 0
+    failed_tasks_in_a_row = 0
     start = time.time()
     last_ratio = guard.ratio()
 
@@ -195,6 +196,10 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
         if len(done) >= config.programs_per_task:
             summary.tasks_skipped_shared += 1
             continue
+        if len(done) >= 2 * config.batch_size and all(d.get("error") for d in done):
+            summary.tasks_all_failed += 1  # measured before and nothing ran: skip, counted
+            continue
+        consecutive_failures = 0
         memory_db = ms.database.MemoryDatabase()
         workload = memory_db.commit_workload(task.mod)
         cost_model = ms.cost_model.XGBModel(num_warmup_samples=config.batch_size, verbose_eval=0,
@@ -268,7 +273,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                 summary.measured += len(candidates) - n_failed
                 summary.failed += n_failed
                 if consecutive_failures >= 2 * config.batch_size:
-                    raise CollectError(_diagnose(recent_errors))
+                    break  # this task fails wholesale; the check below decides whether everything does
                 if phase == "search":
                     tick = time.time()
                     cost_model.update(ctx, candidates, results)
@@ -279,8 +284,18 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                 bar.update(len(candidates))
                 bar.set_postfix(task=task.name[:20], phase=phase, failed=summary.failed, load=f"{last_ratio:.2f}")
             ctx.search_strategy.post_tuning()
+            if consecutive_failures >= 2 * config.batch_size:
+                break
             if phase == "random":
                 prior = store.load_records(task, workload)
+        if consecutive_failures >= 2 * config.batch_size:
+            summary.tasks_all_failed += 1
+            failed_tasks_in_a_row += 1
+            bar.write(f"{task.name}: {consecutive_failures} programs in a row failed; skipping the task")
+            if failed_tasks_in_a_row >= 3 or len(tasks) == 1:
+                raise CollectError(_diagnose(recent_errors))
+        else:
+            failed_tasks_in_a_row = 0
     bar.close()
     log_reference(guard.ratio(), "end")
     if not config.max_tasks:  # a complete network: compress it (appends later start new plain files)

@@ -79,7 +79,8 @@ def featurize(root: pathlib.Path, out: pathlib.Path, show_progress: bool = True)
     out.mkdir(parents=True, exist_ok=True)
     done = _done_ranges(out)
     summary = FeaturizeSummary()
-    todo = {d: records.count_lines(d / records.RECORD_FILE) - done.get(_source_name(root, d), 0) for d in dirs}
+    todo = {d: records.count_complete_lines(d / records.RECORD_FILE) - done.get(_source_name(root, d), 0)
+            for d in dirs}
     bar = tqdm.tqdm(total=sum(max(n, 0) for n in todo.values()), unit="prog", desc="featurize",
                     disable=not show_progress, dynamic_ncols=True)
     for net_dir in dirs:
@@ -119,18 +120,21 @@ def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
             workloads[number] = ms.database.Workload.from_json(value)
         except Exception:  # a line that parses as JSON but not as a workload is corrupt too
             continue
-    phases = {v["record"]: v.get("phase") for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
-              if v is not None and "record" in v}
-    stds = {v["record"]: v.get("costs_s") for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
-            if v is not None and "record" in v}
+    provenance = {v["record"]: v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
+                  if v is not None and "record" in v}
+    phases = {k: v.get("phase") for k, v in provenance.items()}
+    stds = {k: v.get("costs_s") for k, v in provenance.items()}
 
     batch: list[tuple[int, int, ms.database.TuningRecord]] = []
     end = start
+    # a live collector writes a batch's records, then their provenance: wait for the provenance
+    complete = min(records.count_complete_lines(net_dir / records.RECORD_FILE), max(provenance, default=-1) + 1)
     for number, line in records.iter_json_lines(net_dir / records.RECORD_FILE):
         if number < start:
             continue
+        if number >= complete:
+            break
         end = number + 1
-        bar.update(1)
         if line is None:
             summary.skipped_corrupt += 1
             continue
@@ -150,10 +154,12 @@ def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
         if len(batch) >= SHARD_PROGRAMS:
             _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, batch[0][0],
                    number + 1, summary)
+            bar.update(number + 1 - batch[0][0])
             batch = []
     if batch or end > start:
-        _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, start if not batch
-               else batch[0][0], end, summary)
+        first = batch[0][0] if batch else start
+        _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, first, end, summary)
+        bar.update(end - first)
 
 
 def _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, first, end, summary) -> None:

@@ -40,6 +40,23 @@ def fast_build(mod: tvm.IRModule, target, _params=None):
         return tvm.tirx.build(mod, target=target)
 
 
+def alloc_arguments(device, args_info, alloc_repeat: int):
+    """Random floats, as TVM's default; but integer inputs are zero. They are usually indices (an embedding
+    lookup), and random indices read out of bounds and crash the worker, so such tasks could never be measured.
+    """
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
+
+    random_fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure")
+
+    def fill(tensor) -> None:
+        if "int" in str(tensor.dtype):
+            tensor.copyfrom(np.zeros(tensor.shape, str(tensor.dtype)))
+        else:
+            random_fill(tensor)
+
+    return alloc_argument_common(fill, device, args_info, alloc_repeat)
+
+
 @dataclasses.dataclass(frozen=True)
 class MeasureConfig:
     number: int = 1  # runs per repeat
@@ -88,11 +105,32 @@ def make_runner(platform: Platform, config: MeasureConfig) -> ms.runner.Runner:
     evaluator = ms.runner.EvaluatorConfig(number=config.number, repeat=config.repeat,
                                           min_repeat_ms=config.min_repeat_ms)
     if config.rpc_tracker:
-        host, _, port = config.rpc_tracker.rpartition(":")
+        host, port = check_tracker(config.rpc_tracker, config.rpc_key)
         rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=config.rpc_key,
                                   session_timeout_sec=int(config.run_timeout_s) + 30)
-        return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1)
-    return ms.runner.LocalRunner(timeout_sec=config.run_timeout_s, evaluator_config=evaluator)
+        return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1,
+                                   f_alloc_argument=alloc_arguments)
+    return ms.runner.LocalRunner(timeout_sec=config.run_timeout_s, evaluator_config=evaluator,
+                                 f_alloc_argument=alloc_arguments)
+
+
+def check_tracker(address: str, key: str | None) -> tuple[str, int]:
+    """(host, port) of a reachable RPC tracker that has a free server under `key`, or a MeasureError."""
+    from tvm import rpc
+
+    host, _, port_text = address.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise MeasureError(f"--rpc-tracker must be HOST:PORT, got {address!r}")
+    if not key:
+        raise MeasureError("--rpc-tracker needs --rpc-key")
+    try:
+        summary = rpc.connect_tracker(host, int(port_text)).summary()
+    except Exception as err:  # socket errors arrive as several TVM and OS types
+        raise MeasureError(f"cannot reach the RPC tracker at {address}: {str(err).splitlines()[0][:120]}") from None
+    keys = [str(server.get("key", "")) for server in summary.get("server_info", [])]  # e.g. "server:KEY"
+    if not any(k.split(":")[-1] == key for k in keys):
+        raise MeasureError(f"the RPC tracker at {address} has no server with key {key!r}")
+    return host, int(port_text)
 
 
 def build_and_run(builder, runner, platform: Platform, target, candidates) -> list[tuple[list[float] | None, str | None]]:

@@ -50,6 +50,11 @@ def count_lines(path: pathlib.Path) -> int:
     return sum(1 for _ in _raw_lines(path))
 
 
+def count_complete_lines(path: pathlib.Path) -> int:
+    """Lines that end in a newline: a line still being written by a live collector is not counted."""
+    return sum(1 for line in _raw_lines(path) if line.endswith(b"\n"))
+
+
 def seal(path: pathlib.Path) -> None:
     """Move the plain file's lines into a new gzip segment (written under a temporary name, then renamed)."""
     if not path.exists() or path.stat().st_size == 0:

@@ -151,5 +151,45 @@ def eval_command(
         json_out.write_text(json.dumps(report, indent=1))
 
 
+@app.command()
+def tune(
+    network: Optional[str] = typer.Option(None, "--network", "-n", help="zoo network"),
+    onnx: Optional[pathlib.Path] = typer.Option(None, "--onnx", help="your own ONNX model instead of --network"),
+    platform: str = typer.Option("auto", "--platform", "-p"),
+    trials: int = typer.Option(128, "--trials", min=1, help="measured programs per cost model"),
+    checkpoint: pathlib.Path = typer.Option(pathlib.Path("checkpoints/default"), "--checkpoint"),
+    compare: str = typer.Option("", "--compare", help="comma-separated: xgb,random"),
+    frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
+    out: pathlib.Path = typer.Option(pathlib.Path("runs/tune"), "--out", help="work folder; rerun to resume"),
+    json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="also write the report here"),
+    batch: int = typer.Option(1, "--batch", min=1),
+    rpc_tracker: Optional[str] = typer.Option(None, "--rpc-tracker", help="HOST:PORT of a TVM RPC tracker"),
+    rpc_key: Optional[str] = typer.Option(None, "--rpc-key"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Tune a whole network with xfer (and --compare models), compile it and measure end-to-end latency."""
+    with user_errors():
+        from xfer_jax.bridge.measure import MeasureConfig
+        from xfer_jax.bridge.networks import NetworkError, get_network
+        from xfer_jax.bridge.platforms import get_platform
+        from xfer_jax.bridge.tune import TuneConfig, tune_network
+
+        if not network and onnx is None:
+            raise NetworkError("give --network NAME or --onnx PATH")
+        models = ["xfer"] + [m.strip() for m in compare.split(",") if m.strip() and m.strip() != "xfer"]
+        config = TuneConfig(trials=trials, seed=seed, frozen=frozen,
+                            measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
+        net = get_network(network, onnx, batch)
+        report = tune_network(net, get_platform(platform), models, out / net.name, config, checkpoint)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=1))
+    for name, entry in report["models"].items():
+        typer.echo(f"{name:8s} {entry['final_latency_ms']:9.3f} ± {entry['latency_spread_ms']:.3f} ms  "
+                   f"trials {entry['trials']:5d}  wall {entry['wall_s']:7.1f} s  model {entry['model_s']:6.1f} s")
+    typer.echo(f"trials to xgb's final latency: {json.dumps(report['trials_to_baseline'])}")
+    typer.echo(f"report: {out / net.name / 'tune.json'}  curve: {out / net.name / 'tune.png'}")
+
+
 def main() -> None:
     app()

@@ -68,6 +68,14 @@ def save(manager: ocp.CheckpointManager, step: int, params, opt_state, metadata:
         best_manager.close()
 
 
+def save_predictor(path: pathlib.Path, predictor: "Predictor", opt_state, extra: dict) -> None:
+    """Write a predictor (e.g. after online updates) as a checkpoint folder that `load` reads."""
+    manager = open_manager(path)
+    step = (manager.latest_step() or 0) + 1
+    save(manager, step, predictor.params, opt_state, {**predictor.metadata, **extra}, best=True)
+    manager.close()
+
+
 def restore_training(manager: ocp.CheckpointManager, params, opt_state):
     """(params, opt_state, metadata) of the latest step, shaped like the given templates."""
     step = manager.latest_step()

@@ -1,0 +1,136 @@
+"""XferCostModel: the JAX model as a drop-in MetaSchedule cost model.
+
+    cost_model = XferCostModel.from_checkpoint("checkpoints/default", platform="avx2-2t")
+    ms.tune_tir(mod, target, work_dir, max_trials_global=64, cost_model=cost_model)
+
+Features cross the boundary as float64 from TVM, go to the predictor as float32, and scores return as float64.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+import tvm
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+import xfer_jax
+from xfer_jax import checkpoint
+from xfer_jax.adapt import Measurements, OnlineAdapter
+from xfer_jax.dataset import NUM_STORE_FEATURES
+from xfer_jax.hardware import hardware_vector
+
+from .featurize import workload_features
+from .platforms import Platform, get_platform
+from .records import FAILED_RUN_SECS
+from .tasks import workload_hash
+
+
+@derived_object
+class XferCostModel(ms.cost_model.PyCostModel):
+    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning."""
+
+    def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
+                 adapt_budget_s: float = 1.5):
+        super().__init__()
+        self.predictor, self.platform, self.frozen = predictor, platform, frozen
+        self.hardware = hardware_vector(platform.descriptor)
+        self.extractor = ms.feature_extractor.PerStoreFeature(extract_workload=True)
+        self.adapter = OnlineAdapter(predictor, time_budget_s=adapt_budget_s)
+        self.history: dict[str, Measurements] = {}
+        self.workloads: dict[str, np.ndarray] = {}
+        self.seconds = 0.0  # featurising, predicting and updating
+
+    @classmethod
+    def from_checkpoint(cls, path, platform: str | Platform, frozen: bool = False, **kwargs) -> "XferCostModel":
+        platform = get_platform(platform) if isinstance(platform, str) else platform
+        return cls(xfer_jax.load(path), platform, frozen=frozen, **kwargs)
+
+    @property
+    def updates(self) -> dict:
+        return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2)}
+
+    def _check_target(self, target) -> None:
+        kind = target.kind.name
+        expected = self.platform.target["kind"]
+        if kind != expected:
+            raise checkpoint.CheckpointError(f"the tuning target is {kind} but platform {self.platform.name!r} "
+                                             f"describes {expected}; pass the matching --platform")
+
+    def _inputs(self, context, candidates) -> tuple[np.ndarray, ...]:
+        self._check_target(context.target)
+        extracted = [f.numpy() for f in self.extractor.extract_from(context, candidates)]
+        n, stores = len(extracted), self.predictor.max_stores
+        features = np.zeros((n, stores, NUM_STORE_FEATURES), np.float32)
+        mask = np.zeros((n, stores), bool)
+        for i, rows in enumerate(extracted):
+            k = min(len(rows), stores)
+            features[i, :k] = rows[:k, :NUM_STORE_FEATURES]
+            mask[i, :k] = True
+        key = workload_hash(context.mod)
+        if key not in self.workloads and extracted:
+            self.workloads[key] = workload_features(context.mod, context.task_name or "",
+                                                    extracted[0][0, NUM_STORE_FEATURES:])
+        workload = np.broadcast_to(self.workloads[key], (n, len(self.workloads[key])))
+        return features, mask, workload, np.broadcast_to(self.hardware, (n, len(self.hardware)))
+
+    def predict(self, context, candidates) -> np.ndarray:
+        start = time.perf_counter()
+        if not candidates:
+            return np.zeros(0, np.float64)
+        scores = self.predictor.predict(*self._inputs(context, candidates)).astype(np.float64)
+        self.seconds += time.perf_counter() - start
+        return scores
+
+    def update(self, context, candidates, results) -> None:
+        if self.frozen or not candidates:
+            return
+        start = time.perf_counter()
+        latency = np.array([np.mean([float(s) for s in r.run_secs]) if r.run_secs is not None and not r.error_msg
+                            else np.inf for r in results])
+        latency[latency >= FAILED_RUN_SECS] = np.inf
+        newest = Measurements(*(np.array(x) for x in self._inputs(context, candidates)), latency)
+        key = workload_hash(context.mod)
+        self.adapter.update(list(self.history.values()), newest)
+        self.history[key] = self.history[key].extend(newest) if key in self.history else newest
+        self.seconds += time.perf_counter() - start
+
+    def save(self, path: str) -> None:
+        """An orbax checkpoint folder (readable by xfer_jax.load), also before any update."""
+        checkpoint.save_predictor(pathlib.Path(path), self.predictor, self.adapter.opt_state,
+                                  {"online_updates": self.updates, "platform": self.platform.name})
+
+    def load(self, path: str) -> None:
+        loaded = xfer_jax.load(path)
+        self.predictor.params = loaded.params
+        self.adapter = OnlineAdapter(self.predictor, time_budget_s=self.adapter.time_budget_s)
+
+
+@derived_object
+class TimedCostModel(ms.cost_model.PyCostModel):
+    """Wraps another cost model (e.g. TVM's XGBModel) to count the seconds it spends, for fair comparison."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.seconds = inner, 0.0
+
+    def _timed(self, fn, *args):
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def load(self, path: str) -> None:
+        self.inner.load(path)
+
+    def save(self, path: str) -> None:
+        self.inner.save(path)
+
+    def update(self, context, candidates, results) -> None:
+        self._timed(self.inner.update, context, candidates, results)
+
+    def predict(self, context, candidates) -> np.ndarray:
+        return np.asarray(self._timed(self.inner.predict, context, candidates), np.float64)

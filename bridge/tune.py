@@ -1,0 +1,233 @@
+"""`xfer-jax tune`: tune a whole network with each cost model under the same search settings, budget and seed,
+compile it, check its output against the untuned build, and measure end-to-end latency.
+
+The tuning curve estimates the network latency after every measured batch as sum_t w_t * best latency(t)
+(METRICS.md allows this); the final point of each model is the real compiled network, measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+
+import numpy as np
+import tqdm
+import tvm
+from tvm import relax
+from tvm.ir.utils import derived_object
+from tvm.s_tir import meta_schedule as ms
+
+from xfer_jax.errors import UserError
+
+from .cost_model import TimedCostModel, XferCostModel
+from .measure import MeasureConfig, build_and_run, make_builder, make_runner
+from .networks import Network
+from .platforms import Platform
+from .tasks import Task, extract_tasks, fuse_for_tuning
+
+COST_MODELS = ("xfer", "xgb", "random")
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneConfig:
+    trials: int = 128  # measured programs per cost model, over all tasks
+    trials_per_round: int = 16
+    population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
+    seed: int = 0
+    frozen: bool = False  # xfer: no online updates
+    e2e_number: int = 5
+    e2e_repeat: int = 5
+    measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
+
+
+@derived_object
+class CurveRecorder(ms.measure_callback.PyMeasureCallback):
+    """After every measured batch: trials so far, seconds so far, estimated network latency."""
+
+    def __init__(self, weights: list[float], untuned_s: list[float], trials_before: int, bar: tqdm.tqdm,
+                 names: list[str]):
+        super().__init__()
+        self.weights, self.bar, self.names = weights, bar, names
+        self.best = list(untuned_s)  # a task not tuned yet runs its unscheduled code in the compiled network
+        self.trials = trials_before
+        self.start = time.time()
+        self.curve: list[list[float]] = []
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        for result in runner_results:
+            if result.run_secs is not None and not result.error_msg:
+                self.best[task_id] = min(self.best[task_id], float(np.mean([float(s) for s in result.run_secs])))
+        self.trials += len(measure_candidates)
+        estimate = self.estimate_ms()
+        self.curve.append([self.trials, round(time.time() - self.start, 2), estimate])
+        self.bar.update(len(measure_candidates))
+        self.bar.set_postfix(task=self.names[task_id][:20], est_ms="-" if estimate is None else f"{estimate:.2f}")
+
+    def estimate_ms(self) -> float | None:
+        if not all(np.isfinite(self.best)):
+            return None
+        return float(sum(w * b for w, b in zip(self.weights, self.best)) * 1e3)
+
+
+def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Platform, path: pathlib.Path) -> list[float]:
+    """Seconds of each task's unscheduled code (what compile_relax uses for a task with no record); cached."""
+    if path.exists():
+        return json.loads(path.read_text())
+    candidates = [ms.MeasureCandidate(tvm.s_tir.Schedule(t.mod), ms.arg_info.ArgInfo.from_prim_func(t.mod["main"]))
+                  for t in tasks]
+    outcomes = build_and_run(builder, runner, platform, target, candidates)
+    latencies = [float(np.mean(secs)) if secs is not None else float("inf") for secs, _ in outcomes]
+    path.write_text(json.dumps(latencies))
+    return latencies
+
+
+def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, frozen: bool):
+    if name == "xfer":
+        if checkpoint is None:
+            raise UserError("the xfer cost model needs --checkpoint")
+        return XferCostModel.from_checkpoint(checkpoint, platform, frozen=frozen)
+    if name == "xgb":
+        return TimedCostModel(ms.cost_model.XGBModel(num_tuning_cores=max(platform.num_threads, 1)))
+    if name == "random":
+        return TimedCostModel(ms.cost_model.RandomModel())
+    raise UserError(f"unknown cost model {name!r}; choose from {', '.join(COST_MODELS)}")
+
+
+def _contexts(tasks: list[Task], target, config: TuneConfig) -> list[ms.TuneContext]:
+    return [ms.TuneContext(mod=t.mod, target=target, space_generator="post-order-apply",
+                           search_strategy=ms.search_strategy.EvolutionarySearch(
+                               population_size=config.population_size,
+                               init_min_unmeasured=config.population_size // 4),
+                           task_name=t.name, rand_state=config.seed + i)
+            for i, t in enumerate(tasks)]
+
+
+def _run(network: Network, executable, inputs: list[np.ndarray], config: TuneConfig):
+    """(first output as numpy, mean ms, std ms) of a compiled network on the local device."""
+    device = tvm.cpu()
+    vm = relax.VirtualMachine(executable, device)
+    args = [tvm.runtime.tensor(x, device) for x in inputs]
+    output = vm["main"](*args)
+    first = output if hasattr(output, "numpy") else output[0]  # a tensor, or a tuple of them
+    timer = vm.time_evaluator("main", device, number=config.e2e_number, repeat=config.e2e_repeat)
+    times = np.array(timer(*args).results) * 1e3
+    return first.numpy(), float(times.mean()), float(times.std())
+
+
+def tune_network(network: Network, platform: Platform, models: list[str], out: pathlib.Path,
+                 config: TuneConfig, checkpoint: pathlib.Path | None = None, show_progress: bool = True) -> dict:
+    """Tune `network` with each cost model in `models`; returns the report that `--json` writes."""
+    platform.check_runnable()
+    if platform.device_type != "cpu":
+        raise UserError("end-to-end measurement is implemented for CPU platforms; use collect for GPUs")
+    os.environ.update(platform.runtime_env())  # before the first kernel runs in this process
+    target = platform.tvm_target()
+    out = pathlib.Path(out).absolute()
+    out.mkdir(parents=True, exist_ok=True)
+    cost_models = {name: _make_cost_model(name, checkpoint, platform, config.frozen) for name in models}
+    tasks = extract_tasks(network, target)
+    weights = [float(t.weight) for t in tasks]
+    inputs = network.random_inputs(seed=config.seed)
+    fused = fuse_for_tuning(network.mod, target)
+
+    reference_path = out / "reference_output.npy"
+    if reference_path.exists():
+        reference = np.load(reference_path, allow_pickle=False)
+    else:
+        untuned = ms.relax_integration.compile_relax(ms.database.MemoryDatabase(), network.mod, target, None)
+        reference = _run(network, untuned, inputs, dataclasses.replace(config, e2e_number=1, e2e_repeat=1))[0]
+        np.save(reference_path, reference)
+
+    report: dict = {"network": network.name, "platform": platform.name, "trials": config.trials,
+                    "tasks": len(tasks), "settings": {k: v for k, v in dataclasses.asdict(config).items()},
+                    "models": {}}
+    builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
+    untuned = untuned_latencies(tasks, target, builder, runner, platform, out / "untuned_task_seconds.json")
+    _contexts(tasks[:1], target, config)  # the first TuneContext imports tensor intrinsics (~40 s): not a model's time
+    for name in models:
+        work_dir = out / name
+        work_dir.mkdir(exist_ok=True)
+        database = ms.database.JSONDatabase(work_dir=str(work_dir))
+        done = len(database.get_all_tuning_records())
+        progress_path = work_dir / "curve.json"
+        previous = json.loads(progress_path.read_text()) if progress_path.exists() else {"curve": [], "wall_s": 0,
+                                                                                         "model_s": 0}
+        cost_model = cost_models[name]
+        bar = tqdm.tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{network.name}/{name}",
+                        unit="trial", disable=not show_progress, dynamic_ncols=True)
+        recorder = CurveRecorder(weights, untuned, done, bar, [t.name for t in tasks])
+        start = time.time()
+        if done < config.trials:  # resume: only the remaining budget is measured
+            ms.tune_tasks(tasks=_contexts(tasks, target, config), task_weights=weights, work_dir=str(work_dir),
+                          max_trials_global=config.trials - done, num_trials_per_iter=config.trials_per_round,
+                          builder=builder, runner=runner, database=database, cost_model=cost_model,
+                          measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), recorder])
+        bar.close()
+        wall = previous["wall_s"] + time.time() - start
+        offset = previous["wall_s"]
+        curve = previous["curve"] + [[t, round(s + offset, 2), e] for t, s, e in recorder.curve]
+        model_s = previous["model_s"] + cost_model.seconds
+        progress_path.write_text(json.dumps({"curve": curve, "wall_s": wall, "model_s": model_s}))
+
+        with target:
+            executable = ms.relax_integration.compile_relax(database, network.mod, target, None)
+        library = work_dir / f"{network.name}.so"
+        executable.export_library(str(library))
+        output, mean_ms, std_ms = _run(network, executable, inputs, config)
+        matches = bool(np.allclose(output, reference, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(reference).max())))
+        entry = {"final_latency_ms": mean_ms, "latency_spread_ms": std_ms,
+                 "trials": len(database.get_all_tuning_records()), "wall_s": round(wall, 1),
+                 "model_s": round(model_s, 2), "curve": curve, "output_matches_untuned": matches,
+                 "library": str(library), "database": str(work_dir)}
+        if isinstance(cost_model, XferCostModel):
+            entry["online_updates"] = cost_model.updates
+        report["models"][name] = entry
+        if not matches:
+            raise UserError(f"{name}: the tuned {network.name} disagrees with the untuned build; see {work_dir}")
+    report["trials_to_baseline"] = trials_to_baseline(report["models"])
+    (out / "tune.json").write_text(json.dumps(report, indent=1))
+    plot_curves(report, out / "tune.png")
+    return report
+
+
+def trials_to_baseline(models: dict) -> dict:
+    """Per model: trials until its estimated latency first reaches xgb's final estimate (None: never)."""
+    if "xgb" not in models:
+        return {}
+    estimates = [e for _, _, e in models["xgb"]["curve"] if e is not None]
+    if not estimates:
+        return {}
+    target = estimates[-1]
+    return {name: next((t for t, _, e in entry["curve"] if e is not None and e <= target * 1.0001), None)
+            for name, entry in models.items()}
+
+
+def plot_curves(report: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name, entry in report["models"].items():
+        points = [(t, s, e) for t, s, e in entry["curve"] if e is not None]
+        if not points:
+            continue
+        trials, seconds, latency = zip(*points)
+        best = np.minimum.accumulate(latency)
+        axes[0].step(trials, best, where="post", label=name)
+        axes[1].step(seconds, best, where="post", label=name)
+    axes[0].set_xlabel("trials")
+    axes[1].set_xlabel("wall time (s)")
+    for axis in axes:
+        axis.set_ylabel("estimated latency (ms)")
+        axis.grid(alpha=0.3)
+        if axis.get_lines():
+            axis.legend()
+    fig.suptitle(f"{report['network']} on {report['platform']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
