@@ -191,5 +191,20 @@ def tune(
     typer.echo(f"report: {out / net.name / 'tune.json'}  curve: {out / net.name / 'tune.png'}")
 
 
+@app.command()
+def datasheet(
+    collection: pathlib.Path = typer.Argument(..., help="folder written by `xfer-jax collect`"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of markdown"),
+) -> None:
+    """Sizes per platform and network, measurement noise and throughput of a collection."""
+    with user_errors():
+        from xfer_jax.bridge.datasheet import collection_stats, markdown
+
+        if not collection.is_dir():
+            raise UserError(f"no collection at {collection}")
+        stats = collection_stats(collection)
+    typer.echo(json.dumps(stats, indent=1) if as_json else markdown(stats))
+
+
 def main() -> None:
     app()

@@ -1,0 +1,83 @@
+"""Predict and train speed of the cost model on this machine.
+
+    python bench/speed.py [--checkpoint checkpoints/default] [--json]
+
+Prints (or, with --json, one JSON line with) predict_512_ms, predict_4096_ms and train_samples_per_s.
+Predict times are medians over 20 calls after warm-up; training uses the default model on synthetic groups.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+import xfer_jax
+from xfer_jax import dataset, train
+from xfer_jax.hardware import NUM_HARDWARE_FEATURES
+from xfer_jax.model import CostModel, ModelConfig
+
+
+def predict_ms(predictor, n: int, repeats: int = 20) -> float:
+    rng = np.random.default_rng(0)
+    stores = predictor.max_stores
+    features = np.abs(rng.normal(size=(n, stores, dataset.NUM_STORE_FEATURES))).astype(np.float32)
+    mask = np.ones((n, stores), bool)
+    workload = rng.normal(size=(n, dataset.NUM_WORKLOAD_FEATURES)).astype(np.float32)
+    hardware = rng.normal(size=NUM_HARDWARE_FEATURES).astype(np.float32)
+    predictor.predict(features, mask, workload, hardware)  # compile this bucket
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predict(features, mask, workload, hardware)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def train_samples_per_s(steps: int = 50) -> float:
+    config = train.TrainConfig()
+    stores = 4
+    model = CostModel(ModelConfig(), rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(model, nnx.Param)
+    optimizer = train.make_optimizer(config)
+    parallel = train.DataParallel(graphdef, optimizer, config.loss)
+    state = parallel.replicate((params, optimizer.init(params)))
+    rng = np.random.default_rng(0)
+    g, n = config.groups_per_batch, config.programs_per_group
+    batch = train.Batch(
+        features=rng.normal(size=(g, n, stores, dataset.NUM_STORE_FEATURES)).astype(np.float32),
+        mask=np.ones((g, n, stores), bool),
+        workload=rng.normal(size=(g, n, dataset.NUM_WORKLOAD_FEATURES)).astype(np.float32),
+        hardware=rng.normal(size=(g, n, NUM_HARDWARE_FEATURES)).astype(np.float32),
+        labels=rng.random((g, n)).astype(np.float32), where=np.ones((g, n), bool))
+    sharded = parallel.shard(batch)
+    state = parallel.step(*state, sharded)[:2]  # compile
+    jax.block_until_ready(state)
+    start = time.perf_counter()
+    for _ in range(steps):
+        params_r, opt_r, loss = parallel.step(*state, sharded)
+        state = (params_r, opt_r)
+    jax.block_until_ready(loss)
+    return steps * g * n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="checkpoints/default")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    predictor = xfer_jax.load(args.checkpoint)
+    result = {"predict_512_ms": round(predict_ms(predictor, 512), 3),
+              "predict_4096_ms": round(predict_ms(predictor, 4096), 3),
+              "train_samples_per_s": round(train_samples_per_s(), 1),
+              "devices": [str(d) for d in jax.local_devices()], "max_stores": predictor.max_stores}
+    print(json.dumps(result) if args.json else "\n".join(f"{k:22s} {v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

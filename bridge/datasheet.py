@@ -1,0 +1,77 @@
+"""The dataset's datasheet numbers, computed from the collection folders (never typed in by hand).
+
+Reads only the JSON sidecars (measurements.jsonl, reference.jsonl, runs.jsonl, tasks.json): no TVM needed.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import pathlib
+
+import numpy as np
+
+from . import records
+
+
+def collection_stats(root: pathlib.Path) -> dict:
+    root = pathlib.Path(root)
+    sizes: dict = {}
+    cvs, loads, stamps = [], [], []
+    remeasured = batches = 0
+    for net_dir in sorted(p.parent for p in root.glob("*/*/platform.json")):
+        platform, network = net_dir.parent.name, net_dir.name
+        lines = [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE) if v]
+        ok = [v for v in lines if v.get("costs_s")]
+        tasks = json.loads((net_dir / "tasks.json").read_text())["tasks"]
+        per_task = collections.Counter(v["task"] for v in lines)
+        sizes.setdefault(platform, {})[network] = {
+            "programs": len(ok), "failed": len(lines) - len(ok), "tasks": len(tasks),
+            "tasks_measured_here": len(per_task),
+            "random": sum(1 for v in ok if v.get("phase") == "random"),
+            "search": sum(1 for v in ok if v.get("phase") == "search")}
+        for v in ok:
+            costs = np.array(v["costs_s"])
+            if len(costs) > 1 and costs.mean() > 0:
+                cvs.append(float(costs.std() / costs.mean()))
+            loads.append(float(v.get("load", 1.0)))
+            stamps.append(float(v["t"]))
+        batch_ids = {(v["task"], v.get("phase"), v.get("round")): v.get("attempts", 1) for v in lines}
+        batches += len(batch_ids)
+        remeasured += sum(1 for a in batch_ids.values() if a > 1)
+    stamps.sort()
+    gaps = np.diff(stamps) if len(stamps) > 1 else np.zeros(0)
+    active_s = float(gaps[gaps < 300].sum())  # pauses of 5 minutes or more are restarts, not collection
+    programs = sum(c["programs"] + c["failed"] for p in sizes.values() for c in p.values())
+    return {
+        "sizes": sizes,
+        "programs": sum(c["programs"] for p in sizes.values() for c in p.values()),
+        "failed": sum(c["failed"] for p in sizes.values() for c in p.values()),
+        "noise": {"repeat_cv_median": float(np.median(cvs)) if cvs else None,
+                  "repeat_cv_p90": float(np.percentile(cvs, 90)) if cvs else None,
+                  "reference_ratio_median": float(np.median(loads)) if loads else None,
+                  "reference_ratio_p95": float(np.percentile(loads, 95)) if loads else None,
+                  "batches": batches, "batches_remeasured_under_load": remeasured},
+        "throughput": {"active_hours": round(active_s / 3600, 2),
+                       "programs_per_hour": round(programs / (active_s / 3600), 0) if active_s else None},
+    }
+
+
+def markdown(stats: dict) -> str:
+    platforms = sorted(stats["sizes"])
+    networks = sorted({n for p in stats["sizes"].values() for n in p})
+    out = ["| platform | " + " | ".join(networks) + " | total |", "|---" * (len(networks) + 2) + "|"]
+    for p in platforms:
+        cells = [stats["sizes"][p].get(n, {}).get("programs", 0) for n in networks]
+        out.append(f"| {p} | " + " | ".join(str(c) for c in cells) + f" | {sum(cells)} |")
+    noise, speed = stats["noise"], stats["throughput"]
+    fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
+    out += ["", f"- successfully measured programs: {stats['programs']}; failed builds or runs: {stats['failed']}",
+            f"- repeat spread (coefficient of variation of the 3 repeats): median {fmt(noise['repeat_cv_median'], '.2%')}, "
+            f"90th percentile {fmt(noise['repeat_cv_p90'], '.2%')}",
+            f"- reference-program slowdown at measurement time: median {fmt(noise['reference_ratio_median'], '.3f')}, "
+            f"95th percentile {fmt(noise['reference_ratio_p95'], '.3f')}; "
+            f"{noise['batches_remeasured_under_load']} of {noise['batches']} batches were measured again under load",
+            f"- collector throughput: {fmt(speed['programs_per_hour'], '.0f')} programs per hour over "
+            f"{speed['active_hours']} active hours"]
+    return "\n".join(out)
