@@ -20,7 +20,7 @@ from flax import nnx
 import xfer_jax
 from xfer_jax import dataset, train
 from xfer_jax.hardware import NUM_HARDWARE_FEATURES
-from xfer_jax.model import CostModel, ModelConfig
+from xfer_jax.model import ModelConfig, build_model
 
 
 def predict_ms(predictor, n: int, repeats: int = 20) -> float:
@@ -42,7 +42,7 @@ def predict_ms(predictor, n: int, repeats: int = 20) -> float:
 def train_samples_per_s(steps: int = 50) -> float:
     config = train.TrainConfig()
     stores = 4
-    model = CostModel(ModelConfig(), rngs=nnx.Rngs(0))
+    model = build_model(ModelConfig(), nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     optimizer = train.make_optimizer(config)
     parallel = train.DataParallel(graphdef, optimizer, config.loss)

@@ -127,8 +127,7 @@ def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
 
     batch: list[tuple[int, int, ms.database.TuningRecord]] = []
     end = start
-    # a live collector writes a batch's records, then their provenance: wait for the provenance
-    complete = min(records.count_complete_lines(net_dir / records.RECORD_FILE), max(provenance, default=-1) + 1)
+    complete = records.count_complete_lines(net_dir / records.RECORD_FILE)
     for number, line in records.iter_json_lines(net_dir / records.RECORD_FILE):
         if number < start:
             continue

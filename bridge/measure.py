@@ -44,9 +44,17 @@ def alloc_arguments(device, args_info, alloc_repeat: int):
     """Random floats, as TVM's default; but integer inputs are zero. They are usually indices (an embedding
     lookup), and random indices read out of bounds and crash the worker, so such tasks could never be measured.
     """
-    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
+    return _alloc(tvm.get_global_func("tvm.contrib.random.random_fill_for_measure"), device, args_info, alloc_repeat)
 
-    random_fill = tvm.get_global_func("tvm.contrib.random.random_fill_for_measure")
+
+def alloc_arguments_rpc(session, device, args_info, alloc_repeat: int):
+    """alloc_arguments for RPCRunner: the random fill runs on the remote side."""
+    return _alloc(session.get_function("tvm.contrib.random.random_fill_for_measure"), device, args_info,
+                  alloc_repeat)
+
+
+def _alloc(random_fill, device, args_info, alloc_repeat: int):
+    from tvm.s_tir.meta_schedule.runner.utils import alloc_argument_common
 
     def fill(tensor) -> None:
         if "int" in str(tensor.dtype):
@@ -109,7 +117,7 @@ def make_runner(platform: Platform, config: MeasureConfig) -> ms.runner.Runner:
         rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=config.rpc_key,
                                   session_timeout_sec=int(config.run_timeout_s) + 30)
         return ms.runner.RPCRunner(rpc_config=rpc, evaluator_config=evaluator, max_workers=1,
-                                   f_alloc_argument=alloc_arguments)
+                                   f_alloc_argument=alloc_arguments_rpc)
     return ms.runner.LocalRunner(timeout_sec=config.run_timeout_s, evaluator_config=evaluator,
                                  f_alloc_argument=alloc_arguments)
 

@@ -129,26 +129,42 @@ def train_command(
 
 @app.command("eval")
 def eval_command(
-    checkpoint: pathlib.Path = typer.Option(..., "--checkpoint", help="checkpoint folder"),
     data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
-    split: Optional[str] = typer.Option(None, "--split", help="default: the split the checkpoint was trained on"),
-    holdout: Optional[str] = typer.Option(None, "--holdout"),
+    checkpoint: Optional[pathlib.Path] = typer.Option(None, "--checkpoint",
+                                                      help="evaluate this checkpoint on its own split"),
+    split: str = typer.Option("all", "--split", help="within-task | by-task | by-network | by-platform | all"),
+    models: str = typer.Option("xfer,noHW,mlp,xgb", "--models", help="without --checkpoint: models to train"),
+    steps: int = typer.Option(1500, "--steps", min=1, help="without --checkpoint: training steps per model"),
     json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="write the report here"),
+    plot: Optional[pathlib.Path] = typer.Option(None, "--plot", help="draw PCA and top-5 per split here (PNG)"),
 ) -> None:
-    """PCA, top-1 and top-5 of a checkpoint on the test part of a split, overall, per network and platform."""
+    """PCA, top-1 and top-5: of one checkpoint on its split, or of every model trained on every split."""
     with user_errors():
-        from xfer_jax.experiments import evaluate_checkpoint
+        from xfer_jax import dataset
+        from xfer_jax.experiments import evaluate_checkpoint, plot_comparison
+        from xfer_jax.splits import SPLITS
+        from xfer_jax.study import MODELS, compare
 
-        report = evaluate_checkpoint(checkpoint, data, split=split, holdout=holdout)
-    typer.echo(f"{'':24s} {'PCA':>7s} {'top-1':>7s} {'top-5':>7s}")
-    rows = [("overall", report)] + [(f"platform {k}", v) for k, v in report["per_platform"].items()] + \
-        [(f"network {k}", v) for k, v in report["per_network"].items()]
-    for name, row in rows:
-        cells = [f"{row[m]:7.4f}" if row.get(m) is not None else "      -" for m in ("pca", "top1", "top5")]
-        typer.echo(f"{name:24s} {' '.join(cells)}")
+        if checkpoint is not None:
+            report = evaluate_checkpoint(checkpoint, data, split=None if split == "all" else split)
+            results = {report["split"]: {"checkpoint": report}}
+        else:
+            names = list(SPLITS) if split == "all" else [split]
+            chosen = [m.strip() for m in models.split(",") if m.strip()]
+            unknown = (set(names) - set(SPLITS)) | (set(chosen) - set(MODELS))
+            if unknown:
+                raise UserError(f"unknown split or model {sorted(unknown)}; splits {SPLITS}, models {MODELS}")
+            results = compare(dataset.load(data), names, chosen, steps=steps, log=typer.echo)
+    typer.echo(f"{'split':32s} {'model':10s} {'PCA':>7s} {'top-1':>7s} {'top-5':>7s}")
+    for label, per_model in results.items():
+        for name, row in per_model.items():
+            cells = [f"{row[m]:7.4f}" if row.get(m) is not None else "      -" for m in ("pca", "top1", "top5")]
+            typer.echo(f"{label[:32]:32s} {name:10s} {' '.join(cells)}")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=1))
+        json_out.write_text(json.dumps(results, indent=1))
+    if plot:
+        plot_comparison(results, plot)
 
 
 @app.command()

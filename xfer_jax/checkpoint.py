@@ -21,7 +21,7 @@ from flax import nnx
 from .dataset import NUM_STORE_FEATURES, NUM_WORKLOAD_FEATURES, SCHEMA_VERSION, summary
 from .errors import UserError
 from .hardware import HARDWARE_FEATURE_NAMES, NUM_HARDWARE_FEATURES
-from .model import CostModel, ModelConfig
+from .model import ModelConfig, build_model
 from .normalize import Normalizer
 
 
@@ -154,7 +154,7 @@ def load(path: str | pathlib.Path) -> Predictor:
         raise CheckpointError(f"checkpoint {path} holds no saved step")
     meta = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
     _check_metadata(path, meta)
-    model = CostModel(ModelConfig(**meta["model"]), rngs=nnx.Rngs(0))
+    model = build_model(ModelConfig(**meta["model"]), nnx.Rngs(0))
     graphdef, params = nnx.split(model, nnx.Param)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(params))
     restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))

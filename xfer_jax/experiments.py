@@ -51,3 +51,29 @@ def evaluate_checkpoint(checkpoint_path, data_path, *, split=None, holdout=None)
     test = data.subset(chosen.test)
     scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
     return {"split": chosen.describe(), **ranking_report(test, scores)}
+
+
+def plot_comparison(results: dict, path: pathlib.Path) -> None:
+    """Grouped bars: PCA and top-5 of each model on each split."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(results)
+    models = sorted({m for row in results.values() for m in row})
+    fig, axes = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(labels) * len(models)), 7), sharex=True)
+    width = 0.8 / max(len(models), 1)
+    for axis, metric in zip(axes, ("pca", "top5")):
+        for i, model in enumerate(models):
+            values = [results[label].get(model, {}).get(metric) or 0.0 for label in labels]
+            axis.bar(np.arange(len(labels)) + i * width, values, width, label=model)
+        axis.set_ylabel(metric)
+        axis.set_ylim(0.4 if metric == "pca" else 0.0, 1.0)
+        axis.grid(axis="y", alpha=0.3)
+    axes[0].legend(ncol=len(models))
+    axes[1].set_xticks(np.arange(len(labels)) + 0.4 - width / 2, labels, rotation=45, ha="right")
+    fig.tight_layout()
+    pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

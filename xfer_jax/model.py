@@ -29,6 +29,7 @@ class ModelConfig:
     hardware_tokens: int = 4  # the hardware vector becomes this many tokens
     mlp_ratio: int = 2
     use_hardware: bool = True  # False is the noHW ablation: no hardware tokens, no cross-attention
+    kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
     @classmethod
     def small(cls) -> "ModelConfig":
@@ -114,3 +115,35 @@ class CostModel(nnx.Module):
         weights = mask.astype(tokens.dtype)[..., None]
         pooled = (self.head_norm(tokens) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
         return self.head_out(jax.nn.gelu(self.head_hidden(pooled)))[:, 0]
+
+
+class SegmentSumMLP(nnx.Module):
+    """TenSet's MLP: an MLP on every store row, summed over the program's stores, then a linear head.
+
+    With use_hardware the hardware vector joins the summed embedding (TenSet itself has no hardware input).
+    """
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        hidden = 4 * config.dim
+        self.row_in = nnx.Linear(config.store_features, hidden, rngs=rngs)
+        self.row_hidden = nnx.Linear(hidden, hidden, rngs=rngs)
+        extra = config.hardware_features if config.use_hardware else 0
+        self.head_hidden = nnx.Linear(hidden + extra, hidden, rngs=rngs)
+        self.head_out = nnx.Linear(hidden, 1, rngs=rngs)
+
+    def __call__(self, features, mask, workload, hardware):
+        rows = jax.nn.relu(self.row_hidden(jax.nn.relu(self.row_in(features))))
+        summed = (rows * mask[..., None].astype(rows.dtype)).sum(1)
+        if self.config.use_hardware:
+            summed = jnp.concatenate([summed, hardware], axis=-1)
+        return self.head_out(jax.nn.relu(self.head_hidden(summed)))[:, 0]
+
+
+def build_model(config: ModelConfig, rngs: nnx.Rngs) -> nnx.Module:
+    """The one place that maps a config to a model class."""
+    if config.kind == "mlp":
+        return SegmentSumMLP(config, rngs=rngs)
+    if config.kind == "xfer":
+        return CostModel(config, rngs=rngs)
+    raise ValueError(f"unknown model kind {config.kind!r}")

@@ -23,7 +23,7 @@ from flax import nnx
 from . import checkpoint, losses, metrics
 from .dataset import Dataset
 from .errors import UserError
-from .model import CostModel, ModelConfig
+from .model import ModelConfig, build_model
 from .normalize import Normalizer
 
 
@@ -162,7 +162,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
 
     train_inputs, valid_inputs = inputs_of(train_data), inputs_of(valid_data)
     sampler = GroupSampler(train_data, train_inputs, config)
-    model = CostModel(model_config, rngs=nnx.Rngs(config.seed))
+    model = build_model(model_config, nnx.Rngs(config.seed))
     graphdef, params = nnx.split(model, nnx.Param)
     optimizer = make_optimizer(config)
     opt_state = optimizer.init(params)

@@ -1,0 +1,166 @@
+"""The bridge on real TVM: XferCostModel inside MetaSchedule, and tune -> compile -> run -> compare."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from xfer_jax import dataset, splits, train
+from xfer_jax.model import ModelConfig
+
+from conftest import write_matmul_onnx
+
+tvm = pytest.importorskip("tvm")
+from tvm.s_tir import meta_schedule as ms  # noqa: E402
+
+import xfer_jax  # noqa: E402
+from xfer_jax.bridge import networks, platforms, tasks  # noqa: E402
+from xfer_jax.bridge.cost_model import XferCostModel  # noqa: E402
+from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
+from xfer_jax.bridge.tune import TuneConfig, tune_network  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+CLI = [sys.executable, "-m", "xfer_jax.cli"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from conftest import synthetic_shards
+
+    root = tmp_path_factory.mktemp("ckpt")
+    data = dataset.load(synthetic_shards(root / "data"))
+    split = splits.within_task(data)
+    config = train.TrainConfig(steps=40, eval_every=20, groups_per_batch=4, programs_per_group=8)
+    train.train(data, split.train, split.test, ModelConfig.small(), config, root / "ck", show_progress=False)
+    return root / "ck"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return write_matmul_onnx(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+def test_xfer_cost_model_tunes_a_task_inside_tune_tir(checkpoint, tiny, tmp_path):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform)
+    cost_model.save(str(tmp_path / "before-any-update"))  # saving and loading before any update works
+    cost_model.load(str(tmp_path / "before-any-update"))
+    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16,
+                           num_trials_per_iter=8, cost_model=cost_model, **fast_measurement(platform))
+    records = database.get_all_tuning_records()
+    assert 0 < len(records) <= 16
+    assert cost_model.updates["tried"] >= 1
+    assert cost_model.updates["kept"] <= cost_model.updates["tried"]
+    cost_model.save(str(tmp_path / "after"))
+    assert xfer_jax.load(tmp_path / "after").max_stores == xfer_jax.load(checkpoint).max_stores
+
+
+def test_frozen_model_never_updates(checkpoint, tiny, tmp_path):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, frozen=True)
+    before = xfer_jax.load(checkpoint).params
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=8, num_trials_per_iter=8,
+                cost_model=cost_model, **fast_measurement(platform))
+    assert cost_model.updates["tried"] == 0
+    for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def fast_measurement(platform) -> dict:
+    """Our pooled builder: TVM's default LocalBuilder imports tensor intrinsics in every worker (minutes here)."""
+    config = MeasureConfig()
+    return {"builder": make_builder(config), "runner": make_runner(platform, config)}
+
+
+def tvm_leaves(params):
+    import jax
+
+    return [np.asarray(x) for x in jax.tree.leaves(params)]
+
+
+def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path):
+    platform = platforms.get_platform("auto")
+    network = networks.onnx_network(tiny)
+    config = TuneConfig(trials=16, trials_per_round=8, e2e_number=2, e2e_repeat=2)
+    report = tune_network(network, platform, ["xfer", "random"], tmp_path, config, checkpoint, show_progress=False)
+    for name in ("xfer", "random"):
+        entry = report["models"][name]
+        assert entry["output_matches_untuned"]
+        assert entry["trials"] == 16
+        assert entry["final_latency_ms"] > 0 and entry["latency_spread_ms"] >= 0
+        assert all(len(point) == 3 for point in entry["curve"])
+        assert (tmp_path / name / "tiny.so").exists()
+    assert (tmp_path / "tune.png").exists()
+    saved = json.loads((tmp_path / "tune.json").read_text())
+    assert set(saved["models"]) == {"xfer", "random"}
+    again = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
+    assert again["models"]["random"]["trials"] == 16  # resumed from the database: nothing measured again
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(port: int, key: str, timeout_s: float = 120) -> None:
+    from tvm import rpc
+
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        try:
+            servers = rpc.connect_tracker("127.0.0.1", port).summary().get("server_info", [])
+            if any(str(s.get("key", "")).split(":")[-1] == key for s in servers):
+                return
+        except Exception:  # the tracker is still starting
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"no RPC server with key {key} registered at 127.0.0.1:{port}")
+
+
+def test_tune_through_an_rpc_tracker_on_localhost(checkpoint, tiny, tmp_path):
+    port = _free_port()
+    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1",
+                                "--port", str(port), "--port-end", str(port + 1)])
+    server = None
+    try:
+        server = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1",
+                                   "--tracker", f"127.0.0.1:{port}", "--key", "xfer-test"])
+        _wait_for_server(port, "xfer-test")
+        platform = platforms.get_platform("auto")
+        config = TuneConfig(trials=8, trials_per_round=8, e2e_number=1, e2e_repeat=1,
+                            measure=MeasureConfig(rpc_tracker=f"127.0.0.1:{port}", rpc_key="xfer-test"))
+        report = tune_network(networks.onnx_network(tiny), platform, ["xfer"], tmp_path, config, checkpoint,
+                              show_progress=False)
+        entry = report["models"]["xfer"]
+        assert entry["trials"] == 8 and entry["output_matches_untuned"]
+        assert any(e is not None for _, _, e in entry["curve"])  # some runs succeeded over RPC
+    finally:
+        for process in (server, tracker):
+            if process:
+                process.kill()
+
+
+def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
+    cases = [
+        ["tune", "--network", "no-such-net", "--checkpoint", str(checkpoint)],
+        ["tune", "--network", "resnet18", "--platform", "no-such-platform", "--checkpoint", str(checkpoint)],
+        ["tune", "--onnx", str(tiny), "--checkpoint", str(tmp_path / "missing")],
+        ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--rpc-tracker", f"127.0.0.1:{_free_port()}",
+         "--rpc-key", "nobody"],
+    ]
+    for args in cases:
+        out = subprocess.run(CLI + args + ["--out", str(tmp_path / "o")], capture_output=True, text=True)
+        assert out.returncode == 2, (args, out.stderr[-800:])
+        assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]
+        assert "Traceback" not in out.stderr
