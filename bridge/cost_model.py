@@ -12,7 +12,6 @@ import pathlib
 import time
 
 import numpy as np
-import tvm
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 

@@ -26,7 +26,7 @@ from .cost_model import TimedCostModel, XferCostModel
 from .measure import MeasureConfig, build_and_run, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
-from .tasks import Task, extract_tasks, fuse_for_tuning
+from .tasks import Task, extract_tasks
 
 COST_MODELS = ("xfer", "xgb", "random")
 
@@ -131,7 +131,6 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     inputs = network.random_inputs(seed=config.seed)
-    fused = fuse_for_tuning(network.mod, target)
 
     reference_path = out / "reference_output.npy"
     if reference_path.exists():

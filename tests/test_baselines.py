@@ -1,6 +1,6 @@
 import numpy as np
 
-from xfer_jax import dataset, metrics, splits, study
+from xfer_jax import dataset, metrics, study
 from xfer_jax.baselines import PackSumXGB
 
 
