@@ -90,16 +90,20 @@ def test_featurize_skips_corrupt_lines_and_nonfinite_latencies(collection, tmp_p
     with open(net_dir / records.RECORD_FILE, "w") as f:
         f.write("{this is not json\n" + nan_record + "\n" + json.dumps(good)[:50])  # truncated last line
     result = featurize.featurize(raw, tmp_path / "data", show_progress=False)
-    assert result.skipped_corrupt == 2
+    assert result.skipped_corrupt == 1  # the truncated last line may still be in flight: left for later
     assert result.skipped_nonfinite == 1
     assert result.programs == summary.measured
+    records.append_lines(net_dir / records.RECORD_FILE, [json.dumps(good)])  # closes off the truncated line
+    later = featurize.featurize(raw, tmp_path / "data", show_progress=False)
+    assert later.skipped_corrupt == 1 and later.programs == 1
+    assert len(ds.load(tmp_path / "data")) == summary.measured + summary.failed + 1
 
 
 def test_killed_collection_resumes_and_loses_nothing(tmp_path):
     model = write_matmul_onnx(tmp_path / "tiny.onnx")
     command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "40", "--out", str(tmp_path / "raw")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 400
+    deadline = time.time() + 900  # the load guard waits while other work loads the machine
     measurements = None
     while time.time() < deadline:
         found = list((tmp_path / "raw").glob(f"*/tiny/{records.MEASUREMENTS_FILE}"))

@@ -225,8 +225,6 @@ def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Da
     group = (data["task"].astype(np.int64) * max(len(platforms), 1) + data["platform"])
     _, group = np.unique(group, return_inverse=True)
     group = group.astype(np.int32)
-    for p in platforms:
-        p.setdefault("vector", None)
     vectors = np.stack([np.asarray(p["vector"], np.float32) for p in platforms]) if platforms else \
         np.zeros((0, NUM_HARDWARE_FEATURES), np.float32)
     if vectors.shape[1:] != (NUM_HARDWARE_FEATURES,):
