@@ -141,7 +141,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         np.save(reference_path, reference)
 
     report: dict = {"network": network.name, "platform": platform.name, "trials": config.trials,
-                    "tasks": len(tasks), "settings": {k: v for k, v in dataclasses.asdict(config).items()},
+                    "tasks": len(tasks), "settings": dataclasses.asdict(config),
                     "models": {}}
     builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
     untuned = untuned_latencies(tasks, target, builder, runner, platform, out / "untuned_task_seconds.json")
