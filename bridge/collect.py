@@ -116,14 +116,18 @@ class TaskStore:
     def measured(self, task_hash: str) -> list[dict]:
         """Provenance lines for this task from every network folder of the platform."""
         found = []
-        for path in sorted(self.platform_dir.glob(f"*/{records.MEASUREMENTS_FILE}")):
-            found += [v for _, v in records.iter_json_lines(path) if v is not None and v.get("task") == task_hash]
+        for net_dir in self._network_dirs():  # sealed folders hold only gzip segments: list folders, not files
+            found += [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
+                      if v is not None and v.get("task") == task_hash]
         return found
+
+    def _network_dirs(self) -> list[pathlib.Path]:
+        return sorted(p.parent for p in self.platform_dir.glob("*/platform.json"))
 
     def load_records(self, task: Task, workload: ms.database.Workload) -> list[ms.database.TuningRecord]:
         """Measured records of this task (from any network folder of the platform), rebound to `workload`."""
         loaded = []
-        for net_dir in sorted(p.parent for p in self.platform_dir.glob(f"*/{records.RECORD_FILE}")):
+        for net_dir in self._network_dirs():
             indices = {n for n, v in records.iter_json_lines(net_dir / records.WORKLOAD_FILE)
                        if v is not None and _workload_hash(v) == task.workload_hash}
             for _, line in records.iter_json_lines(net_dir / records.RECORD_FILE):

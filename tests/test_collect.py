@@ -150,3 +150,15 @@ def test_collection_stops_early_when_every_run_fails(tmp_path):
                                 str(tmp_path / "raw"), "--run-timeout", "0.001"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "timeout" in out.stderr.lower() or "timed out" in out.stderr.lower(), out.stderr[-500:]
+
+
+def test_a_sealed_collection_still_counts_as_measured_on_resume(tmp_path):
+    net_dir = tmp_path / "avx2-2t" / "net"
+    net_dir.mkdir(parents=True)
+    (net_dir / "platform.json").write_text("{}")
+    records.append_lines(net_dir / records.MEASUREMENTS_FILE,
+                         [json.dumps({"record": i, "task": "abc", "phase": "random"}) for i in range(5)])
+    records.seal(net_dir / records.MEASUREMENTS_FILE)
+    assert not (net_dir / records.MEASUREMENTS_FILE).exists()
+    store = collect.TaskStore(net_dir, tmp_path / "avx2-2t")
+    assert len(store.measured("abc")) == 5
