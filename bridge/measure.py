@@ -5,6 +5,7 @@ Workers receive `fast_build` by reference, so it must stay at module level in th
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 import shutil
@@ -120,6 +121,28 @@ def make_runner(platform: Platform, config: MeasureConfig) -> ms.runner.Runner:
                                    f_alloc_argument=alloc_arguments_rpc)
     return ms.runner.LocalRunner(timeout_sec=config.run_timeout_s, evaluator_config=evaluator,
                                  f_alloc_argument=alloc_arguments)
+
+
+@derived_object
+class SyncRunner(ms.runner.PyRunner):
+    """Waits for each batch before returning, so no build or search runs beside a measurement on 2 cores.
+
+    TVM's task scheduler otherwise measures in the background while it searches and builds the next batch, and
+    joins results lazily (after the whole round-robin phase), so join time says nothing about when a batch
+    finished. `finished_at` keeps (batch size, time) per batch in send order, which is also join order.
+    """
+
+    def __init__(self, inner: ms.runner.Runner):
+        super().__init__()
+        self.inner = inner
+        self.finished_at: collections.deque[tuple[int, float]] = collections.deque()
+
+    def run(self, runner_inputs: list[ms.runner.RunnerInput]) -> list[ms.runner.RunnerFuture]:
+        futures = self.inner.run(runner_inputs)
+        for future in futures:
+            future.result()  # the futures cache their result
+        self.finished_at.append((len(futures), time.time()))
+        return futures
 
 
 def check_tracker(address: str, key: str | None) -> tuple[str, int]:

@@ -23,7 +23,7 @@ from tvm.s_tir import meta_schedule as ms
 from xfer_jax.errors import UserError
 
 from .cost_model import TimedCostModel, XferCostModel
-from .measure import MeasureConfig, build_and_run, make_builder, make_runner
+from .measure import MeasureConfig, SyncRunner, build_and_run, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
 from .tasks import Task, extract_tasks
@@ -34,7 +34,7 @@ COST_MODELS = ("xfer", "xgb", "random")
 @dataclasses.dataclass(frozen=True)
 class TuneConfig:
     trials: int = 128  # measured programs per cost model, over all tasks
-    trials_per_round: int = 16
+    trials_per_round: int = 8  # small rounds let a good cost model show early, and cover every task sooner
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
@@ -45,12 +45,12 @@ class TuneConfig:
 
 @derived_object
 class CurveRecorder(ms.measure_callback.PyMeasureCallback):
-    """After every measured batch: trials so far, seconds so far, estimated network latency."""
+    """After every measured batch: trials so far, seconds when that batch finished measuring, estimated latency."""
 
-    def __init__(self, weights: list[float], untuned_s: list[float], trials_before: int, bar: tqdm.tqdm,
-                 names: list[str]):
+    def __init__(self, weights: list[float], untuned_s: list[float], trials_before: int, runner: SyncRunner,
+                 bar: tqdm.tqdm, names: list[str]):
         super().__init__()
-        self.weights, self.bar, self.names = weights, bar, names
+        self.weights, self.runner, self.bar, self.names = weights, runner, bar, names
         self.best = list(untuned_s)  # a task not tuned yet runs its unscheduled code in the compiled network
         self.trials = trials_before
         self.start = time.time()
@@ -61,8 +61,14 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
             if result.run_secs is not None and not result.error_msg:
                 self.best[task_id] = min(self.best[task_id], float(np.mean([float(s) for s in result.run_secs])))
         self.trials += len(measure_candidates)
+        finished = time.time()
+        if self.runner.finished_at:  # batches whose builds all failed never reach the runner
+            size, stamp = self.runner.finished_at[0]
+            if size == sum(1 for b in builder_results if not b.error_msg):
+                self.runner.finished_at.popleft()
+                finished = stamp
         estimate = self.estimate_ms()
-        self.curve.append([self.trials, round(time.time() - self.start, 2), estimate])
+        self.curve.append([self.trials, round(finished - self.start, 2), estimate])
         self.bar.update(len(measure_candidates))
         self.bar.set_postfix(task=self.names[task_id][:20], est_ms="-" if estimate is None else f"{estimate:.2f}")
 
@@ -130,6 +136,10 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config.frozen) for name in models}
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
+    if config.trials < len(tasks) * config.trials_per_round:
+        tqdm.tqdm.write(f"note: {config.trials} trials cover {config.trials // config.trials_per_round} of "
+                        f"{len(tasks)} tasks once; the rest keep their untuned code "
+                        f"(--trials {len(tasks) * config.trials_per_round} tunes each task once)")
     inputs = network.random_inputs(seed=config.seed)
 
     reference_path = out / "reference_output.npy"
@@ -143,7 +153,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     report: dict = {"network": network.name, "platform": platform.name, "trials": config.trials,
                     "tasks": len(tasks), "settings": dataclasses.asdict(config),
                     "models": {}}
-    builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
+    builder, runner = make_builder(config.measure), SyncRunner(make_runner(platform, config.measure))
     untuned = untuned_latencies(tasks, target, builder, runner, platform, out / "untuned_task_seconds.json")
     _contexts(tasks[:1], target, config)  # the first TuneContext imports tensor intrinsics (~40 s): not a model's time
     for name in models:
@@ -157,7 +167,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         cost_model = cost_models[name]
         bar = tqdm.tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{network.name}/{name}",
                         unit="trial", disable=not show_progress, dynamic_ncols=True)
-        recorder = CurveRecorder(weights, untuned, done, bar, [t.name for t in tasks])
+        runner.finished_at.clear()
+        recorder = CurveRecorder(weights, untuned, done, runner, bar, [t.name for t in tasks])
         start = time.time()
         if done < config.trials:  # resume: only the remaining budget is measured
             ms.tune_tasks(tasks=_contexts(tasks, target, config), task_weights=weights, work_dir=str(work_dir),

@@ -173,6 +173,7 @@ def tune(
     onnx: Optional[pathlib.Path] = typer.Option(None, "--onnx", help="your own ONNX model instead of --network"),
     platform: str = typer.Option("auto", "--platform", "-p"),
     trials: int = typer.Option(128, "--trials", min=1, help="measured programs per cost model"),
+    trials_per_round: int = typer.Option(8, "--trials-per-round", min=1, help="programs measured per search round"),
     checkpoint: pathlib.Path = typer.Option(pathlib.Path("checkpoints/default"), "--checkpoint"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb,random"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
@@ -193,7 +194,7 @@ def tune(
         if not network and onnx is None:
             raise NetworkError("give --network NAME or --onnx PATH")
         models = ["xfer"] + [m.strip() for m in compare.split(",") if m.strip() and m.strip() != "xfer"]
-        config = TuneConfig(trials=trials, seed=seed, frozen=frozen,
+        config = TuneConfig(trials=trials, trials_per_round=trials_per_round, seed=seed, frozen=frozen,
                             measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config, checkpoint)

@@ -98,10 +98,10 @@ def _check_metadata(path: pathlib.Path, meta: dict) -> None:
 
 
 class Predictor:
-    """predict(features [N,S,164], mask [N,S], workload [N,W], hardware [N,H] or [H]) -> scores [N].
+    """predict(features [N,S,164], mask [N,S], workload [N,W], hardware [N,H], [1,H] or [H]) -> scores [N].
 
     Inputs are raw (as the dataset and the featurizer produce them); normalisation runs inside the jit.
-    N is padded up to a power of two and S to the checkpoint's store count, so each size compiles once.
+    N and S are padded up to powers of two (S at most the checkpoint's store count), so each bucket compiles once.
     """
 
     def __init__(self, graphdef, params, metadata: dict):
@@ -118,22 +118,27 @@ class Predictor:
         if n == 0:
             return np.zeros(0, np.float32)
         if hardware.ndim == 1:
-            hardware = np.broadcast_to(hardware, (n, hardware.shape[0]))
+            hardware = hardware[None]
         if features.shape[2] != NUM_STORE_FEATURES or workload.shape[1] != NUM_WORKLOAD_FEATURES \
-                or hardware.shape[1] != NUM_HARDWARE_FEATURES:
+                or hardware.shape[1] != NUM_HARDWARE_FEATURES or len(hardware) not in (1, n):
             raise CheckpointError(f"predict got features {features.shape}, workload {workload.shape}, hardware "
                                   f"{hardware.shape}; expected [N,S,{NUM_STORE_FEATURES}], "
                                   f"[N,{NUM_WORKLOAD_FEATURES}], [N,{NUM_HARDWARE_FEATURES}]")
-        stores = self.max_stores
+        used = int(mask.sum(1).max())  # bucket the store axis too: attention cost grows with it
+        stores = min(self.max_stores, 1 << max(used - 1, 0).bit_length())
         features, mask = features[:, :stores], mask[:, :stores]
         if features.shape[1] < stores:
             pad = stores - features.shape[1]
             features = np.pad(features, ((0, 0), (0, pad), (0, 0)))
             mask = np.pad(mask, ((0, 0), (0, pad)))
+        if len(hardware) > 1 and (hardware == hardware[:1]).all():
+            hardware = hardware[:1]  # one config for the whole batch: the model embeds it once
         bucket = max(64, 1 << (n - 1).bit_length())
         pad_n = ((0, bucket - n),)
+        if len(hardware) > 1:
+            hardware = np.pad(hardware, pad_n + ((0, 0),))
         scores = self._score(self.params, np.pad(features, pad_n + ((0, 0), (0, 0))), np.pad(mask, pad_n + ((0, 0),)),
-                             np.pad(workload, pad_n + ((0, 0),)), np.pad(hardware, pad_n + ((0, 0),)))
+                             np.pad(workload, pad_n + ((0, 0),)), hardware)
         return np.asarray(scores)[:n]
 
 
