@@ -105,6 +105,28 @@ def info(
         typer.echo(f"{key:24s} {value}")
 
 
+@app.command()
+def prune(
+    data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
+    keep: float = typer.Option(..., "--keep", help="fraction of each group's programs to keep, in (0, 1]"),
+    method: str = typer.Option("kcenter", "--method", help="random | dedup | stratified | kcenter"),
+    out: pathlib.Path = typer.Option(..., "--out", help="new dataset folder (never an existing dataset)"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a pruned copy of a dataset that records where it came from."""
+    with user_errors():
+        from xfer_jax import dataset
+        from xfer_jax.prune import select
+
+        loaded = dataset.load(data)
+        keep_index = select(loaded, keep, method, seed)
+        provenance = {"source": str(data.absolute()), "method": method, "keep": keep, "seed": seed,
+                      "source_programs": int((~loaded.failed).sum())}
+        written = dataset.write_subset(data, keep_index, out, provenance)
+    typer.echo(f"kept {written} of {provenance['source_programs']} measured programs "
+               f"({written / max(provenance['source_programs'], 1):.1%}) with {method}: {out}")
+
+
 @app.command("train")
 def train_command(
     data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
@@ -135,15 +157,20 @@ def eval_command(
     split: str = typer.Option("all", "--split", help="within-task | by-task | by-network | by-platform | all"),
     models: str = typer.Option("xfer,noHW,mlp,xgb", "--models", help="without --checkpoint: models to train"),
     steps: int = typer.Option(1500, "--steps", min=1, help="without --checkpoint: training steps per model"),
+    work: pathlib.Path = typer.Option(pathlib.Path("runs/study"), "--work",
+                                      help="without --checkpoint: trained models and scores are cached here"),
     json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="write the report here"),
     plot: Optional[pathlib.Path] = typer.Option(None, "--plot", help="draw PCA and top-5 per split here (PNG)"),
 ) -> None:
-    """PCA, top-1 and top-5: of one checkpoint on its split, or of every model trained on every split."""
+    """PCA, top-1 and top-5: of one checkpoint on its split, or of every model trained on every split.
+
+    by-platform leaves each platform out in turn, zero-shot and with k = 8, 32, 64 programs per task.
+    """
     with user_errors():
         from xfer_jax import dataset
         from xfer_jax.experiments import evaluate_checkpoint, plot_comparison
         from xfer_jax.splits import SPLITS
-        from xfer_jax.study import MODELS, compare
+        from xfer_jax.study import MODELS, Study
 
         if checkpoint is not None:
             report = evaluate_checkpoint(checkpoint, data, split=None if split == "all" else split)
@@ -154,11 +181,15 @@ def eval_command(
             unknown = (set(names) - set(SPLITS)) | (set(chosen) - set(MODELS))
             if unknown:
                 raise UserError(f"unknown split or model {sorted(unknown)}; splits {SPLITS}, models {MODELS}")
-            results = compare(dataset.load(data), names, chosen, steps=steps, log=typer.echo)
+            loaded = dataset.load(data)
+            study = Study(loaded, work, steps=steps, log=typer.echo)
+            results = study.compare([n for n in names if n != "by-platform"], chosen)
+            if "by-platform" in names:
+                results.update(study.flatten_transfer(study.transfer(loaded.platform_names, chosen)))
     typer.echo(f"{'split':32s} {'model':10s} {'PCA':>7s} {'top-1':>7s} {'top-5':>7s}")
     for label, per_model in results.items():
         for name, row in per_model.items():
-            cells = [f"{row[m]:7.4f}" if row.get(m) is not None else "      -" for m in ("pca", "top1", "top5")]
+            cells = [f"{row[m]:7.4f}" if (row or {}).get(m) is not None else "      -" for m in ("pca", "top1", "top5")]
             typer.echo(f"{label[:32]:32s} {name:10s} {' '.join(cells)}")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -206,6 +237,28 @@ def tune(
                    f"trials {entry['trials']:5d}  wall {entry['wall_s']:7.1f} s  model {entry['model_s']:6.1f} s")
     typer.echo(f"trials to xgb's final latency: {json.dumps(report['trials_to_baseline'])}")
     typer.echo(f"report: {out / net.name / 'tune.json'}  curve: {out / net.name / 'tune.png'}")
+
+
+@app.command()
+def report(
+    data: pathlib.Path = typer.Option(pathlib.Path("data/v1/dataset"), "--data", help="dataset folder"),
+    out: pathlib.Path = typer.Option(pathlib.Path("reports"), "--out", help="report folder"),
+    steps: int = typer.Option(1500, "--steps", min=1, help="training steps per model"),
+    finetune_steps: int = typer.Option(300, "--finetune-steps", min=1, help="few-shot fine-tuning steps"),
+    keep_fractions: str = typer.Option("1,0.75,0.5,0.3,0.2,0.1", "--keep-fractions", help="pruning curve points"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Transfer, pruning, split and tuning study as reports/README.md, PNG plots and summary.json."""
+    with user_errors():
+        from xfer_jax.report import build, parse_fractions
+
+        summary = build(data, out, steps=steps, finetune_steps=finetune_steps,
+                        fractions=parse_fractions(keep_fractions), seed=seed, log=typer.echo)
+    zero = summary["transfer"]["zero_shot"]
+    typer.echo(f"zero-shot transfer: top-5 {zero['top5']:.3f}  PCA {zero['pca']:.3f}; pruning keeps "
+               f"{summary['pruning']['best_keep_at_1pt']} at <= 1 point PCA lost; "
+               f"trials to xgb: {json.dumps(summary['tuning']['trials_to_baseline'])}")
+    typer.echo(f"report: {out / 'README.md'}")
 
 
 @app.command()

@@ -1,6 +1,6 @@
 import numpy as np
 
-from xfer_jax import dataset, metrics, study
+from xfer_jax import dataset, metrics, splits, study
 from xfer_jax.baselines import PackSumXGB
 
 
@@ -17,19 +17,37 @@ def test_pack_sum_xgb_learns_a_throughput_that_is_a_sum_over_stores():
     assert metrics.pca(scores, 1.0 / throughput[400:], np.zeros(200, np.int32)) > 0.85
 
 
-def test_study_compares_models_on_the_same_split(synthetic_dataset, tmp_path):
+def test_study_compares_models_on_the_same_split_and_caches_results(synthetic_dataset, tmp_path):
     data = dataset.load(synthetic_dataset)
-    results = study.compare(data, ["by-task"], ["mlp", "xgb"], steps=40, work=tmp_path, log=lambda *_: None)
+    runner = study.Study(data, tmp_path / "work", steps=40, log=lambda *_: None)
+    results = runner.compare(["by-task"], ["mlp", "xgb"])
     assert list(results) == ["by-task"]
     for model in ("mlp", "xgb"):
         row = results["by-task"][model]
         assert 0.0 <= row["pca"] <= 1.0 and 0.0 < row["top5"] <= 1.0
     # both models were scored on exactly the same test programs
     assert results["by-task"]["mlp"]["programs"] == results["by-task"]["xgb"]["programs"]
+    cached = list((runner.work / "results").glob("*.json"))
+    assert len(cached) == 2
+    assert study.Study(data, tmp_path / "work", steps=40, log=lambda *_: None).compare(["by-task"], ["mlp", "xgb"]) \
+        == results
 
 
-def test_by_platform_specs_cover_every_platform_and_shot_budget(synthetic_dataset):
+def test_transfer_fine_tunes_from_the_zero_shot_model_and_keeps_one_test_set(synthetic_dataset, tmp_path):
     data = dataset.load(synthetic_dataset)
-    specs = study.split_specs(data, ["by-platform"])
-    assert [(s.held_out[0], s.name) for s in specs] == [
-        (p, f"by-platform-k{k}") for p in data.platform_names for k in study.SHOTS]
+    runner = study.Study(data, tmp_path / "work", steps=30, finetune_steps=10, log=lambda *_: None)
+    results = runner.transfer(["cpu-b"], ["mlp-onehot", "xgb-target"], shots=(0, 4))
+    assert results["cpu-b"]["k0"]["xgb-target"] is None  # nothing of cpu-b to train on
+    assert results["cpu-b"]["k4"]["xgb-target"]["pca"] > 0
+    assert results["cpu-b"]["k0"]["mlp-onehot"]["programs"] == results["cpu-b"]["k4"]["mlp-onehot"]["programs"]
+    zero = runner.checkpoint("mlp-onehot", splits.by_platform(data, "cpu-b", shots=0))
+    assert (zero / "done").exists()
+    flat = study.Study.flatten_transfer(results)
+    assert set(flat) == {"by-platform-k0/cpu-b", "by-platform-k4/cpu-b", "by-platform-k0/mean", "by-platform-k4/mean"}
+
+
+def test_one_hot_platform_code_replaces_the_hardware_vector(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    coded = study.one_hot_platforms(data)
+    assert np.array_equal(coded.hardware.argmax(1), data.platform)
+    assert np.array_equal(coded.hardware.sum(1), np.ones(len(data)))

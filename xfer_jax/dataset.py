@@ -179,7 +179,44 @@ def load(root: str | pathlib.Path, max_stores: int | None = None) -> Dataset:
             raise DatasetError(f"{path}: store features have {part['store_rows'].shape[1:]} columns, "
                                f"expected {NUM_STORE_FEATURES}")
         parts.append(part)
-    return _assemble(parts, max_stores, provenance={"root": str(root), "shards": len(parts)})
+    provenance = {"root": str(root), "shards": len(parts)}
+    derived = [part["meta"]["derived_from"] for part in parts if "derived_from" in part["meta"]]
+    if derived:
+        provenance["derived_from"] = {k: v for k, v in derived[0].items() if k != "shard"}
+    return _assemble(parts, max_stores, provenance=provenance)
+
+
+def write_subset(root: str | pathlib.Path, keep: np.ndarray, out: str | pathlib.Path, provenance: dict) -> int:
+    """Write the programs of `root` at `keep` (indices in `load(root)` order) as a new dataset at `out`.
+
+    Shards keep their tables; each records `provenance` under "derived_from". Returns the programs written.
+    A dataset is never rewritten in place, so `out` must not hold shards yet.
+    """
+    root, out = pathlib.Path(root), pathlib.Path(out)
+    if out.exists() and any(out.glob("**/shard-*.npz")):
+        raise DatasetError(f"{out} already holds a dataset; choose a new --out (datasets are never rewritten)")
+    out.mkdir(parents=True, exist_ok=True)
+    offset, written = 0, 0
+    for number, path in enumerate(shard_paths(pathlib.Path(root))):
+        with np.load(path, allow_pickle=False) as shard:
+            part = {k: shard[k] for k in shard.files}
+        meta = _check_meta(path, _from_json_array(part.pop("meta")))
+        n = len(part["latency"])
+        chosen = np.isin(np.arange(offset, offset + n), keep)
+        offset += n
+        if not chosen.any():
+            continue
+        starts = np.concatenate([[0], np.cumsum(part["store_count"])])
+        rows = np.concatenate([part["store_rows"][starts[i]:starts[i + 1]] for i in np.flatnonzero(chosen)])
+        tables = {k: v for k, v in meta.items() if k not in ("schema_version", "platform", "task_hashes")}
+        tables["derived_from"] = {**provenance, "shard": str(path.relative_to(root))}
+        write_shard(out / f"shard-{number:05d}.npz", store_rows=rows, store_count=part["store_count"][chosen],
+                    workload=part["workload"][chosen], latency=part["latency"][chosen],
+                    latency_std=part["latency_std"][chosen], phase=part["phase"][chosen],
+                    record=part["record"][chosen], platform=meta["platform"],
+                    task_hashes=[h for h, c in zip(meta["task_hashes"], chosen) if c], tables=tables)
+        written += int(chosen.sum())
+    return written
 
 
 def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Dataset:
@@ -260,4 +297,5 @@ def summary(data: Dataset) -> dict:
         "programs_per_network": per_network,
         "mean_programs_per_group": round(float(ok.sum()) / max(len(groups_ok), 1), 1),
         "max_stores": int(data.mask.shape[1]),
+        **({"derived_from": data.provenance["derived_from"]} if "derived_from" in data.provenance else {}),
     }

@@ -66,7 +66,7 @@ def plot_comparison(results: dict, path: pathlib.Path) -> None:
     width = 0.8 / max(len(models), 1)
     for axis, metric in zip(axes, ("pca", "top5")):
         for i, model in enumerate(models):
-            values = [results[label].get(model, {}).get(metric) or 0.0 for label in labels]
+            values = [(results[label].get(model) or {}).get(metric) or 0.0 for label in labels]
             axis.bar(np.arange(len(labels)) + i * width, values, width, label=model)
         axis.set_ylabel(metric)
         axis.set_ylim(0.4 if metric == "pca" else 0.0, 1.0)

@@ -54,17 +54,21 @@ def by_network(data: Dataset, networks: list[str] | None = None, seed: int = 0) 
 
 
 def by_platform(data: Dataset, platform: str, shots: int = 0, seed: int = 0) -> Split:
-    """Every record of `platform` is held out, except `shots` programs per task that may be used in training."""
+    """Every record of `platform` is held out, except up to `shots` programs per task allowed in training.
+
+    The test set is the same for every `shots`: a fixed random half of each of the platform's groups. Shots
+    come from the other half, so k = 64 on groups of 64 programs uses 32 (the split reports what it used).
+    """
     if platform not in data.platform_names:
         raise UserError(f"unknown platform {platform!r} in this dataset; it has {', '.join(data.platform_names)}")
     rng = np.random.default_rng(seed)
     on_platform = data.platform == data.platform_names.index(platform)
-    train = ~on_platform
-    if shots:
-        for group in np.unique(data.group[on_platform]):
-            members = np.flatnonzero(data.group == group)
-            train[rng.permutation(members)[:shots]] = True
-    test = on_platform & ~train
+    train, test = ~on_platform, np.zeros(len(data), bool)
+    for group in np.unique(data.group[on_platform]):
+        members = rng.permutation(np.flatnonzero(data.group == group))
+        half = (len(members) + 1) // 2
+        test[members[:half]] = True
+        train[members[half:][:shots]] = True
     return Split(f"by-platform-k{shots}", np.flatnonzero(train), np.flatnonzero(test), (platform,))
 
 

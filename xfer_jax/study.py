@@ -1,68 +1,208 @@
-"""Models side by side on the very same splits: xfer, its noHW ablation, the TenSet MLP and XGBoost."""
+"""Models side by side on the very same splits, and transfer to a held-out platform.
+
+Every trained model and every score is cached under a work folder keyed by the dataset, the split, the model
+and the training budget, so an interrupted study resumes and a finished one re-renders in seconds.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import pathlib
-import tempfile
+from collections.abc import Callable
 
 import numpy as np
 
-from . import dataset, splits, train
+from . import dataset, prune, splits, train
 from .baselines import PackSumXGB
 from .checkpoint import load
 from .evaluate import ranking_report
+from .hardware import NUM_HARDWARE_FEATURES
 from .model import ModelConfig
 
-MODELS = ("xfer", "noHW", "mlp", "xgb")
+MODELS = ("xfer", "noHW", "mlp", "xgb")  # the split table: every model trained on the same training set
+TRANSFER_MODELS = ("xfer", "noHW", "mlp-onehot", "xgb-target")
 SHOTS = (0, 8, 32, 64)
+KEEP = (1.0, 0.75, 0.5, 0.3, 0.2, 0.1)
+
+_NEURAL = {"xfer": ModelConfig(), "noHW": ModelConfig(use_hardware=False),
+           "mlp": ModelConfig(kind="mlp", use_hardware=False), "mlp-onehot": ModelConfig(kind="mlp")}
 
 
-def split_specs(data: dataset.Dataset, names: list[str], seed: int = 0) -> list[splits.Split]:
-    """Every requested split; by-platform expands to each platform x each few-shot budget."""
-    chosen = []
-    for name in names:
-        if name == "by-platform":
-            chosen += [splits.by_platform(data, p, shots=k, seed=seed) for p in data.platform_names for k in SHOTS]
-        else:
-            chosen.append(splits.make_split(data, name, seed=seed))
-    return chosen
+def one_hot_platforms(data: dataset.Dataset) -> dataset.Dataset:
+    """The hardware vector replaced by a one-hot platform code (TenSet-style; an unseen platform is a new column)."""
+    if len(data.platforms) > NUM_HARDWARE_FEATURES:
+        raise ValueError(f"one-hot codes fit {NUM_HARDWARE_FEATURES} platforms, the dataset has {len(data.platforms)}")
+    code = np.zeros((len(data), NUM_HARDWARE_FEATURES), np.float32)
+    code[np.arange(len(data)), data.platform] = 1.0
+    arrays = {name: getattr(data, name) for name in data.__dataclass_fields__}
+    return dataset.Dataset(**{**arrays, "hardware": code})
 
 
-def _model_config(name: str) -> ModelConfig:
-    return {"xfer": ModelConfig(), "noHW": ModelConfig(use_hardware=False),
-            "mlp": ModelConfig(kind="mlp", use_hardware=False)}[name]
+def fingerprint(data: dataset.Dataset) -> str:
+    """Changes whenever the programs or their latencies change, so cached results never go stale."""
+    digest = hashlib.sha256()
+    for array in (data.latency, data.task, data.platform):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps(data.platform_names).encode())
+    return digest.hexdigest()[:12]
 
 
-def scores_of(name: str, data: dataset.Dataset, split: splits.Split, steps: int, seed: int,
-              work: pathlib.Path) -> np.ndarray:
-    """Train model `name` on split.train and score split.test."""
-    test = data.subset(split.test)
-    if name == "xgb":
-        fit = data.subset(split.train)
-        model = PackSumXGB(seed=seed).fit(fit.features, fit.mask, fit.label)
-        return model.predict(test.features, test.mask)
-    rng = np.random.default_rng(seed + 1)
-    valid = rng.random(len(split.train)) < 0.1
-    config = train.TrainConfig(steps=steps, seed=seed, eval_every=max(steps // 5, 1))
-    out = work / f"{name}-{split.name}-{'-'.join(split.held_out)}"
-    train.train(data, split.train[~valid], split.train[valid], _model_config(name), config, out,
-                show_progress=False)
-    return load(out).predict(test.features, test.mask, test.workload, test.hardware)
+def split_label(split: splits.Split) -> str:
+    return split.name + (f"/{split.held_out[0]}" if split.held_out else "")
 
 
-def compare(data: dataset.Dataset, names: list[str], models: list[str], steps: int = 1500, seed: int = 0,
-            work: pathlib.Path | None = None, log=print) -> dict:
-    """{split label: {model: {"pca", "top1", "top5", ...}}}; by-platform labels name the held-out platform."""
-    results: dict = {}
-    with tempfile.TemporaryDirectory() as scratch:
-        work = pathlib.Path(work or scratch)
-        for split in split_specs(data, names, seed):
-            label = split.name + (f"/{split.held_out[0]}" if split.name.startswith("by-platform") else "")
-            log(split.describe())
+class Study:
+    """Trains and scores models on splits of one dataset, caching both in `work`."""
+
+    def __init__(self, data: dataset.Dataset, work: pathlib.Path, steps: int = 1500, finetune_steps: int = 300,
+                 seed: int = 0, log: Callable[[str], None] = print):
+        self.data, self.steps, self.finetune_steps, self.seed, self.log = data, steps, finetune_steps, seed, log
+        self.work = pathlib.Path(work).absolute() / fingerprint(data)  # results/ (small JSON), checkpoints/
+        self.onehot: dataset.Dataset | None = None
+
+    def _data_for(self, model: str) -> dataset.Dataset:
+        if model != "mlp-onehot":
+            return self.data
+        if self.onehot is None:
+            self.onehot = one_hot_platforms(self.data)
+        return self.onehot
+
+    def _key(self, *parts) -> str:
+        return "-".join(str(p).replace("/", "_") for p in parts)
+
+    def checkpoint(self, model: str, split: splits.Split, init: pathlib.Path | None = None) -> pathlib.Path:
+        """Train `model` on split.train (from `init` when fine-tuning); returns its checkpoint folder."""
+        steps = self.finetune_steps if init else self.steps
+        out = self.work / "checkpoints" / self._key(model, split_label(split), f"s{steps}", f"seed{self.seed}")
+        if (out / "done").exists():
+            return out
+        rng = np.random.default_rng(self.seed + 1)
+        valid = rng.random(len(split.train)) < 0.1
+        config = train.TrainConfig(steps=steps, seed=self.seed, eval_every=max(steps // 6, 1),
+                                   learning_rate=3e-4 if init else 1e-3)
+        info = {"name": split.name, "holdout": list(split.held_out), "seed": self.seed,
+                "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
+        train.train(self._data_for(model), split.train[~valid], split.train[valid], _NEURAL[model], config, out,
+                    info, show_progress=False, init=init)
+        (out / "done").write_text("")
+        return out
+
+    def _scores(self, model: str, split: splits.Split, init: pathlib.Path | None) -> np.ndarray:
+        data = self._data_for(model)
+        test = data.subset(split.test)
+        if model in ("xgb", "xgb-target"):
+            index = split.train
+            if model == "xgb-target":  # what a user without xfer-jax has: the new platform's own few programs
+                held = data.platform_names.index(split.held_out[0])
+                index = index[data.platform[index] == held]
+            fit = data.subset(index)
+            return PackSumXGB(seed=self.seed).fit(fit.features, fit.mask, fit.label).predict(test.features, test.mask)
+        path = self.checkpoint(model, split, init)
+        return load(path).predict(test.features, test.mask, test.workload, test.hardware)
+
+    def score(self, model: str, split: splits.Split, init: Callable[[], pathlib.Path] | None = None) -> dict | None:
+        """Ranking report of `model` on split.test; None where the model has nothing to train on.
+
+        `init` gives the checkpoint to fine-tune from; it is only called when the result is not cached yet.
+        """
+        tag = "ft" if init else "full"
+        path = self.work / "results" / (self._key(model, split_label(split), tag, f"s{self.steps}",
+                                                  f"f{self.finetune_steps}", f"seed{self.seed}") + ".json")
+        if path.exists():
+            return json.loads(path.read_text())
+        if model == "xgb-target" and split.name == "by-platform-k0":
+            return None
+        init = init() if init else None
+        report = ranking_report(self.data.subset(split.test), self._scores(model, split, init))
+        report["train_programs"] = int(len(split.train))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report))
+        return report
+
+    def compare(self, names: list[str], models: list[str]) -> dict:
+        """{split label: {model: report}} for within-task, by-task and by-network (one held-out network each)."""
+        results: dict = {}
+        for name in names:
+            chosen = splits.make_split(self.data, name, seed=self.seed)
+            label = split_label(chosen)
+            self.log(chosen.describe())
             results[label] = {}
-            test = data.subset(split.test)
-            for name in models:
-                report = ranking_report(test, scores_of(name, data, split, steps, seed, work))
-                results[label][name] = report
-                log(f"  {name:5s} pca {report['pca']:.4f} top1 {report['top1'] or 0:.4f} top5 {report['top5'] or 0:.4f}")
-    return results
+            for model in models:
+                results[label][model] = self.score(model, chosen)
+                self._log_row(model, results[label][model])
+        return results
+
+    def transfer(self, platforms: list[str], models: list[str], shots: tuple[int, ...] = SHOTS) -> dict:
+        """{platform: {"k<shots>": {model: report}}}: leave each platform out, then add k programs per task.
+
+        Neural models train once without the platform (zero-shot) and are fine-tuned from there with the k
+        shots, which is what online adaptation does during tuning.
+        """
+        results: dict = {}
+        for platform in platforms:
+            results[platform] = {}
+            zero_shot = splits.by_platform(self.data, platform, shots=0, seed=self.seed)
+            for k in shots:
+                chosen = splits.by_platform(self.data, platform, shots=k, seed=self.seed)
+                self.log(chosen.describe())
+                row = results[platform][f"k{k}"] = {}
+                for model in models:
+                    fine_tune = model in _NEURAL and k > 0
+                    row[model] = self.score(model, chosen, init=(lambda m=model: self.checkpoint(m, zero_shot))
+                                            if fine_tune else None)
+                    self._log_row(model, row[model])
+        return results
+
+    def pruning(self, methods: list[str], fractions: tuple[float, ...] = KEEP, model: str = "xfer") -> dict:
+        """{method: {"<keep>": report}}: `model` trained on a pruned by-task training set, same test set."""
+        base = splits.by_task(self.data, seed=self.seed)
+        measured = int(np.isfinite(self.data.latency[base.train]).sum())
+        self.log(base.describe())
+        results: dict = {}
+        for method in methods:
+            results[method] = {}
+            for keep in fractions:
+                if keep >= 1.0:
+                    chosen = splits.Split("by-task-full", base.train[np.isfinite(self.data.latency[base.train])],
+                                          base.test)
+                else:
+                    index = prune.select(self.data, keep, method, self.seed, within=base.train)
+                    chosen = splits.Split(f"by-task-{method}-keep{keep:g}", index, base.test)
+                report = self.score(model, chosen)
+                report["kept_fraction"] = len(chosen.train) / max(measured, 1)
+                results[method][f"{keep:g}"] = report
+                self._log_row(f"{method}@{keep:g}", report)
+        return results
+
+    @staticmethod
+    def flatten_transfer(results: dict) -> dict:
+        """{"by-platform-k<k>/<platform>": {model: report}} plus the mean over platforms as ".../mean"."""
+        flat: dict = {}
+        for platform, per_k in results.items():
+            for k, row in per_k.items():
+                flat[f"by-platform-{k}/{platform}"] = row
+        for k in next(iter(results.values()), {}):
+            rows = [per_k[k] for per_k in results.values()]
+            flat[f"by-platform-{k}/mean"] = {model: mean_report([r[model] for r in rows]) for model in rows[0]}
+        return flat
+
+    def _log_row(self, model: str, report: dict | None) -> None:
+        if report is None:
+            self.log(f"  {model:10s} (nothing to train on)")
+            return
+        cells = " ".join(f"{m} {report[m]:.4f}" if report.get(m) is not None else f"{m} -"
+                         for m in ("pca", "top1", "top5"))
+        self.log(f"  {model:10s} {cells}")
+
+
+def mean_report(reports: list[dict | None]) -> dict | None:
+    """Mean PCA, top-1 and top-5 over reports (e.g. over held-out platforms); None entries are skipped."""
+    present = [r for r in reports if r is not None]
+    if not present:
+        return None
+    mean = {}
+    for metric in ("pca", "top1", "top5"):
+        values = [r[metric] for r in present if r.get(metric) is not None]
+        mean[metric] = float(np.mean(values)) if values else None
+    return {**mean, "over": len(present)}

@@ -147,14 +147,22 @@ def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> n
 
 def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model_config: ModelConfig,
           config: TrainConfig, out: pathlib.Path, split_info: dict | None = None,
-          show_progress: bool = True) -> dict:
-    """Train on `train_index`, early-stop on PCA over `valid_index`, checkpoint to `out`. Resumes from `out`."""
+          show_progress: bool = True, init: pathlib.Path | None = None) -> dict:
+    """Train on `train_index`, early-stop on PCA over `valid_index`, checkpoint to `out`. Resumes from `out`.
+
+    With `init` (a checkpoint folder) training starts from its best parameters and keeps its normalisation
+    and store count: that is fine-tuning, e.g. few-shot transfer to a new platform.
+    """
     out = pathlib.Path(out).absolute()
     train_data = data.subset(train_index)
     valid_data = data.subset(valid_index)
-    stores = config.max_stores or data.mask.shape[1]
-    normalizer = Normalizer.fit(train_data.features[:, :stores], train_data.mask[:, :stores],
-                                train_data.workload, train_data.hardware)
+    start = checkpoint.load(init) if init is not None else None
+    if start is not None:
+        model_config, normalizer, stores = start.config, start.normalizer, start.max_stores
+    else:
+        stores = config.max_stores or data.mask.shape[1]
+        normalizer = Normalizer.fit(train_data.features[:, :stores], train_data.mask[:, :stores],
+                                    train_data.workload, train_data.hardware)
 
     def inputs_of(d: Dataset) -> tuple:
         return normalizer.apply(d.features[:, :stores], d.mask[:, :stores], d.workload, d.hardware)
@@ -163,6 +171,8 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     sampler = GroupSampler(train_data, train_inputs, config)
     model = build_model(model_config, nnx.Rngs(config.seed))
     graphdef, params = nnx.split(model, nnx.Param)
+    if start is not None:
+        params = start.params
     optimizer = make_optimizer(config)
     opt_state = optimizer.init(params)
     metadata = checkpoint.make_metadata(model_config, normalizer, stores, data, split_info or {}, config)

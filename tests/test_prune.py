@@ -1,0 +1,59 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from xfer_jax import dataset, prune
+
+
+@pytest.mark.parametrize("method", prune.METHODS)
+def test_every_method_keeps_about_the_fraction_of_each_group(synthetic_dataset, method):
+    data = dataset.load(synthetic_dataset)
+    kept = prune.select(data, 0.3, method, seed=0)
+    assert len(np.unique(kept)) == len(kept)
+    assert np.isfinite(data.latency[kept]).all()
+    for group in np.unique(data.group):
+        measured = np.isfinite(data.latency) & (data.group == group)
+        chosen = np.isin(kept, np.flatnonzero(measured)).sum()
+        assert 2 <= chosen <= max(2, round(measured.sum() * 0.3))
+
+
+def test_stratified_and_kcenter_always_keep_the_fastest_program(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    for method in ("stratified", "kcenter"):
+        kept = prune.select(data, 0.1, method)
+        for group in np.unique(data.group):
+            members = np.flatnonzero(data.group == group)
+            assert members[np.argmin(data.latency[members])] in kept
+
+
+def test_dedup_drops_exact_duplicates_first(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    group = data.group == 0
+    index = np.flatnonzero(group)
+    doubled = data.subset(np.concatenate([np.arange(len(data)), index]))  # every program of group 0 twice
+    kept = prune.select(doubled, 1.0, "dedup")
+    g0 = np.isin(kept, np.flatnonzero(doubled.group == 0))
+    assert g0.sum() == np.isfinite(data.latency[index]).sum()
+
+
+def test_prune_command_writes_a_valid_dataset_with_provenance_and_never_overwrites(synthetic_dataset, tmp_path):
+    out = tmp_path / "pruned"
+    command = [sys.executable, "-m", "xfer_jax.cli", "prune", "--data", str(synthetic_dataset), "--keep", "0.5",
+               "--method", "stratified", "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    pruned, source = dataset.load(out), dataset.load(synthetic_dataset)
+    assert 0.4 < len(pruned) / np.isfinite(source.latency).sum() < 0.6
+    assert pruned.platform_names == source.platform_names and pruned.networks == source.networks
+    assert np.allclose(pruned.label.max(), 1.0)
+    info = subprocess.run([sys.executable, "-m", "xfer_jax.cli", "info", str(out), "--json"], capture_output=True,
+                          text=True)
+    assert json.loads(info.stdout)["derived_from"]["method"] == "stratified"
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.returncode == 2 and "never rewritten" in again.stderr and "Traceback" not in again.stderr
+    bad = subprocess.run(command[:-2] + ["--out", str(tmp_path / "x"), "--keep", "1.5"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

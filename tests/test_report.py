@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+from xfer_jax import report
+
+# the MLP compiles fastest; the full model set runs in `xfer-jax report` (bench, not CI)
+QUICK = {"transfer_models": ("mlp-onehot", "xgb-target"), "split_models": ("mlp", "xgb"), "prune_model": "mlp"}
+
+
+def _tune_report(path):
+    curve = lambda finals: [[8 * (i + 1), 10.0 * (i + 1), v] for i, v in enumerate(finals)]  # noqa: E731
+    models = {"xgb": {"final_latency_ms": 10.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 40.0,
+                      "model_s": 2.0, "curve": curve([30, 20, 15, 12])},
+              "xfer": {"final_latency_ms": 9.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 44.0,
+                       "model_s": 6.0, "curve": curve([25, 11, 10, 9])}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"network": "netz", "platform": "cpu-a", "trials": 32, "models": models}))
+
+
+def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(synthetic_dataset, tmp_path):
+    out = tmp_path / "reports"
+    _tune_report(out / "tune" / "netz.json")
+    summary = report.build(synthetic_dataset, out, steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,),
+                           log=lambda *_: None, **QUICK)
+    for name in ("README.md", "summary.json", "transfer.png", "pruning.png", "tune/netz.png"):
+        assert (out / name).exists(), name
+    assert 0 < summary["transfer"]["zero_shot"]["top5"] <= 1 and 0 <= summary["transfer"]["zero_shot"]["pca"] <= 1
+    assert summary["tuning"]["trials_to_baseline"]["netz"] == {"xgb": 32, "xfer": 16}
+    assert summary["pruning"]["best_keep_at_1pt"] is None or 0 < summary["pruning"]["best_keep_at_1pt"] <= 1
+    assert set(summary["splits"]) >= {"within-task", "by-task", "by-platform (k=0, mean)"}
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
+    # a rerun reads every result from the cache: same numbers, no checkpoints needed
+    for folder in (out / "work").glob("*/checkpoints"):
+        subprocess.run(["rm", "-rf", str(folder)], check=True)
+    assert report.build(synthetic_dataset, out, steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,),
+                        log=lambda *_: None, **QUICK) == summary
+
+
+def test_report_rejects_bad_input_in_one_line(tmp_path):
+    for args in (["--data", str(tmp_path / "missing")], ["--keep-fractions", "0,2"]):
+        done = subprocess.run([sys.executable, "-m", "xfer_jax.cli", "report", "--out", str(tmp_path / "r"), *args],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

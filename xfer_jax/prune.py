@@ -1,0 +1,87 @@
+"""Dataset pruning: keep a fraction of every group's measured programs, chosen by one of a few methods.
+
+Selection happens per group (one task on one platform), because ranking only ever compares programs within a
+group. Every group keeps at least two programs so it still carries ranking signal. Failed programs carry no
+ranking signal and are dropped. Tasks shared by several networks are already stored once by the featuriser.
+
+Methods:
+    random      uniform sample of each group (the baseline every method must beat)
+    dedup       drop near-duplicate programs (equal features after rounding), then sample the rest uniformly
+    stratified  evenly spaced latency quantiles of each group, always including its fastest program
+    kcenter     greedy k-center in feature space, started from the fastest program: covers the design space
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .dataset import Dataset
+from .errors import UserError
+from .normalize import signed_log
+
+METHODS = ("random", "dedup", "stratified", "kcenter")
+
+
+def _group_quota(size: int, keep: float) -> int:
+    return min(size, max(2, int(round(size * keep))))
+
+
+def _embedding(data: Dataset, index: np.ndarray) -> np.ndarray:
+    """One vector per program: mean and max of its signed-log store rows, standardised over `index`."""
+    rows = signed_log(data.features[index])
+    mask = data.mask[index][..., None]
+    mean = (rows * mask).sum(1) / np.maximum(mask.sum(1), 1)
+    peak = np.where(mask, rows, -np.inf).max(1)
+    peak[~np.isfinite(peak)] = 0.0
+    vectors = np.concatenate([mean, peak], axis=1)
+    return (vectors - vectors.mean(0)) / np.where(vectors.std(0) > 1e-6, vectors.std(0), 1.0)
+
+
+def _dedup(members: np.ndarray, data: Dataset, quota: int, rng: np.random.Generator) -> np.ndarray:
+    rounded = np.round(signed_log(data.features[members]) * data.mask[members][..., None], 2)
+    _, first = np.unique(rounded.reshape(len(members), -1), axis=0, return_index=True)
+    unique = members[np.sort(first)]
+    return rng.permutation(unique)[:quota]
+
+
+def _stratified(members: np.ndarray, data: Dataset, quota: int) -> np.ndarray:
+    ordered = members[np.argsort(data.latency[members], kind="stable")]
+    return ordered[np.unique(np.round(np.linspace(0, len(ordered) - 1, quota)).astype(int))]
+
+
+def _kcenter(members: np.ndarray, vectors: np.ndarray, data: Dataset, quota: int) -> np.ndarray:
+    chosen = [int(np.argmin(data.latency[members]))]
+    distance = np.linalg.norm(vectors - vectors[chosen[0]], axis=1)
+    while len(chosen) < quota:
+        nxt = int(np.argmax(distance))
+        if distance[nxt] <= 0:
+            break  # the rest duplicate what is chosen
+        chosen.append(nxt)
+        distance = np.minimum(distance, np.linalg.norm(vectors - vectors[nxt], axis=1))
+    return members[chosen]
+
+
+def select(data: Dataset, keep: float, method: str, seed: int = 0, within: np.ndarray | None = None) -> np.ndarray:
+    """Sorted indices of the programs to keep; `within` restricts pruning to those indices (e.g. a train split)."""
+    if method not in METHODS:
+        raise UserError(f"unknown pruning method {method!r}; choose from {', '.join(METHODS)}")
+    if not 0.0 < keep <= 1.0:
+        raise UserError(f"--keep must be a fraction in (0, 1], got {keep}")
+    rng = np.random.default_rng(seed)
+    pool = np.arange(len(data)) if within is None else np.asarray(within)
+    pool = pool[np.isfinite(data.latency[pool])]
+    vectors = _embedding(data, pool) if method == "kcenter" else None
+    position = {int(p): i for i, p in enumerate(pool)} if vectors is not None else {}
+    kept = []
+    for group in np.unique(data.group[pool]):
+        members = pool[data.group[pool] == group]
+        quota = _group_quota(len(members), keep)
+        if method == "random":
+            kept.append(rng.permutation(members)[:quota])
+        elif method == "dedup":
+            kept.append(_dedup(members, data, quota, rng))
+        elif method == "stratified":
+            kept.append(_stratified(members, data, quota))
+        else:
+            kept.append(_kcenter(members, vectors[[position[int(m)] for m in members]], data, quota))
+    return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
