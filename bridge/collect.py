@@ -23,9 +23,11 @@ import json
 import pathlib
 import platform as pyplatform
 import time
+from typing import Any
 
 import tqdm
 import tvm
+import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from xfer_jax.errors import UserError
@@ -39,6 +41,28 @@ from .tasks import Task, extract_tasks, hash_hex
 
 class CollectError(UserError):
     """Collection cannot go on (wholesale failures, a mismatched output folder). One line for the user."""
+
+
+_tuning_record_as_json = tvm_ffi.get_global_func("s_tir.meta_schedule.TuningRecordAsJSON")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, tvm.tirx.IndexMap):
+        return tvm.ir.save_json(obj)
+    if isinstance(obj, (tvm.tirx.IntImm, tvm.tirx.FloatImm)):
+        return obj.value
+    if isinstance(obj, tvm_ffi.Array):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, tvm_ffi.Map):
+        return {_plain(k): _plain(v) for k, v in obj.items()}
+    return str(obj) if isinstance(obj, str) else obj
+
+
+def record_json(record: ms.database.TuningRecord) -> list:
+    """The record as TVM's JSONDatabase stores it. TuningRecord.as_json cannot convert the IndexMap of a layout
+    transform (bert's matmuls); like TVM's C++ writer we store it as its save_json string, which
+    TuningRecord.from_json reads back."""
+    return _plain(_tuning_record_as_json(record))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,7 +132,7 @@ class TaskStore:
     def append(self, workload_idx: int, lines: list[tuple[ms.database.TuningRecord, dict]]) -> None:
         record_path = self.net_dir / records.RECORD_FILE
         first = records.count_lines(record_path)
-        records.append_lines(record_path, [records.dumps([workload_idx, r.as_json()]) for r, _ in lines])
+        records.append_lines(record_path, [records.dumps([workload_idx, record_json(r)]) for r, _ in lines])
         # records first, then their provenance: a kill in between leaves records with no phase, never the reverse
         records.append_lines(self.net_dir / records.MEASUREMENTS_FILE,
                              [records.dumps({"record": first + i, **meta}) for i, (_, meta) in enumerate(lines)])

@@ -162,3 +162,25 @@ def test_a_sealed_collection_still_counts_as_measured_on_resume(tmp_path):
     assert not (net_dir / records.MEASUREMENTS_FILE).exists()
     store = collect.TaskStore(net_dir, tmp_path / "avx2-2t")
     assert len(store.measured("abc")) == 5
+
+
+def test_records_with_a_layout_transform_round_trip_through_the_json_database_format():
+    """bert's matmul schedules carry an IndexMap, which TuningRecord.as_json cannot convert (it stopped a collection)."""
+    import tvm
+    from tvm import s_tir, te
+    from tvm.s_tir import meta_schedule as ms
+
+    from xfer_jax.bridge.collect import record_json
+
+    a = te.placeholder((16, 16), name="A")
+    b = te.compute((16, 16), lambda i, j: a[i, j] + 1.0, name="B")
+    mod = tvm.IRModule({"main": te.create_prim_func([a, b])})
+    sch = s_tir.Schedule(mod)
+    sch.transform_layout(sch.get_sblock("B"), ("write", 0), lambda i, j: (j, i))
+    workload = ms.database.Workload(mod)
+    record = ms.database.TuningRecord(sch.trace, workload, [0.1], tvm.target.Target("llvm"),
+                                      ms.arg_info.ArgInfo.from_prim_func(mod["main"]))
+    back = ms.database.TuningRecord.from_json(json.loads(json.dumps(record_json(record))), workload)
+    replayed = s_tir.Schedule(mod)
+    back.trace.apply_to_schedule(replayed, remove_postproc=False)
+    tvm.ir.assert_structural_equal(replayed.mod, sch.mod)
