@@ -58,6 +58,16 @@ def _plain(obj: Any) -> Any:
     return str(obj) if isinstance(obj, str) else obj
 
 
+def _gave_up(failures_in_a_row: int, errors: collections.Counter, config: "CollectConfig") -> bool:
+    """A task is skipped after two batches of failures in a row, or one batch of build timeouts: a task whose
+    builds all exceed the timeout (bert's attention under load) would otherwise cost minutes per batch."""
+    if None in errors:
+        return False
+    if errors and all("timed out" in e for e in errors):
+        return failures_in_a_row >= config.batch_size
+    return failures_in_a_row >= 2 * config.batch_size
+
+
 def record_json(record: ms.database.TuningRecord) -> list:
     """The record as TVM's JSONDatabase stores it. TuningRecord.as_json cannot convert the IndexMap of a layout
     transform (bert's matmuls); like TVM's C++ writer we store it as its save_json string, which
@@ -224,7 +234,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
         if len(done) >= config.programs_per_task:
             summary.tasks_skipped_shared += 1
             continue
-        if len(done) >= 2 * config.batch_size and all(d.get("error") for d in done):
+        if _gave_up(len(done), collections.Counter(d.get("error") for d in done), config):
             summary.tasks_all_failed += 1  # measured before and nothing ran: skip, counted
             continue
         consecutive_failures = 0
@@ -300,7 +310,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                 n_failed = sum(1 for s, _ in outcomes if s is None)
                 summary.measured += len(candidates) - n_failed
                 summary.failed += n_failed
-                if consecutive_failures >= 2 * config.batch_size:
+                if _gave_up(consecutive_failures, recent_errors, config):
                     break  # this task fails wholesale; the check below decides whether everything does
                 if phase == "search":
                     tick = time.time()
@@ -312,11 +322,11 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                 bar.update(len(candidates))
                 bar.set_postfix(task=task.name[:20], phase=phase, failed=summary.failed, load=f"{last_ratio:.2f}")
             ctx.search_strategy.post_tuning()
-            if consecutive_failures >= 2 * config.batch_size:
+            if _gave_up(consecutive_failures, recent_errors, config):
                 break
             if phase == "random":
                 prior = store.load_records(task, workload)
-        if consecutive_failures >= 2 * config.batch_size:
+        if _gave_up(consecutive_failures, recent_errors, config):
             summary.tasks_all_failed += 1
             failed_tasks_in_a_row += 1
             bar.write(f"{task.name}: {consecutive_failures} programs in a row failed; skipping the task")

@@ -184,3 +184,17 @@ def test_records_with_a_layout_transform_round_trip_through_the_json_database_fo
     replayed = s_tir.Schedule(mod)
     back.trace.apply_to_schedule(replayed, remove_postproc=False)
     tvm.ir.assert_structural_equal(replayed.mod, sch.mod)
+
+
+def test_a_task_is_given_up_after_one_batch_of_build_timeouts_or_two_of_other_failures():
+    import collections
+
+    from xfer_jax.bridge.collect import CollectConfig, _gave_up
+
+    config = CollectConfig(batch_size=16)
+    timeouts = collections.Counter({"build: build timed out after 30.0 s": 16})
+    assert _gave_up(16, timeouts, config)
+    assert not _gave_up(15, timeouts, config)
+    other = collections.Counter({"run: segfault": 16})
+    assert not _gave_up(16, other, config) and _gave_up(32, other + timeouts, config)
+    assert not _gave_up(40, collections.Counter({None: 1, "run: segfault": 39}), config)  # something ran
