@@ -5,7 +5,8 @@ import sys
 from xfer_jax import report
 
 # the MLP compiles fastest; the full model set runs in `xfer-jax report` (bench, not CI)
-QUICK = {"transfer_models": ("mlp-onehot", "xgb-target"), "split_models": ("mlp", "xgb"), "prune_model": "mlp"}
+QUICK = {"transfer_models": ("mlp-onehot", "xgb-target"), "split_models": ("mlp", "xgb"), "prune_model": "mlp",
+         "prune_methods": ("random", "kcenter")}
 
 
 def _tune_report(path):

@@ -93,10 +93,10 @@ def splits_section(study: Study, transfer_mean: dict, models: tuple[str, ...] = 
     return text, table
 
 
-def pruning_section(study: Study, out: pathlib.Path, fractions: tuple[float, ...], model: str = "xfer"
-                    ) -> tuple[str, dict]:
-    results = study.pruning(list(prune.METHODS), fractions, model=model)
-    full = results[prune.METHODS[0]]["1"]["pca"]
+def pruning_section(study: Study, out: pathlib.Path, fractions: tuple[float, ...], model: str = "xfer",
+                    methods: tuple[str, ...] = prune.METHODS) -> tuple[str, dict]:
+    results = study.pruning(list(methods), fractions, model=model)
+    full = results[methods[0]]["1"]["pca"]
     best = None
     for method, per_keep in results.items():
         for keep, report in per_keep.items():
@@ -115,7 +115,7 @@ def pruning_section(study: Study, out: pathlib.Path, fractions: tuple[float, ...
     text = "\n\n".join([
         "## Dataset pruning",
         f"{model} trained on a pruned by-task training set, always tested on the same held-out tasks. Methods: "
-        + ", ".join(prune.METHODS) + " (see `xfer_jax/prune.py`).", verdict,
+        + ", ".join(methods) + " (see `xfer_jax/prune.py`).", verdict,
         "![pruning](pruning.png)", _table(["method", "keep", "kept", "PCA", "top-1", "top-5"], rows)])
     return text, {"per_method": results, "best_keep_at_1pt": best}
 
@@ -156,7 +156,8 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
 def build(data_path: pathlib.Path, out: pathlib.Path, steps: int = 1500, finetune_steps: int = 300,
           shots: tuple[int, ...] = SHOTS, fractions: tuple[float, ...] | None = None, seed: int = 0,
           log: Callable[[str], None] = print, transfer_models: tuple[str, ...] = TRANSFER_MODELS,
-          split_models: tuple[str, ...] = MODELS, prune_model: str = "xfer") -> dict:
+          split_models: tuple[str, ...] = MODELS, prune_model: str = "xfer",
+          prune_methods: tuple[str, ...] = prune.METHODS) -> dict:
     """Compute what is missing, then write out/README.md, out/summary.json and the plots. Returns the summary.
 
     The headline numbers are those of the first transfer model (xfer unless the models are overridden).
@@ -171,7 +172,7 @@ def build(data_path: pathlib.Path, out: pathlib.Path, steps: int = 1500, finetun
     transfer_text, transfer = transfer_section(study, out, shots, transfer_models)
     splits_text, split_table = splits_section(study, transfer["mean"], split_models)
     pruning_text, pruning = pruning_section(study, out, tuple(sorted(set(fractions or KEEP) | {1.0}, reverse=True)),
-                                            prune_model)
+                                            prune_model, prune_methods)
     tuning_text, tuning = tuning_section(out)
     headline = transfer_models[0]
     zero = transfer["mean"]["k0"][headline]
