@@ -20,7 +20,7 @@ from tvm import relax
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
-from xfer_jax.curves import plot_curves, trials_to_baseline
+from xfer_jax.curves import plot_curves, seconds_to_baseline, trials_to_baseline
 from xfer_jax.errors import UserError
 
 from .cost_model import TimedCostModel, XferCostModel
@@ -199,6 +199,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         if not matches:
             raise UserError(f"{name}: the tuned {network.name} disagrees with the untuned build; see {work_dir}")
     report["trials_to_baseline"] = trials_to_baseline(report["models"])
+    report["seconds_to_baseline"] = seconds_to_baseline(report["models"])
     (out / "tune.json").write_text(json.dumps(report, indent=1))
     plot_curves(report, out / "tune.png")
     return report

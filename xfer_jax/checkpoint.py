@@ -124,8 +124,8 @@ class Predictor:
             raise CheckpointError(f"predict got features {features.shape}, workload {workload.shape}, hardware "
                                   f"{hardware.shape}; expected [N,S,{NUM_STORE_FEATURES}], "
                                   f"[N,{NUM_WORKLOAD_FEATURES}], [N,{NUM_HARDWARE_FEATURES}]")
-        used = int(mask.sum(1).max())  # bucket the store axis too: attention cost grows with it
-        stores = min(self.max_stores, 1 << max(used - 1, 0).bit_length())
+        used = int(mask.sum(1).max())  # bucket the store axis too (at least 4: each bucket costs a compile)
+        stores = min(self.max_stores, max(4, 1 << max(used - 1, 0).bit_length()))
         features, mask = features[:, :stores], mask[:, :stores]
         if features.shape[1] < stores:
             pad = stores - features.shape[1]
