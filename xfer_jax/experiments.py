@@ -13,13 +13,6 @@ from .evaluate import ranking_report
 from .model import ModelConfig
 
 
-def _validation(data: dataset.Dataset, train_index: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out 10% of the training programs (within their groups) for early stopping."""
-    rng = np.random.default_rng(seed + 1)
-    valid = rng.random(len(train_index)) < 0.1
-    return train_index[~valid], train_index[valid]
-
-
 def train_on_split(data_path, split_name: str, out, *, holdout=None, shots=0, steps=3000, loss="lambdarank",
                    use_hardware=True, size="base", seed=0, show_progress=True) -> dict:
     if loss not in ("lambdarank", "pairwise", "mse"):
@@ -29,7 +22,7 @@ def train_on_split(data_path, split_name: str, out, *, holdout=None, shots=0, st
     data = dataset.load(data_path)
     split = splits.make_split(data, split_name, seed=seed, holdout=holdout, shots=shots)
     print(split.describe())
-    fit, valid = _validation(data, split.train, seed)
+    fit, valid = splits.early_stopping_split(split.train, seed)
     model_config = ModelConfig() if size == "base" else ModelConfig.small()
     if not use_hardware:
         model_config = ModelConfig(**{**model_config.to_dict(), "use_hardware": False})

@@ -72,6 +72,12 @@ def by_platform(data: Dataset, platform: str, shots: int = 0, seed: int = 0) -> 
     return Split(f"by-platform-k{shots}", np.flatnonzero(train), np.flatnonzero(test), (platform,))
 
 
+def early_stopping_split(train_index: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, valid): 10% of the training programs held out for early stopping, deterministic from the seed."""
+    valid = np.random.default_rng(seed + 1).random(len(train_index)) < 0.1
+    return train_index[~valid], train_index[valid]
+
+
 def make_split(data: Dataset, name: str, *, seed: int = 0, holdout: str | None = None, shots: int = 0) -> Split:
     """Dispatch by name; `holdout` names the network or platform where the split needs one."""
     if name == "within-task":

@@ -77,13 +77,12 @@ class Study:
         out = self.work / "checkpoints" / self._key(model, split_label(split), f"s{steps}", f"seed{self.seed}")
         if (out / "done").exists():
             return out
-        rng = np.random.default_rng(self.seed + 1)
-        valid = rng.random(len(split.train)) < 0.1
+        fit, valid = splits.early_stopping_split(split.train, self.seed)
         config = train.TrainConfig(steps=steps, seed=self.seed, eval_every=max(steps // 6, 1),
                                    learning_rate=3e-4 if init else 1e-3)
         info = {"name": split.name, "holdout": list(split.held_out), "seed": self.seed,
                 "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
-        train.train(self._data_for(model), split.train[~valid], split.train[valid], _NEURAL[model], config, out,
+        train.train(self._data_for(model), fit, valid, _NEURAL[model], config, out,
                     info, show_progress=False, init=init)
         (out / "done").write_text("")
         return out
