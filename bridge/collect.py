@@ -112,6 +112,34 @@ def _host_fingerprint(platform: Platform) -> dict:
             "num_threads": platform.num_threads}
 
 
+def _same_host(a: dict, b: dict) -> bool:
+    """Host fingerprints match up to the memory bandwidth, which is measured and so differs between boots."""
+    def stable(h: dict) -> dict:
+        return {**h, "descriptor": {k: v for k, v in h["descriptor"].items() if k != "mem_bw_gbs"}}
+    return stable(a) == stable(b)
+
+
+def _write_platform_once(platform_dir: pathlib.Path, net_dir: pathlib.Path, platform: Platform) -> None:
+    """Every network of a platform folder records one platform: the first one written. A different host
+    (another CPU, other caches or clock) must not add to it, or one platform name would mix two machines."""
+    host = _host_fingerprint(platform)
+    written = sorted(platform_dir.glob("*/platform.json"))
+    if written:
+        existing = json.loads(written[0].read_text())
+        if not _same_host(existing["host"], host):
+            d = existing["host"]["descriptor"]
+            base = platform.name.partition("@")[0]
+            raise CollectError(
+                f"{platform_dir} was measured on another host ({d['model']}, L2 {d['l2_kib']:g} KiB, "
+                f"L3 {d['l3_kib']:g} KiB, {d['clock_ghz']} GHz, {d['vector_bits']}-bit); name this host's "
+                f"config apart, e.g. --platform {base}@host")
+        payload = {"platform": existing["platform"], "host": existing["host"]}
+    else:
+        payload = {"platform": platform.to_dict(), "host": host}
+    if not (net_dir / "platform.json").exists():
+        (net_dir / "platform.json").write_text(json.dumps(payload, indent=1))
+
+
 def _write_once(path: pathlib.Path, payload: dict, compare_keys: tuple[str, ...]) -> None:
     """Write JSON unless present; if present, the compare_keys must match (resuming the same collection)."""
     if path.exists():
@@ -197,8 +225,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     platform_dir = (out / platform.name).absolute()
     net_dir = platform_dir / network.name
     net_dir.mkdir(parents=True, exist_ok=True)
-    _write_once(net_dir / "platform.json", {"platform": platform.to_dict(), "host": _host_fingerprint(platform)},
-                compare_keys=("host",))
+    _write_platform_once(platform_dir, net_dir, platform)
     records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
         "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
         "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}})])

@@ -17,6 +17,7 @@ from . import records
 def collection_stats(root: pathlib.Path) -> dict:
     root = pathlib.Path(root)
     sizes: dict = {}
+    hosts: dict = {}  # platform -> what its programs ran on
     cvs, loads, stamps = [], [], []
     remeasured = batches = 0
     for net_dir in sorted(p.parent for p in root.glob("*/*/platform.json")):
@@ -24,6 +25,11 @@ def collection_stats(root: pathlib.Path) -> dict:
         lines = [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE) if v]
         ok = [v for v in lines if v.get("costs_s")]
         tasks = json.loads((net_dir / "tasks.json").read_text())["tasks"]
+        spec = json.loads((net_dir / "platform.json").read_text())["platform"]
+        d = spec["descriptor"]
+        hosts.setdefault(platform, {"mcpu": spec["target"].get("mcpu", spec["target"]["kind"]), "threads": d["threads"],
+                                    "cpu": d["model"], "caches_kib": [d["l1_kib"], d["l2_kib"], d["l3_kib"]],
+                                    "clock_ghz": d["clock_ghz"], "mem_bw_gbs": d["mem_bw_gbs"]})
         per_task = collections.Counter(v["task"] for v in lines)
         sizes.setdefault(platform, {})[network] = {
             "programs": len(ok), "failed": len(lines) - len(ok), "tasks": len(tasks),
@@ -45,6 +51,7 @@ def collection_stats(root: pathlib.Path) -> dict:
     programs = sum(c["programs"] + c["failed"] for p in sizes.values() for c in p.values())
     return {
         "sizes": sizes,
+        "hosts": hosts,
         "programs": sum(c["programs"] for p in sizes.values() for c in p.values()),
         "failed": sum(c["failed"] for p in sizes.values() for c in p.values()),
         "noise": {"repeat_cv_median": float(np.median(cvs)) if cvs else None,
@@ -64,6 +71,12 @@ def markdown(stats: dict) -> str:
     for p in platforms:
         cells = [stats["sizes"][p].get(n, {}).get("programs", 0) for n in networks]
         out.append(f"| {p} | " + " | ".join(str(c) for c in cells) + f" | {sum(cells)} |")
+    out += ["", "| platform | target mcpu | threads | CPU | L1d / L2 / L3 KiB | clock GHz | copy bandwidth GB/s |",
+            "|---|---|---|---|---|---|---|"]
+    for p in platforms:
+        h = stats["hosts"][p]
+        out.append(f"| {p} | {h['mcpu']} | {h['threads']} | {h['cpu']} | {' / '.join(f'{c:g}' for c in h['caches_kib'])} "
+                   f"| {h['clock_ghz']} | {h['mem_bw_gbs']} |")
     noise, speed = stats["noise"], stats["throughput"]
     fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
     out += ["", f"- successfully measured programs: {stats['programs']}; failed builds or runs: {stats['failed']}",

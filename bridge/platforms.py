@@ -218,8 +218,26 @@ def load_platform_file(path: pathlib.Path) -> Platform:
         raise PlatformError(f"cannot read platform file {path}: {err}") from None
 
 
+def host_cpu_name() -> str:
+    """LLVM's name for the host CPU (e.g. znver5, sapphirerapids): a short, stable label for this machine."""
+    from tvm.target import codegen
+
+    return str(codegen.llvm_get_system_cpu())
+
+
 def get_platform(name: str) -> Platform:
-    """A built-in name (see builtin_platform_names), 'auto', or the path of a .json/.toml platform file."""
+    """A built-in name (see builtin_platform_names), 'auto', or the path of a .json/.toml platform file.
+
+    A built-in name may carry a host label, `avx2-2t@znver5`, which names this ISA x threads config on one
+    particular machine: a dataset measured on several hosts keeps their configs apart. `@host` stands for
+    this host's LLVM CPU name.
+    """
+    base, at, label = name.partition("@")
+    if at and not name.endswith((".json", ".toml")):
+        if not label or base not in builtin_platform_names() or base == H100.name:
+            raise PlatformError(f"bad platform {name!r}: a host label follows a built-in CPU config, "
+                                "e.g. avx2-2t@host or avx2-2t@znver5")
+        return dataclasses.replace(get_platform(base), name=f"{base}@{host_cpu_name() if label == 'host' else label}")
     if name == "auto":
         return auto_platform()
     if name == H100.name:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -131,6 +132,7 @@ def test_killed_collection_resumes_and_loses_nothing(tmp_path):
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path):
     cases = [
         ["collect", "--platform", "no-such-platform", "--network", "resnet18", "--out", str(tmp_path)],
+        ["collect", "--platform", "avx2-2t@", "--network", "resnet18", "--out", str(tmp_path)],
         ["collect", "--platform", "auto", "--network", "no-such-net", "--out", str(tmp_path)],
         ["collect", "--platform", "auto", "--onnx", str(tmp_path / "missing.onnx"), "--out", str(tmp_path)],
         ["info", str(tmp_path / "no-dataset")],
@@ -198,3 +200,31 @@ def test_a_task_is_given_up_after_one_batch_of_build_timeouts_or_two_of_other_fa
     other = collections.Counter({"run: segfault": 16})
     assert not _gave_up(16, other, config) and _gave_up(32, other + timeouts, config)
     assert not _gave_up(40, collections.Counter({None: 1, "run: segfault": 39}), config)  # something ran
+
+
+def test_another_host_cannot_add_to_a_platform_folder_but_a_host_label_keeps_it_apart(tmp_path):
+    here = platforms.get_platform("auto")
+    other = dataclasses.replace(here, descriptor=dataclasses.replace(here.descriptor, l3_kib=here.descriptor.l3_kib + 1))
+    written = tmp_path / here.name / "other-net"
+    written.mkdir(parents=True)
+    (written / "platform.json").write_text(json.dumps({"platform": other.to_dict(), "host": collect._host_fingerprint(other)}))
+    net = networks.onnx_network(write_matmul_onnx(tmp_path / "tiny.onnx"))
+    with pytest.raises(collect.CollectError, match=f"another host.*{here.name}@host"):
+        collect.collect(here, net, tmp_path, collect.CollectConfig(programs_per_task=8))
+    assert not (tmp_path / here.name / "tiny" / "platform.json").exists()
+
+    labelled = platforms.get_platform(f"{here.name}@host")
+    assert labelled.name == f"{here.name}@{platforms.host_cpu_name()}"
+    assert (labelled.target, labelled.descriptor) == (here.target, here.descriptor)
+
+
+def test_a_new_network_reuses_its_platform_folder_descriptor_despite_bandwidth_noise(tmp_path):
+    here = platforms.get_platform("auto")
+    measured_before = dataclasses.replace(here, descriptor=dataclasses.replace(here.descriptor, mem_bw_gbs=1.5))
+    first, second = tmp_path / here.name / "a", tmp_path / here.name / "b"
+    first.mkdir(parents=True)
+    second.mkdir()
+    collect._write_platform_once(tmp_path / here.name, first, measured_before)
+    collect._write_platform_once(tmp_path / here.name, second, here)
+    stored = [json.loads((d / "platform.json").read_text())["platform"]["descriptor"] for d in (first, second)]
+    assert stored[0] == stored[1] and stored[1]["mem_bw_gbs"] == 1.5
