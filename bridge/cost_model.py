@@ -32,9 +32,11 @@ class XferCostModel(ms.cost_model.PyCostModel):
     """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_budget_s: float = 1.5):
+                 adapt_budget_s: float = 1.5, adapt_every: int = 32):
         super().__init__()
         self.predictor, self.platform, self.frozen = predictor, platform, frozen
+        # fine-tune once per `adapt_every` new measurements, not per batch: each try costs ~1-2 s of steps
+        self.adapt_every, self.measured_since_update = adapt_every, 0
         self.hardware = hardware_vector(platform.descriptor)
         self.extractor = ms.feature_extractor.PerStoreFeature(extract_workload=True)
         self.adapter = OnlineAdapter(predictor, time_budget_s=adapt_budget_s)
@@ -92,7 +94,10 @@ class XferCostModel(ms.cost_model.PyCostModel):
         latency[latency >= FAILED_RUN_SECS] = np.inf
         newest = Measurements(*(np.array(x) for x in self._inputs(context, candidates)), latency)
         key = workload_hash(context.mod)
-        self.adapter.update(list(self.history.values()), newest)
+        self.measured_since_update += len(candidates)
+        if self.measured_since_update >= self.adapt_every:
+            self.adapter.update(list(self.history.values()), newest)
+            self.measured_since_update = 0
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         self.seconds += time.perf_counter() - start
 

@@ -50,14 +50,14 @@ def test_xfer_cost_model_tunes_a_task_inside_tune_tir(checkpoint, tiny, tmp_path
     platform = platforms.get_platform("auto")
     target = platform.tvm_target()
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform)
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8)
     cost_model.save(str(tmp_path / "before-any-update"))  # saving and loading before any update works
     cost_model.load(str(tmp_path / "before-any-update"))
     database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16,
                            num_trials_per_iter=8, cost_model=cost_model, **fast_measurement(platform))
     records = database.get_all_tuning_records()
     assert 0 < len(records) <= 16
-    assert cost_model.updates["tried"] >= 1
+    assert 1 <= cost_model.updates["tried"] <= len(records) // 8  # one try per 8 new measurements at most
     assert cost_model.updates["kept"] <= cost_model.updates["tried"]
     cost_model.save(str(tmp_path / "after"))
     assert xfer_jax.load(tmp_path / "after").max_stores == xfer_jax.load(checkpoint).max_stores
