@@ -154,6 +154,10 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     report: dict = {"network": network.name, "platform": platform.name, "trials": config.trials,
                     "tasks": len(tasks), "settings": dataclasses.asdict(config),
                     "models": {}}
+    if "xfer" in cost_models:  # which hardware the checkpoint saw: tuning on an unseen one is zero-shot transfer
+        trained = cost_models["xfer"].predictor.metadata.get("data", {})
+        report["checkpoint"] = {"path": str(checkpoint), "trained_on_platforms": trained.get("platforms"),
+                                "trained_programs": trained.get("programs")}
     builder, runner = make_builder(config.measure), SyncRunner(make_runner(platform, config.measure))
     untuned = untuned_latencies(tasks, target, builder, runner, platform, out / "untuned_task_seconds.json")
     _contexts(tasks[:1], target, config)  # the first TuneContext imports tensor intrinsics (~40 s): not a model's time

@@ -9,25 +9,29 @@ QUICK = {"transfer_models": ("mlp-onehot", "xgb-target"), "split_models": ("mlp"
          "prune_methods": ("random", "kcenter")}
 
 
-def _tune_report(path):
+def _tune_report(path, platform="cpu-a"):
     curve = lambda finals: [[8 * (i + 1), 10.0 * (i + 1), v] for i, v in enumerate(finals)]  # noqa: E731
     models = {"xgb": {"final_latency_ms": 10.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 40.0,
                       "model_s": 2.0, "curve": curve([30, 20, 15, 12])},
               "xfer": {"final_latency_ms": 9.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 44.0,
                        "model_s": 6.0, "curve": curve([25, 11, 10, 9])}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"network": "netz", "platform": "cpu-a", "trials": 32, "models": models}))
+    path.write_text(json.dumps({"network": "netz", "platform": platform, "trials": 32, "models": models,
+                                "checkpoint": {"trained_on_platforms": ["cpu-a"]}}))
 
 
 def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(synthetic_dataset, tmp_path):
     out = tmp_path / "reports"
     _tune_report(out / "tune" / "netz.json")
+    _tune_report(out / "tune" / "netz-b.json", platform="cpu-b")  # one network tuned on two platforms
     summary = report.build(synthetic_dataset, out, steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,),
                            log=lambda *_: None, **QUICK)
     for name in ("README.md", "summary.json", "transfer.png", "pruning.png", "tune/netz.png"):
         assert (out / name).exists(), name
     assert 0 < summary["transfer"]["zero_shot"]["top5"] <= 1 and 0 <= summary["transfer"]["zero_shot"]["pca"] <= 1
-    assert summary["tuning"]["trials_to_baseline"]["netz"] == {"xgb": 32, "xfer": 16}
+    assert summary["tuning"]["trials_to_baseline"]["netz/cpu-a"] == {"xgb": 32, "xfer": 16}
+    assert summary["tuning"]["detail"]["netz/cpu-b"]["checkpoint"]["trained_on_platforms"] == ["cpu-a"]
+    assert "| netz | cpu-b | no | xfer |" in (out / "README.md").read_text()  # tuned where it never trained
     assert summary["pruning"]["best_keep_at_1pt"] is None or 0 < summary["pruning"]["best_keep_at_1pt"] <= 1
     assert set(summary["splits"]) >= {"within-task", "by-task", "by-platform (k=0, mean)"}
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))

@@ -135,25 +135,30 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
             ratio = entry["final_latency_ms"] / baseline["final_latency_ms"] if baseline else None
             share = entry["model_s"] / max(entry["wall_s"], 1e-9)
             reached = time_to_base.get(name)
-            rows.append([report["network"], report["platform"], name, f"{entry['final_latency_ms']:.2f} ± "
+            seen = (report.get("checkpoint") or {}).get("trained_on_platforms")
+            rows.append([report["network"], report["platform"],
+                         "-" if name != "xfer" or seen is None else ("yes" if report["platform"] in seen else "no"),
+                         name, f"{entry['final_latency_ms']:.2f} ± "
                          f"{entry['latency_spread_ms']:.2f}", str(entry["trials"]), str(to_base.get(name)),
                          "-" if reached is None or not baseline else f"{reached / baseline['wall_s']:.0%}",
                          _fmt(ratio), f"{share:.1%}", f"{entry['wall_s']:.0f}"])
-        summary[report["network"]] = {
+        summary[f"{report['network']}/{report['platform']}"] = {
             "platform": report["platform"], "trials": report["trials"], "trials_to_baseline": to_base,
             "seconds_to_baseline": time_to_base,
             "final_ratio_vs_xgb": {n: e["final_latency_ms"] / baseline["final_latency_ms"]
                                    for n, e in models.items()} if baseline else None,
-            "model_share_of_wall": {n: e["model_s"] / max(e["wall_s"], 1e-9) for n, e in models.items()}}
+            "model_share_of_wall": {n: e["model_s"] / max(e["wall_s"], 1e-9) for n, e in models.items()},
+            "checkpoint": report.get("checkpoint")}
     images = "\n".join(f"![{p.stem}](tune/{p.stem}.png)" for p in reports)
     text = "\n\n".join([
         "## Tuning whole networks",
-        "`xfer-jax tune` with the shipped checkpoint against TVM's XGBModel, same search settings, budget and "
-        "seed. Trials to baseline: trials until the estimated network latency (sum of weight x best task "
+        "`xfer-jax tune` with an xfer checkpoint against TVM's XGBModel, same search settings, budget and "
+        "seed. Where the checkpoint never saw the tuned platform (column 'seen'), xfer starts zero-shot from the "
+        "hardware vector and adapts online. Trials to baseline: trials until the estimated network latency (sum of weight x best task "
         "latency) first reaches xgb's final estimate; time to xgb: the tuning seconds that took, over xgb's whole wall "
         "time. Ratio: final measured end-to-end latency / xgb's, at equal trials. Model share: seconds in the cost "
         "model (featurising, predicting, updating) over wall time.",
-        _table(["network", "platform", "model", "latency ms", "trials", "trials to xgb", "time to xgb / xgb wall",
+        _table(["network", "platform", "seen", "model", "latency ms", "trials", "trials to xgb", "time to xgb / xgb wall",
                 "ratio", "model share", "wall s"], rows), images])
     return text, summary
 
