@@ -247,13 +247,14 @@ def report(
     finetune_steps: int = typer.Option(300, "--finetune-steps", min=1, help="few-shot fine-tuning steps"),
     keep_fractions: str = typer.Option("1,0.75,0.5,0.3,0.2,0.1", "--keep-fractions", help="pruning curve points"),
     seed: int = typer.Option(0, "--seed"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="train this many models at once (processes)"),
 ) -> None:
     """Transfer, pruning, split and tuning study as reports/README.md, PNG plots and summary.json."""
     with user_errors():
         from xfer_jax.report import build, parse_fractions
 
         summary = build(data, out, steps=steps, finetune_steps=finetune_steps,
-                        fractions=parse_fractions(keep_fractions), seed=seed, log=typer.echo)
+                        fractions=parse_fractions(keep_fractions), seed=seed, log=typer.echo, jobs=jobs)
     zero = summary["transfer"]["zero_shot"]
     typer.echo(f"zero-shot transfer: top-5 {zero['top5']:.3f}  PCA {zero['pca']:.3f}; pruning keeps "
                f"{summary['pruning']['best_keep_at_1pt']} at <= 1 point PCA lost; "

@@ -25,7 +25,7 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     _tune_report(out / "tune" / "netz.json")
     _tune_report(out / "tune" / "netz-b.json", platform="cpu-b")  # one network tuned on two platforms
     summary = report.build(synthetic_dataset, out, steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,),
-                           log=lambda *_: None, **QUICK)
+                           log=lambda *_: None, jobs=2, **QUICK)  # parts computed in 2 processes
     for name in ("README.md", "summary.json", "transfer.png", "pruning.png", "tune/netz.png"):
         assert (out / name).exists(), name
     assert 0 < summary["transfer"]["zero_shot"]["top5"] <= 1 and 0 <= summary["transfer"]["zero_shot"]["pca"] <= 1
@@ -35,7 +35,7 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     assert summary["pruning"]["best_keep_at_1pt"] is None or 0 < summary["pruning"]["best_keep_at_1pt"] <= 1
     assert set(summary["splits"]) >= {"within-task", "by-task", "by-platform (k=0, mean)"}
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
-    # a rerun reads every result from the cache: same numbers, no checkpoints needed
+    # a rerun in one process reads every result from the cache: same numbers, no checkpoints needed
     for folder in (out / "work").glob("*/checkpoints"):
         subprocess.run(["rm", "-rf", str(folder)], check=True)
     assert report.build(synthetic_dataset, out, steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,),

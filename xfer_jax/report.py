@@ -78,8 +78,7 @@ def transfer_section(study: Study, out: pathlib.Path, shots: tuple[int, ...],
 
 
 def splits_section(study: Study, transfer_mean: dict, models: tuple[str, ...] = MODELS) -> tuple[str, dict]:
-    names = ["within-task", "by-task", "by-network"]
-    table = study.compare(names, list(models))
+    table = study.compare(list(SPLIT_NAMES), list(models))
     zero_shot = {m: transfer_mean["k0"].get({"mlp": "mlp-onehot"}.get(m, m)) for m in models if m != "xgb"}
     table["by-platform (k=0, mean)"] = {m: r for m, r in zero_shot.items() if r is not None}
     rows = [[label, m] + [_fmt((row.get(m) or {}).get(x)) for x in METRICS]
@@ -163,14 +162,46 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
     return text, summary
 
 
+SPLIT_NAMES = ("within-task", "by-task", "by-network")
+
+
+def compute_part(part: tuple[str, str], data_path: pathlib.Path, work: pathlib.Path, steps: int, finetune_steps: int,
+                 seed: int, shots: tuple[int, ...], fractions: tuple[float, ...], transfer_models: tuple[str, ...],
+                 split_models: tuple[str, ...], prune_model: str) -> None:
+    """Train and score one independent part of the study into the cache: ("transfer", platform),
+    ("split", name), ("prune", method) without the full-data point, or ("prune-full", method)."""
+    kind, name = part
+    study = Study(dataset.load(data_path), work, steps=steps, finetune_steps=finetune_steps, seed=seed,
+                  log=lambda line: print(f"[{name}] {line}", flush=True))
+    if kind == "transfer":
+        study.transfer([name], list(transfer_models), shots)
+    elif kind == "split":
+        study.compare([name], list(split_models))
+    else:
+        study.pruning([name], (1.0,) if kind == "prune-full" else tuple(f for f in fractions if f < 1.0),
+                      model=prune_model)
+
+
+def _compute_in_parallel(jobs: int, parts: list[tuple[str, str]], *args) -> None:
+    """Independent parts in `jobs` processes (each trains its own models into the shared cache); the sections
+    below then read every result from the cache. Two small JAX processes use 2 cores better than one."""
+    import concurrent.futures
+    import multiprocessing
+
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in concurrent.futures.as_completed([pool.submit(compute_part, part, *args) for part in parts]):
+            future.result()
+
+
 def build(data_path: pathlib.Path, out: pathlib.Path, steps: int = 1500, finetune_steps: int = 300,
           shots: tuple[int, ...] = SHOTS, fractions: tuple[float, ...] | None = None, seed: int = 0,
           log: Callable[[str], None] = print, transfer_models: tuple[str, ...] = TRANSFER_MODELS,
           split_models: tuple[str, ...] = MODELS, prune_model: str = "xfer",
-          prune_methods: tuple[str, ...] = prune.METHODS) -> dict:
+          prune_methods: tuple[str, ...] = prune.METHODS, jobs: int = 1) -> dict:
     """Compute what is missing, then write out/README.md, out/summary.json and the plots. Returns the summary.
 
     The headline numbers are those of the first transfer model (xfer unless the models are overridden).
+    With jobs > 1 the missing parts are computed in that many processes first.
     """
     from .study import KEEP
 
@@ -179,10 +210,15 @@ def build(data_path: pathlib.Path, out: pathlib.Path, steps: int = 1500, finetun
     data = dataset.load(data_path)
     study = Study(data, out / "work", steps=steps, finetune_steps=finetune_steps, seed=seed, log=log)
     info = dataset.summary(data)
+    fractions = tuple(sorted(set(fractions or KEEP) | {1.0}, reverse=True))
+    if jobs > 1:  # the costliest parts first, so that no process is left with a long tail
+        parts = ([("transfer", p) for p in data.platform_names] + [("prune", m) for m in prune_methods]
+                 + [("split", n) for n in SPLIT_NAMES] + [("prune-full", prune_methods[0])])
+        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), out / "work", steps, finetune_steps, seed, shots,
+                             fractions, transfer_models, split_models, prune_model)
     transfer_text, transfer = transfer_section(study, out, shots, transfer_models)
     splits_text, split_table = splits_section(study, transfer["mean"], split_models)
-    pruning_text, pruning = pruning_section(study, out, tuple(sorted(set(fractions or KEEP) | {1.0}, reverse=True)),
-                                            prune_model, prune_methods)
+    pruning_text, pruning = pruning_section(study, out, fractions, prune_model, prune_methods)
     tuning_text, tuning = tuning_section(out)
     headline = transfer_models[0]
     zero = transfer["mean"]["k0"][headline]
