@@ -21,7 +21,8 @@ from .hardware import NUM_HARDWARE_FEATURES
 from .model import ModelConfig
 
 MODELS = ("xfer", "noHW", "mlp", "xgb")  # the split table: every model trained on the same training set
-TRANSFER_MODELS = ("xfer", "noHW", "mlp-onehot", "xgb-target")
+# xgb: trained on the other platforms (and the k shots), no hardware input; xgb-target: only the k shots
+TRANSFER_MODELS = ("xfer", "noHW", "mlp-onehot", "xgb", "xgb-target")
 SHOTS = (0, 8, 32, 64)
 KEEP = (1.0, 0.75, 0.5, 0.3, 0.2, 0.1)
 
