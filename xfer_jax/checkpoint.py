@@ -18,7 +18,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from .dataset import NUM_STORE_FEATURES, NUM_WORKLOAD_FEATURES, SCHEMA_VERSION, summary
+from .dataset import NUM_STORE_FEATURES, NUM_WORKLOAD_FEATURES, SCHEMA_VERSION, store_bucket, summary
 from .errors import UserError
 from .hardware import HARDWARE_FEATURE_NAMES, NUM_HARDWARE_FEATURES
 from .model import ModelConfig, build_model
@@ -124,15 +124,24 @@ class Predictor:
             raise CheckpointError(f"predict got features {features.shape}, workload {workload.shape}, hardware "
                                   f"{hardware.shape}; expected [N,S,{NUM_STORE_FEATURES}], "
                                   f"[N,{NUM_WORKLOAD_FEATURES}], [N,{NUM_HARDWARE_FEATURES}]")
-        used = int(mask.sum(1).max())  # bucket the store axis too (at least 4: each bucket costs a compile)
-        stores = min(self.max_stores, max(4, 1 << max(used - 1, 0).bit_length()))
+        if len(hardware) > 1 and (hardware == hardware[:1]).all():
+            hardware = hardware[:1]  # one config for the whole batch: the model embeds it once
+        # programs run in groups of equal store bucket, so a few many-store programs don't pad all the others
+        buckets = np.array([store_bucket(c, self.max_stores) for c in mask.sum(1)])
+        scores = np.zeros(n, np.float32)
+        for stores in np.unique(buckets):
+            index = np.flatnonzero(buckets == stores)
+            scores[index] = self._predict_bucket(features[index], mask[index], workload[index],
+                                                 hardware if len(hardware) == 1 else hardware[index], int(stores))
+        return scores
+
+    def _predict_bucket(self, features, mask, workload, hardware, stores: int) -> np.ndarray:
+        n = len(features)
         features, mask = features[:, :stores], mask[:, :stores]
         if features.shape[1] < stores:
             pad = stores - features.shape[1]
             features = np.pad(features, ((0, 0), (0, pad), (0, 0)))
             mask = np.pad(mask, ((0, 0), (0, pad)))
-        if len(hardware) > 1 and (hardware == hardware[:1]).all():
-            hardware = hardware[:1]  # one config for the whole batch: the model embeds it once
         bucket = max(64, 1 << (n - 1).bit_length())
         pad_n = ((0, bucket - n),)
         if len(hardware) > 1:

@@ -29,7 +29,6 @@ class ModelConfig:
     hardware_tokens: int = 4  # the hardware vector becomes this many tokens
     mlp_ratio: int = 2
     use_hardware: bool = True  # False is the noHW ablation: no hardware tokens, no cross-attention
-    readout: str = "mean"  # "mean": head on the mean store token; "sum": head on every store, scores summed
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
     @classmethod
@@ -117,9 +116,6 @@ class CostModel(nnx.Module):
         for block in self.blocks:
             tokens = block(tokens, mask, hardware_tokens)
         weights = mask.astype(tokens.dtype)[..., None]
-        if self.config.readout == "sum":  # a program's time is the sum of its stores' times, as in pack-sum XGB
-            per_store = self.head_out(jax.nn.gelu(self.head_hidden(self.head_norm(tokens))))
-            return (per_store * weights).sum((1, 2))
         pooled = (self.head_norm(tokens) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
         return self.head_out(jax.nn.gelu(self.head_hidden(pooled)))[:, 0]
 

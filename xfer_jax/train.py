@@ -20,7 +20,7 @@ import tqdm
 from flax import nnx
 
 from . import checkpoint, losses, metrics
-from .dataset import Dataset
+from .dataset import Dataset, store_bucket
 from .errors import UserError
 from .model import ModelConfig, build_model
 from .normalize import Normalizer
@@ -65,11 +65,18 @@ class GroupSampler:
         self.members = [np.flatnonzero(ok & (data.group == g)) for g in groups[host::hosts]]
         if not self.members:
             raise UserError("no group in the training data has two or more measured programs")
+        # a batch draws its groups from one store bucket, so it is padded to that bucket, not to the maximum
+        stores = inputs[1].sum(-1)
+        buckets = [store_bucket(stores[m].max(), inputs[1].shape[1]) for m in self.members]
+        self.buckets = {b: np.flatnonzero(np.array(buckets) == b) for b in sorted(set(buckets))}
         self.rng = np.random.default_rng(config.seed)
 
     def next(self) -> Batch:
         g, n = self.config.groups_per_batch, self.config.programs_per_group
-        chosen = self.rng.choice(len(self.members), size=g, replace=len(self.members) < g)
+        sizes = np.array([len(v) for v in self.buckets.values()])
+        bucket = list(self.buckets)[self.rng.choice(len(sizes), p=sizes / sizes.sum())]  # each group equally often
+        pool = self.buckets[bucket]
+        chosen = pool[self.rng.choice(len(pool), size=g, replace=len(pool) < g)]
         index = np.zeros((g, n), np.int64)
         where = np.zeros((g, n), bool)
         for row, group in enumerate(chosen):
@@ -78,6 +85,7 @@ class GroupSampler:
             index[row, : len(take)] = take
             where[row, : len(take)] = True
         features, mask, workload, hardware = (x[index] for x in self.inputs)
+        features, mask = features[:, :, :bucket], mask[:, :, :bucket]
         labels = np.where(where, self.labels[index], 0.0).astype(np.float32)
         return Batch(features, mask, workload, hardware, labels, where)
 
@@ -138,11 +146,17 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 
 def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> np.ndarray:
+    """Scores in chunks of programs sorted by store count, each chunk cut to its store bucket."""
     score = jax.jit(functools.partial(score_fn, graphdef=graphdef))
-    out = []
-    for start in range(0, len(inputs[0]), batch_size):
-        out.append(np.asarray(score(params, *(x[start: start + batch_size] for x in inputs))))
-    return np.concatenate(out) if out else np.zeros(0, np.float32)
+    stores = inputs[1].sum(-1)
+    order = np.argsort(stores, kind="stable")
+    out = np.zeros(len(order), np.float32)
+    for start in range(0, len(order), batch_size):
+        index = order[start: start + batch_size]
+        bucket = store_bucket(stores[index].max(), inputs[1].shape[1])
+        features, mask, workload, hardware = (x[index] for x in inputs)
+        out[index] = np.asarray(score(params, features[:, :bucket], mask[:, :bucket], workload, hardware))
+    return out
 
 
 def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model_config: ModelConfig,
