@@ -185,7 +185,7 @@ def compute_part(part: tuple[str, str], data_path: pathlib.Path, work: pathlib.P
 
 def _compute_in_parallel(jobs: int, parts: list[tuple[str, str]], *args) -> None:
     """Independent parts in `jobs` processes (each trains its own models into the shared cache); the sections
-    below then read every result from the cache. Two small JAX processes use 2 cores better than one."""
+    below then read every result from the cache."""
     import concurrent.futures
     import multiprocessing
 

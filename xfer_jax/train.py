@@ -69,12 +69,13 @@ class GroupSampler:
         stores = inputs[1].sum(-1)
         buckets = [store_bucket(stores[m].max(), inputs[1].shape[1]) for m in self.members]
         self.buckets = {b: np.flatnonzero(np.array(buckets) == b) for b in sorted(set(buckets))}
+        sizes = np.array([len(v) for v in self.buckets.values()])
+        self.bucket_odds = sizes / sizes.sum()  # a bucket as often as its groups: each group equally often
         self.rng = np.random.default_rng(config.seed)
 
     def next(self) -> Batch:
         g, n = self.config.groups_per_batch, self.config.programs_per_group
-        sizes = np.array([len(v) for v in self.buckets.values()])
-        bucket = list(self.buckets)[self.rng.choice(len(sizes), p=sizes / sizes.sum())]  # each group equally often
+        bucket = list(self.buckets)[self.rng.choice(len(self.bucket_odds), p=self.bucket_odds)]
         pool = self.buckets[bucket]
         chosen = pool[self.rng.choice(len(pool), size=g, replace=len(pool) < g)]
         index = np.zeros((g, n), np.int64)
