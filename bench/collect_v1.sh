@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dataset v1: CPU configs x 6 networks, 64 programs per task, into data/v1/raw/<platform>/<network>/.
+# Dataset v1: CPU configs x 6 networks, 72 programs per task (failed builds count; about 68 run), into data/v1/raw/<platform>/<network>/.
 # Resumable: rerun after an interruption; finished tasks are skipped. Hours on 2 cores; run it in the background:
 #   nohup bash bench/collect_v1.sh >> runs/collect_v1.log 2>&1 &
 #   nohup bash bench/collect_v1.sh avx2-2t@host avx2-1t@host >> runs/collect_v1.log 2>&1 &   # chosen configs
@@ -18,5 +18,5 @@ networks=(--network resnet18 --network mobilenet_v2 --network bert_tiny --networ
 while [ $# -gt 0 ]; do
   pair=(--platform "$1"); shift
   if [ $# -gt 0 ]; then pair+=(--platform "$1"); shift; fi
-  xfer-jax collect --programs-per-task 64 --out data/v1/raw "${pair[@]}" "${networks[@]}"
+  xfer-jax collect --programs-per-task 72 --out data/v1/raw "${pair[@]}" "${networks[@]}"
 done

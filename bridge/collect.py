@@ -68,6 +68,12 @@ def _gave_up(failures_in_a_row: int, errors: collections.Counter, config: "Colle
     return failures_in_a_row >= 2 * config.batch_size
 
 
+def _finished(done: list[dict], config: "CollectConfig") -> bool:
+    """A task needs no more work: it has its programs, or everything measured for it so far failed."""
+    return (len(done) >= config.programs_per_task
+            or _gave_up(len(done), collections.Counter(d.get("error") for d in done), config))
+
+
 def record_json(record: ms.database.TuningRecord) -> list:
     """The record as TVM's JSONDatabase stores it. TuningRecord.as_json cannot convert the IndexMap of a layout
     transform (bert's matmuls); like TVM's C++ writer we store it as its save_json string, which
@@ -226,9 +232,6 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     net_dir = platform_dir / network.name
     net_dir.mkdir(parents=True, exist_ok=True)
     _write_platform_once(platform_dir, net_dir, platform)
-    records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
-        "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
-        "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}})])
     tasks = extract_tasks(network, target)
     if config.max_tasks:
         tasks = tasks[: config.max_tasks]
@@ -238,10 +241,23 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                            for t in tasks]},
                 compare_keys=("network", "inputs"))
 
+    store = TaskStore(net_dir, platform_dir)
+    measured_before = {t.workload_hash: store.measured(t.workload_hash) for t in tasks}
+    pending = [t for t in tasks if not _finished(measured_before[t.workload_hash], config)]
+    summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0, 0.0)
+    for task in tasks:
+        done = measured_before[task.workload_hash]
+        if len(done) >= config.programs_per_task:
+            summary.tasks_skipped_shared += 1  # measured already, for this network or another one
+        elif _finished(done, config):
+            summary.tasks_all_failed += 1  # measured before and nothing ran: skip, counted
+    if not pending:  # nothing to measure: leave a finished (sealed) collection untouched
+        return summary
+    records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
+        "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
+        "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}})])
     builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
     guard = LoadGuard(platform, target, builder, runner, threshold=config.load_threshold)
-    store = TaskStore(net_dir, platform_dir)
-    summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0, 0.0)
     recent_errors: collections.Counter = collections.Counter()
     failed_tasks_in_a_row = 0
     start = time.time()
@@ -252,18 +268,11 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
             {"t": round(time.time(), 1), "ratio": round(ratio, 4), "baseline_s": guard.baseline_s, "note": note})])
 
     log_reference(last_ratio, "start")
-    already = {t.workload_hash: len(store.measured(t.workload_hash)) for t in tasks}
-    bar = tqdm.tqdm(total=sum(max(config.programs_per_task - n, 0) for n in already.values()),
+    bar = tqdm.tqdm(total=sum(config.programs_per_task - len(measured_before[t.workload_hash]) for t in pending),
                     desc=f"{platform.name}/{network.name}", unit="prog", disable=not show_progress,
                     dynamic_ncols=True)
-    for task in tasks:
-        done = store.measured(task.workload_hash)
-        if len(done) >= config.programs_per_task:
-            summary.tasks_skipped_shared += 1
-            continue
-        if _gave_up(len(done), collections.Counter(d.get("error") for d in done), config):
-            summary.tasks_all_failed += 1  # measured before and nothing ran: skip, counted
-            continue
+    for task in pending:
+        done = measured_before[task.workload_hash]
         consecutive_failures = 0
         memory_db = ms.database.MemoryDatabase()
         workload = memory_db.commit_workload(task.mod)

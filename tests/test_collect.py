@@ -100,6 +100,17 @@ def test_featurize_skips_corrupt_lines_and_nonfinite_latencies(collection, tmp_p
     assert len(ds.load(tmp_path / "data")) == summary.measured + summary.failed + 1
 
 
+def test_rerunning_a_finished_collection_writes_nothing(collection):
+    root, _ = collection
+    platform_dir = _net_dir(root).parent
+    before = {p: p.read_bytes() for p in platform_dir.rglob("*") if p.is_file()}
+    net = networks.onnx_network(root / "tiny.onnx")
+    config = collect.CollectConfig(programs_per_task=16, batch_size=8)
+    summary = collect.collect(platforms.get_platform("auto"), net, root / "raw", config, show_progress=False)
+    assert (summary.measured, summary.tasks_skipped_shared) == (0, 1)
+    assert {p: p.read_bytes() for p in platform_dir.rglob("*") if p.is_file()} == before
+
+
 def test_killed_collection_resumes_and_loses_nothing(tmp_path):
     model = write_matmul_onnx(tmp_path / "tiny.onnx")
     command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "40", "--out", str(tmp_path / "raw")]
