@@ -18,6 +18,7 @@ def collection_stats(root: pathlib.Path) -> dict:
     root = pathlib.Path(root)
     sizes: dict = {}
     hosts: dict = {}  # platform -> what its programs ran on
+    per_task: dict = collections.defaultdict(collections.Counter)  # platform -> task -> programs that ran
     cvs, loads, stamps = [], [], []
     remeasured = batches = 0
     for net_dir in sorted(p.parent for p in root.glob("*/*/platform.json")):
@@ -30,10 +31,10 @@ def collection_stats(root: pathlib.Path) -> dict:
         hosts.setdefault(platform, {"mcpu": spec["target"].get("mcpu", spec["target"]["kind"]), "threads": d["threads"],
                                     "cpu": d["model"], "caches_kib": [d["l1_kib"], d["l2_kib"], d["l3_kib"]],
                                     "clock_ghz": d["clock_ghz"], "mem_bw_gbs": d["mem_bw_gbs"]})
-        per_task = collections.Counter(v["task"] for v in lines)
+        per_task[platform].update(v["task"] for v in ok)
         sizes.setdefault(platform, {})[network] = {
             "programs": len(ok), "failed": len(lines) - len(ok), "tasks": len(tasks),
-            "tasks_measured_here": len(per_task),
+            "tasks_measured_here": len({v["task"] for v in lines}),
             "random": sum(1 for v in ok if v.get("phase") == "random"),
             "search": sum(1 for v in ok if v.get("phase") == "search")}
         for v in ok:
@@ -49,11 +50,16 @@ def collection_stats(root: pathlib.Path) -> dict:
     gaps = np.diff(stamps) if len(stamps) > 1 else np.zeros(0)
     active_s = float(gaps[gaps < 300].sum())  # pauses of 5 minutes or more are restarts, not collection
     programs = sum(c["programs"] + c["failed"] for p in sizes.values() for c in p.values())
+    group_sizes = [n for counts in per_task.values() for n in counts.values()]  # a task shared by networks: once
     return {
         "sizes": sizes,
         "hosts": hosts,
         "programs": sum(c["programs"] for p in sizes.values() for c in p.values()),
         "failed": sum(c["failed"] for p in sizes.values() for c in p.values()),
+        "programs_per_task_and_platform": {
+            "groups": len(group_sizes), "mean": float(np.mean(group_sizes)) if group_sizes else None,
+            "median": float(np.median(group_sizes)) if group_sizes else None,
+            "per_platform": {p: round(float(np.mean(list(c.values()))), 1) for p, c in sorted(per_task.items())}},
         "noise": {"repeat_cv_median": float(np.median(cvs)) if cvs else None,
                   "repeat_cv_p90": float(np.percentile(cvs, 90)) if cvs else None,
                   "reference_ratio_median": float(np.median(loads)) if loads else None,
@@ -67,10 +73,11 @@ def collection_stats(root: pathlib.Path) -> dict:
 def markdown(stats: dict) -> str:
     platforms = sorted(stats["sizes"])
     networks = sorted({n for p in stats["sizes"].values() for n in p})
-    out = ["| platform | " + " | ".join(networks) + " | total |", "|---" * (len(networks) + 2) + "|"]
+    per_task = stats["programs_per_task_and_platform"]
+    out = ["| platform | " + " | ".join(networks) + " | total | per task |", "|---" * (len(networks) + 3) + "|"]
     for p in platforms:
         cells = [stats["sizes"][p].get(n, {}).get("programs", 0) for n in networks]
-        out.append(f"| {p} | " + " | ".join(str(c) for c in cells) + f" | {sum(cells)} |")
+        out.append(f"| {p} | " + " | ".join(str(c) for c in cells) + f" | {sum(cells)} | {per_task['per_platform'][p]} |")
     out += ["", "| platform | target mcpu | threads | CPU | L1d / L2 / L3 KiB | clock GHz | copy bandwidth GB/s |",
             "|---|---|---|---|---|---|---|"]
     for p in platforms:
@@ -80,6 +87,8 @@ def markdown(stats: dict) -> str:
     noise, speed = stats["noise"], stats["throughput"]
     fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
     out += ["", f"- successfully measured programs: {stats['programs']}; failed builds or runs: {stats['failed']}",
+            f"- programs that ran per (task, platform), a task shared by networks counted once: mean "
+            f"{fmt(per_task['mean'], '.1f')}, median {fmt(per_task['median'], '.0f')}, over {per_task['groups']} pairs",
             f"- repeat spread (coefficient of variation of the 3 repeats): median {fmt(noise['repeat_cv_median'], '.2%')}, "
             f"90th percentile {fmt(noise['repeat_cv_p90'], '.2%')}",
             f"- reference-program slowdown at measurement time: median {fmt(noise['reference_ratio_median'], '.3f')}, "
