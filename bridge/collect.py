@@ -7,6 +7,7 @@ Layout of one collection, `OUT/<platform>/<network>/`:
 - database_*.json      standard MetaSchedule JSONDatabase files, appended batch by batch
 - measurements.jsonl   one line per record: phase, repeats, error, machine load (see records.py)
 - reference.jsonl      the load guard's reference-program timings
+- exhausted.jsonl      tasks whose search ran out of new programs before reaching `programs_per_task`
 
 Each task gets `programs_per_task` programs: first a share of uniform random samples of the design space
 (phase "random"), then rounds of EvolutionarySearch guided by an XGBoost model trained on the task's
@@ -43,6 +44,7 @@ class CollectError(UserError):
     """Collection cannot go on (wholesale failures, a mismatched output folder). One line for the user."""
 
 
+EXHAUSTED_FILE = "exhausted.jsonl"
 _tuning_record_as_json = tvm_ffi.get_global_func("s_tir.meta_schedule.TuningRecordAsJSON")
 
 
@@ -68,9 +70,9 @@ def _gave_up(failures_in_a_row: int, errors: collections.Counter, config: "Colle
     return failures_in_a_row >= 2 * config.batch_size
 
 
-def _finished(done: list[dict], config: "CollectConfig") -> bool:
-    """A task needs no more work: it has its programs, or everything measured for it so far failed."""
-    return (len(done) >= config.programs_per_task
+def _finished(done: list[dict], exhausted: bool, config: "CollectConfig") -> bool:
+    """A task needs no more work: it has its programs, its search found no new ones, or all of them failed."""
+    return (len(done) >= config.programs_per_task or exhausted
             or _gave_up(len(done), collections.Counter(d.get("error") for d in done), config))
 
 
@@ -99,7 +101,7 @@ class CollectSummary:
     out_dir: pathlib.Path
     tasks: int
     tasks_skipped_shared: int
-    tasks_all_failed: int
+    tasks_given_up: int  # every program failed, or its search found no new programs
     measured: int
     failed: int
     remeasured_batches: int
@@ -125,7 +127,7 @@ def _same_host(a: dict, b: dict) -> bool:
     return stable(a) == stable(b)
 
 
-def _write_platform_once(platform_dir: pathlib.Path, net_dir: pathlib.Path, platform: Platform) -> None:
+def _platform_payload(platform_dir: pathlib.Path, platform: Platform) -> dict:
     """Every network of a platform folder records one platform: the first one written. A different host
     (another CPU, other caches or clock) must not add to it, or one platform name would mix two machines."""
     host = _host_fingerprint(platform)
@@ -139,9 +141,12 @@ def _write_platform_once(platform_dir: pathlib.Path, net_dir: pathlib.Path, plat
                 f"{platform_dir} was measured on another host ({d['model']}, L2 {d['l2_kib']:g} KiB, "
                 f"L3 {d['l3_kib']:g} KiB, {d['clock_ghz']} GHz, {d['vector_bits']}-bit); name this host's "
                 f"config apart, e.g. --platform {base}@host")
-        payload = {"platform": existing["platform"], "host": existing["host"]}
-    else:
-        payload = {"platform": platform.to_dict(), "host": host}
+        return {"platform": existing["platform"], "host": existing["host"]}
+    return {"platform": platform.to_dict(), "host": host}
+
+
+def _write_platform_once(platform_dir: pathlib.Path, net_dir: pathlib.Path, platform: Platform) -> None:
+    payload = _platform_payload(platform_dir, platform)
     if not (net_dir / "platform.json").exists():
         (net_dir / "platform.json").write_text(json.dumps(payload, indent=1))
 
@@ -189,6 +194,15 @@ class TaskStore:
                       if v is not None and v.get("task") == task_hash]
         return found
 
+    def exhausted(self, task_hash: str) -> bool:
+        """The task's search ran out of new programs before (for any network of the platform)."""
+        return any(v is not None and v.get("task") == task_hash for net_dir in self._network_dirs()
+                   for _, v in records.iter_json_lines(net_dir / EXHAUSTED_FILE))
+
+    def mark_exhausted(self, task_hash: str, programs: int) -> None:
+        records.append_lines(self.net_dir / EXHAUSTED_FILE, [records.dumps(
+            {"task": task_hash, "programs": programs, "t": round(time.time(), 1)})])
+
     def _network_dirs(self) -> list[pathlib.Path]:
         return sorted(p.parent for p in self.platform_dir.glob("*/platform.json"))
 
@@ -230,28 +244,33 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     target = platform.tvm_target()
     platform_dir = (out / platform.name).absolute()
     net_dir = platform_dir / network.name
-    net_dir.mkdir(parents=True, exist_ok=True)
-    _write_platform_once(platform_dir, net_dir, platform)
+    _platform_payload(platform_dir, platform)  # refuses another host's folder before the slow task extraction
     tasks = extract_tasks(network, target)
     if config.max_tasks:
         tasks = tasks[: config.max_tasks]
+    net_dir.mkdir(parents=True, exist_ok=True)
     _write_once(net_dir / "tasks.json",
                 {"network": network.name, "inputs": {k: [list(s), d] for k, (s, d) in network.inputs.items()},
                  "tasks": [{"hash": t.workload_hash, "name": t.name, "weight": t.weight, "flops": t.flops}
                            for t in tasks]},
                 compare_keys=("network", "inputs"))
+    _write_platform_once(platform_dir, net_dir, platform)  # after tasks.json: a folder with it is complete
 
     store = TaskStore(net_dir, platform_dir)
     measured_before = {t.workload_hash: store.measured(t.workload_hash) for t in tasks}
-    pending = [t for t in tasks if not _finished(measured_before[t.workload_hash], config)]
+    pending = [t for t in tasks
+               if not _finished(measured_before[t.workload_hash], store.exhausted(t.workload_hash), config)]
+    pending_hashes = {t.workload_hash for t in pending}
     summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0, 0.0)
     for task in tasks:
         done = measured_before[task.workload_hash]
         if len(done) >= config.programs_per_task:
             summary.tasks_skipped_shared += 1  # measured already, for this network or another one
-        elif _finished(done, config):
-            summary.tasks_all_failed += 1  # measured before and nothing ran: skip, counted
-    if not pending:  # nothing to measure: leave a finished (sealed) collection untouched
+        elif task.workload_hash not in pending_hashes:
+            summary.tasks_given_up += 1
+    if not pending:  # nothing to measure: leave a finished collection as it is, sealed
+        if not config.max_tasks:
+            _seal(net_dir)  # a run killed between its last batch and sealing
         return summary
     records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
         "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
@@ -273,7 +292,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                     dynamic_ncols=True)
     for task in pending:
         done = measured_before[task.workload_hash]
-        consecutive_failures = 0
+        consecutive_failures, lines_written = 0, 0
         memory_db = ms.database.MemoryDatabase()
         workload = memory_db.commit_workload(task.mod)
         cost_model = ms.cost_model.XGBModel(num_warmup_samples=config.batch_size, verbose_eval=0,
@@ -341,6 +360,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
                         consecutive_failures = 0
                         recent_errors.clear()
                 store.append(workload_idx, lines)
+                lines_written += len(lines)
                 if attempts > 1:
                     log_reference(last_ratio, f"batch measured {attempts} times")
                 n_failed = sum(1 for s, _ in outcomes if s is None)
@@ -363,21 +383,30 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
             if phase == "random":
                 prior = store.load_records(task, workload)
         if _gave_up(consecutive_failures, recent_errors, config):
-            summary.tasks_all_failed += 1
+            summary.tasks_given_up += 1
             failed_tasks_in_a_row += 1
             bar.write(f"{task.name}: {consecutive_failures} programs in a row failed; skipping the task")
             if failed_tasks_in_a_row >= 3 or len(tasks) == 1:
                 raise CollectError(_diagnose(recent_errors))
         else:
             failed_tasks_in_a_row = 0
+            measured_now = len(done) + lines_written
+            if measured_now < config.programs_per_task:  # the search came up short: a rerun would too
+                store.mark_exhausted(task.workload_hash, measured_now)
+                summary.tasks_given_up += 1
     bar.close()
     log_reference(guard.ratio(), "end")
-    if not config.max_tasks:  # a complete network: compress it (appends later start new plain files)
-        for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE, "reference.jsonl",
-                     "runs.jsonl"):
-            records.seal(net_dir / name)
+    if not config.max_tasks:
+        _seal(net_dir)
     summary.seconds = time.time() - start
     return summary
+
+
+def _seal(net_dir: pathlib.Path) -> None:
+    """A complete network is compressed; appends after this start new plain files."""
+    for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE, "reference.jsonl",
+                 "runs.jsonl", EXHAUSTED_FILE):
+        records.seal(net_dir / name)
 
 
 def _update_cost_model(cost_model, ctx, prior: list[ms.database.TuningRecord]) -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a synthetic dataset for the model tests, and a tiny ONNX model for the TVM tests."""
+"""Shared fixtures: a synthetic dataset for the model tests, and tiny ONNX models for the TVM tests."""
 
 from __future__ import annotations
 
@@ -56,5 +56,18 @@ def write_matmul_onnx(path: pathlib.Path, n: int = 64) -> pathlib.Path:
         [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["z"])], "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
         [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, n])], initializer=[weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def write_relu_onnx(path: pathlib.Path, n: int = 64) -> pathlib.Path:
+    """A lone Relu: one task whose design space is so small that the search runs out of new programs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["z"])], "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, n])])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path

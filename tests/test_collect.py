@@ -17,7 +17,7 @@ import pytest
 
 from xfer_jax import dataset as ds
 
-from conftest import write_matmul_onnx
+from conftest import write_matmul_onnx, write_relu_onnx
 
 tvm = pytest.importorskip("tvm")
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -109,6 +109,17 @@ def test_rerunning_a_finished_collection_writes_nothing(collection):
     summary = collect.collect(platforms.get_platform("auto"), net, root / "raw", config, show_progress=False)
     assert (summary.measured, summary.tasks_skipped_shared) == (0, 1)
     assert {p: p.read_bytes() for p in platform_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_task_whose_search_runs_out_is_not_reopened_by_a_rerun(tmp_path):
+    net = networks.onnx_network(write_relu_onnx(tmp_path / "relu.onnx"))
+    config = collect.CollectConfig(programs_per_task=48, batch_size=8)
+    first = collect.collect(platforms.get_platform("auto"), net, tmp_path / "raw", config, show_progress=False)
+    assert 0 < first.measured + first.failed < 48 and first.tasks_given_up == 1
+    before = {p: p.read_bytes() for p in (tmp_path / "raw").rglob("*") if p.is_file()}
+    again = collect.collect(platforms.get_platform("auto"), net, tmp_path / "raw", config, show_progress=False)
+    assert (again.measured, again.tasks_given_up) == (0, 1)
+    assert {p: p.read_bytes() for p in (tmp_path / "raw").rglob("*") if p.is_file()} == before
 
 
 def test_killed_collection_resumes_and_loses_nothing(tmp_path):
