@@ -151,18 +151,6 @@ def _write_platform_once(platform_dir: pathlib.Path, net_dir: pathlib.Path, plat
         (net_dir / "platform.json").write_text(json.dumps(payload, indent=1))
 
 
-def _write_once(path: pathlib.Path, payload: dict, compare_keys: tuple[str, ...]) -> None:
-    """Write JSON unless present; if present, the compare_keys must match (resuming the same collection)."""
-    if path.exists():
-        existing = json.loads(path.read_text())
-        for key in compare_keys:
-            if existing.get(key) != payload.get(key):
-                raise CollectError(f"{path} was written with a different {key}; collect into a new --out "
-                                   f"folder (existing: {json.dumps(existing.get(key))[:120]})")
-        return
-    path.write_text(json.dumps(payload, indent=1))
-
-
 class TaskStore:
     """Appends one task's records to its network folder and reads back everything measured for it."""
 
@@ -249,11 +237,11 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     if config.max_tasks:
         tasks = tasks[: config.max_tasks]
     net_dir.mkdir(parents=True, exist_ok=True)
-    _write_once(net_dir / "tasks.json",
-                {"network": network.name, "inputs": {k: [list(s), d] for k, (s, d) in network.inputs.items()},
-                 "tasks": [{"hash": t.workload_hash, "name": t.name, "weight": t.weight, "flops": t.flops}
-                           for t in tasks]},
-                compare_keys=("network", "inputs"))
+    records.write_once(
+        net_dir / "tasks.json",
+        {"network": network.name, "inputs": {k: [list(s), d] for k, (s, d) in network.inputs.items()},
+         "tasks": [{"hash": t.workload_hash, "name": t.name, "weight": t.weight, "flops": t.flops} for t in tasks]},
+        compare_keys=("network", "inputs"))
     _write_platform_once(platform_dir, net_dir, platform)  # after tasks.json: a folder with it is complete
 
     store = TaskStore(net_dir, platform_dir)

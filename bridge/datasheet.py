@@ -21,7 +21,7 @@ def collection_stats(root: pathlib.Path) -> dict:
     per_task: dict = collections.defaultdict(collections.Counter)  # platform -> task -> programs that ran
     cvs, loads, stamps = [], [], []
     remeasured = batches = 0
-    for net_dir in sorted(p.parent for p in root.glob("*/*/platform.json")):
+    for net_dir in sorted(p.parent for p in root.glob("*/*/platform.json") if (p.parent / "tasks.json").exists()):
         platform, network = net_dir.parent.name, net_dir.name
         lines = [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE) if v]
         ok = [v for v in lines if v.get("costs_s")]
@@ -59,7 +59,8 @@ def collection_stats(root: pathlib.Path) -> dict:
         "programs_per_task_and_platform": {
             "groups": len(group_sizes), "mean": float(np.mean(group_sizes)) if group_sizes else None,
             "median": float(np.median(group_sizes)) if group_sizes else None,
-            "per_platform": {p: round(float(np.mean(list(c.values()))), 1) for p, c in sorted(per_task.items())}},
+            "per_platform": {p: round(float(np.mean(list(c.values()))), 1) if c else 0.0
+                             for p, c in sorted(per_task.items())}},
         "noise": {"repeat_cv_median": float(np.median(cvs)) if cvs else None,
                   "repeat_cv_p90": float(np.percentile(cvs, 90)) if cvs else None,
                   "reference_ratio_median": float(np.median(loads)) if loads else None,

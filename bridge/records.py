@@ -6,7 +6,7 @@ room for: which phase proposed the program, every repeat, the error text and the
 
 A finished collection is sealed: each file's lines move into a gzip segment `NAME.<first line>.gz` (traces
 compress about 35x), and later appends start a new plain file. Readers see segments, then the plain file,
-as one sequence of lines. `xfer-jax export-db` writes plain files back for TVM's own JSONDatabase.
+as one sequence of lines; written out in that order they are the plain files TVM's own JSONDatabase reads.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import json
 import os
 import pathlib
 from typing import Any, Iterator
+
+from xfer_jax.errors import UserError
 
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
@@ -97,3 +99,15 @@ def run_secs_of(record_json: list) -> list[float] | None:
         return [float(s) for s in secs] if secs is not None else None
     except (IndexError, TypeError, ValueError):
         return None
+
+
+def write_once(path: pathlib.Path, payload: dict, compare_keys: tuple[str, ...]) -> None:
+    """Write JSON unless present; if present, the compare_keys must match (resuming the same job)."""
+    if path.exists():
+        existing = json.loads(path.read_text())
+        for key in compare_keys:
+            if existing.get(key) != payload.get(key):
+                raise UserError(f"{path} was written with a different {key} "
+                                f"(existing: {json.dumps(existing.get(key))[:120]}); use a new --out folder")
+        return
+    path.write_text(json.dumps(payload, indent=1))

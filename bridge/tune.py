@@ -23,6 +23,7 @@ from tvm.s_tir import meta_schedule as ms
 from xfer_jax.curves import plot_curves, seconds_to_baseline, trials_to_baseline
 from xfer_jax.errors import UserError
 
+from . import records
 from .cost_model import TimedCostModel, XferCostModel
 from .measure import MeasureConfig, SyncRunner, build_and_run, make_builder, make_runner
 from .networks import Network
@@ -134,6 +135,15 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     target = platform.tvm_target()
     out = pathlib.Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
+    # a rerun resumes this folder's databases, so it must be the same tuning job
+    records.write_once(out / "settings.json",
+                       {"network": network.name, "inputs": {k: [list(s), d] for k, (s, d) in network.inputs.items()},
+                        "platform": [platform.name, platform.target, platform.num_threads],
+                        "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None,
+                        "seed": config.seed, "trials_per_round": config.trials_per_round,
+                        "population_size": config.population_size, "frozen": config.frozen},
+                       compare_keys=("network", "inputs", "platform", "checkpoint", "seed", "trials_per_round",
+                                     "population_size", "frozen"))
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config.frozen) for name in models}
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from xfer_jax import dataset, splits, train
+from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
 from conftest import write_matmul_onnx
@@ -105,6 +107,9 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     assert set(saved["models"]) == {"xfer", "random"}
     again = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
     assert again["models"]["random"]["trials"] == 16  # resumed from the database: nothing measured again
+    with pytest.raises(UserError, match="different seed"):  # another job must not resume these databases
+        tune_network(network, platform, ["random"], tmp_path, dataclasses.replace(config, seed=1), checkpoint,
+                     show_progress=False)
 
 
 def _free_port() -> int:
