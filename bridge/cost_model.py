@@ -19,6 +19,7 @@ import xfer_jax
 from xfer_jax import checkpoint
 from xfer_jax.adapt import Measurements, OnlineAdapter
 from xfer_jax.dataset import NUM_STORE_FEATURES
+from xfer_jax.errors import UserError
 from xfer_jax.hardware import hardware_vector
 
 from .featurize import workload_features
@@ -57,8 +58,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
         kind = target.kind.name
         expected = self.platform.target["kind"]
         if kind != expected:
-            raise checkpoint.CheckpointError(f"the tuning target is {kind} but platform {self.platform.name!r} "
-                                             f"describes {expected}; pass the matching --platform")
+            raise UserError(f"the tuning target is {kind} but platform {self.platform.name!r} "
+                            f"describes {expected}; pass the matching --platform")
 
     def _inputs(self, context, candidates) -> tuple[np.ndarray, ...]:
         self._check_target(context.target)

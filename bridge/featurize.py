@@ -123,7 +123,7 @@ def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
     provenance = {v["record"]: v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
                   if v is not None and "record" in v}
     phases = {k: v.get("phase") for k, v in provenance.items()}
-    stds = {k: v.get("costs_s") for k, v in provenance.items()}
+    repeats = {k: v.get("costs_s") for k, v in provenance.items()}
 
     batch: list[tuple[int, int, ms.database.TuningRecord]] = []
     end = start
@@ -151,17 +151,17 @@ def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
             summary.skipped_corrupt += 1
             continue
         if len(batch) >= SHARD_PROGRAMS:
-            _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, batch[0][0],
+            _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, batch[0][0],
                    number + 1, summary)
             bar.update(number + 1 - batch[0][0])
             batch = []
     if batch or end > start:
         first = batch[0][0] if batch else start
-        _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, first, end, summary)
+        _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, first, end, summary)
         bar.update(end - first)
 
 
-def _write(out, source, platform, networks, task_info, workloads, batch, phases, stds, first, end, summary) -> None:
+def _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, first, end, summary) -> None:
     rows, counts, workload_rows, latency, spread, phase, record_ids, hashes = [], [], [], [], [], [], [], []
     by_workload = collections.defaultdict(list)
     for number, workload_idx, record in batch:
@@ -185,7 +185,7 @@ def _write(out, source, platform, networks, task_info, workloads, batch, phases,
             secs = [float(s) for s in record.run_secs]
             failed = min(secs) >= records.FAILED_RUN_SECS
             latency.append(np.inf if failed else float(np.mean(secs)))
-            costs = stds.get(number) or secs
+            costs = repeats.get(number) or secs
             spread.append(0.0 if failed else float(np.std(costs)))
             phase.append(ds.PHASES.get(phases.get(number), -1))
             record_ids.append(number)
@@ -194,7 +194,7 @@ def _write(out, source, platform, networks, task_info, workloads, batch, phases,
             summary.programs += int(not failed)
     for task_hash in set(hashes):
         summary.tasks_all_failed += all(np.isinf(lat) for lat, h in zip(latency, hashes) if h == task_hash)
-    index = len(list(out.glob("shard-*.npz")))
+    index = max((int(path.stem.split("-")[1]) + 1 for path in out.glob("shard-*.npz")), default=0)
     ds.write_shard(
         out / f"shard-{index:05d}.npz",
         store_rows=np.concatenate(rows) if rows else np.zeros((0, ds.NUM_STORE_FEATURES), np.float32),

@@ -11,6 +11,7 @@ import os
 import shutil
 import statistics
 import time
+import weakref
 
 import numpy as np
 import tvm
@@ -225,6 +226,7 @@ class LoadGuard:
             raise MeasureError(f"the reference program failed to build: {_first_line(built.error_msg)}; "
                                "check that xfer-jax is installed in this Python (pip install -e .)")
         self.artifact = (built.artifact_path, candidate.args_info)  # built once, run many times
+        weakref.finalize(self, shutil.rmtree, os.path.dirname(built.artifact_path), True)  # its temporary folder
         self.baseline_s = min(self.measure_raw() for _ in range(3))
 
     def measure_raw(self) -> float:

@@ -121,6 +121,11 @@ def _cache_kib(level: int, kind: str) -> float:
 
 
 def _clock_ghz() -> float:
+    """The nominal clock: cpufreq's maximum where the kernel has one (the current "cpu MHz" moves with load)."""
+    try:
+        return round(int(pathlib.Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()) / 1e6, 1)
+    except (OSError, ValueError):
+        pass
     try:
         return round(float(_cpuinfo().get("cpu MHz", "0")) / 1000.0, 1)
     except ValueError:

@@ -48,7 +48,8 @@ def test_training_resumes_from_its_latest_checkpoint(synthetic_dataset, tmp_path
     resumed = train.train(data, split.train, split.test, ModelConfig.small(), longer, tmp_path / "ck",
                           show_progress=False)
     assert [h["step"] for h in first["history"]] == [30, 60]
-    assert [h["step"] for h in resumed["history"]] == [90]
+    assert [h["step"] for h in resumed["history"]] == [30, 60, 90]  # the history carries over
+    assert resumed["best"]["pca"] >= first["best"]["pca"]
 
 
 def test_checkpoint_of_another_feature_schema_is_refused(synthetic_dataset, tmp_path):
@@ -129,3 +130,21 @@ def test_splits_are_deterministic_and_disjoint(synthetic_dataset):
     few = splits.by_platform(data, "cpu-b", shots=4, seed=0)
     on_b = data.platform[few.train] == data.platform_names.index("cpu-b")
     assert on_b.sum() == 4 * 6
+
+
+def test_eval_refuses_a_split_or_dataset_the_checkpoint_was_not_trained_on(synthetic_dataset, tmp_path):
+    from conftest import synthetic_shards
+    from xfer_jax.errors import UserError
+    from xfer_jax.experiments import evaluate_checkpoint
+
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "ck", split_info={
+        "name": "within-task", "holdout": [], "shots": 0, "seed": 0}, show_progress=False)
+    report = evaluate_checkpoint(tmp_path / "ck", synthetic_dataset)
+    assert report["split"].startswith(f"within-task: {len(split.train)} train / {len(split.test)} test")
+    with pytest.raises(UserError, match="by-task test set would hold training programs"):
+        evaluate_checkpoint(tmp_path / "ck", synthetic_dataset, split="by-task")
+    grown = synthetic_shards(tmp_path / "grown", programs=30)
+    with pytest.raises(UserError, match="split would differ"):
+        evaluate_checkpoint(tmp_path / "ck", grown)

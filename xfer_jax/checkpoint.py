@@ -162,16 +162,15 @@ def load(path: str | pathlib.Path) -> Predictor:
     best = path / "best"
     if not best.is_dir():
         raise CheckpointError(f"no checkpoint at {path} (expected {best}/<step>/ written by `xfer-jax train`)")
-    manager = ocp.CheckpointManager(best)
-    step = manager.latest_step()
-    if step is None:
-        raise CheckpointError(f"checkpoint {path} holds no saved step")
-    meta = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
-    _check_metadata(path, meta)
-    model = build_model(ModelConfig(**meta["model"]), nnx.Rngs(0))
-    graphdef, params = nnx.split(model, nnx.Param)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(params))
-    restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
+    with ocp.CheckpointManager(best) as manager:
+        step = manager.latest_step()
+        if step is None:
+            raise CheckpointError(f"checkpoint {path} holds no saved step")
+        meta = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+        _check_metadata(path, meta)
+        model = build_model(ModelConfig(**meta["model"]), nnx.Rngs(0))
+        graphdef, params = nnx.split(model, nnx.Param)
+        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(params))
+        restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
     nnx.replace_by_pure_dict(params, restored["params"])
-    manager.close()
     return Predictor(graphdef, params, meta)

@@ -32,14 +32,23 @@ def train_on_split(data_path, split_name: str, out, *, holdout=None, shots=0, st
     return train.train(data, fit, valid, model_config, config, pathlib.Path(out), split_info, show_progress)
 
 
-def evaluate_checkpoint(checkpoint_path, data_path, *, split=None, holdout=None) -> dict:
+def evaluate_checkpoint(checkpoint_path, data_path, *, split=None) -> dict:
+    """Scores on the test side of the checkpoint's own split, rebuilt on the dataset it was trained on."""
     predictor = load(checkpoint_path)
     info = predictor.metadata.get("split", {})
     name = split or info.get("name")
     if name is None:
         raise CheckpointError(f"{checkpoint_path} records no split; pass --split")
-    holdout = holdout or (info.get("holdout") or [None])[0]
+    if info.get("name") and name != info["name"]:
+        raise UserError(f"{checkpoint_path} was trained on the {info['name']} split; its {name} test set would "
+                        f"hold training programs (evaluate it on {info['name']}, or train on {name})")
     data = dataset.load(data_path)
+    trained_on, here = predictor.metadata.get("data", {}), dataset.summary(data)
+    if trained_on and (trained_on["programs"], trained_on["failed"]) != (here["programs"], here["failed"]):
+        raise UserError(f"{checkpoint_path} was trained on a dataset of {trained_on['programs']} programs, "
+                        f"{data_path} has {here['programs']}: the split would differ and leak training programs "
+                        "into the test set; evaluate on the training dataset or retrain")
+    holdout = (info.get("holdout") or [None])[0]
     chosen = splits.make_split(data, name, seed=info.get("seed", 0), holdout=holdout, shots=info.get("shots", 0))
     test = data.subset(chosen.test)
     scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)

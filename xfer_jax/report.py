@@ -252,7 +252,10 @@ def build(data_path: pathlib.Path, out: pathlib.Path, steps: int = 1500, finetun
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
-    values = tuple(float(x) for x in text.split(",") if x.strip())
+    try:
+        values = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
     if not values or any(not 0 < v <= 1 for v in values):
         raise UserError(f"--keep-fractions must be fractions in (0, 1], got {text!r}")
     return values

@@ -108,6 +108,7 @@ def train_step(params, opt_state, batch: dict, *, graphdef, optimizer, loss_name
     return optax.apply_updates(params, updates), opt_state, loss
 
 
+@functools.partial(jax.jit, static_argnames="graphdef")  # compiled once per graphdef and bucket, not per call
 def score_fn(params, features, mask, workload, hardware, *, graphdef):
     return nnx.merge(graphdef, params)(features, mask, workload, hardware)
 
@@ -148,7 +149,6 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> np.ndarray:
     """Scores in chunks of programs sorted by store count, each chunk cut to its store bucket."""
-    score = jax.jit(functools.partial(score_fn, graphdef=graphdef))
     stores = inputs[1].sum(-1)
     order = np.argsort(stores, kind="stable")
     out = np.zeros(len(order), np.float32)
@@ -156,7 +156,8 @@ def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> n
         index = order[start: start + batch_size]
         bucket = store_bucket(stores[index].max(), inputs[1].shape[1])
         features, mask, workload, hardware = (x[index] for x in inputs)
-        out[index] = np.asarray(score(params, features[:, :bucket], mask[:, :bucket], workload, hardware))
+        out[index] = np.asarray(score_fn(params, features[:, :bucket], mask[:, :bucket], workload, hardware,
+                                         graphdef=graphdef))
     return out
 
 
@@ -183,7 +184,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
         return normalizer.apply(d.features[:, :stores], d.mask[:, :stores], d.workload, d.hardware)
 
     train_inputs, valid_inputs = inputs_of(train_data), inputs_of(valid_data)
-    sampler = GroupSampler(train_data, train_inputs, config)
+    sampler = GroupSampler(train_data, train_inputs, config, host_shard=(jax.process_index(), jax.process_count()))
     model = build_model(model_config, nnx.Rngs(config.seed))
     graphdef, params = nnx.split(model, nnx.Param)
     if start is not None:
@@ -193,17 +194,19 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     metadata = checkpoint.make_metadata(model_config, normalizer, stores, data, split_info or {}, config)
 
     manager = checkpoint.open_manager(out)
-    start_step, best = 0, {"pca": -1.0, "step": 0}
-    if manager.latest_step() is not None:  # resume
+    start_step, best, bad_evals, history = 0, {"pca": -1.0, "step": 0}, 0, []
+    if manager.latest_step() is not None:  # resume where it stopped, with its history and patience
         params, opt_state, saved_meta = checkpoint.restore_training(manager, params, opt_state)
         start_step = manager.latest_step()
         best = saved_meta.get("best", best)
+        bad_evals, history = saved_meta.get("bad_evals", 0), saved_meta.get("history", [])
         sampler.rng = np.random.default_rng([config.seed, start_step])
     parallel = DataParallel(graphdef, optimizer, config.loss)
     replicated = parallel.replicate((params, opt_state))
 
-    bad_evals, history = 0, []
-    bar = tqdm.tqdm(range(start_step, config.steps), initial=start_step, total=config.steps, desc="train",
+    end_step = start_step if bad_evals >= config.patience else config.steps  # stopped early: stays stopped
+    resumed_evals = len(history)
+    bar = tqdm.tqdm(range(start_step, end_step), initial=start_step, total=config.steps, desc="train",
                     disable=not show_progress, dynamic_ncols=True)
     tick = time.time()
     for step in bar:
@@ -220,13 +223,13 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
                 best, bad_evals = {"pca": valid_pca, "step": step + 1}, 0
             else:
                 bad_evals += 1
-            checkpoint.save(manager, step + 1, params, opt_state, {**metadata, "best": best, "history": history},
-                            best=improved)
+            checkpoint.save(manager, step + 1, params, opt_state,
+                            {**metadata, "best": best, "history": history, "bad_evals": bad_evals}, best=improved)
             if bad_evals >= config.patience:
                 break
     bar.close()
     manager.wait_until_finished()
     seconds = time.time() - tick
-    steps_run = (history[-1]["step"] if history else start_step) - start_step
+    steps_run = (history[-1]["step"] if len(history) > resumed_evals else start_step) - start_step
     return {"best": best, "history": history, "train_seconds": seconds,
             "train_samples_per_s": steps_run * config.groups_per_batch * config.programs_per_group / max(seconds, 1e-9)}
