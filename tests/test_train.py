@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -145,6 +146,11 @@ def test_eval_refuses_a_split_or_dataset_the_checkpoint_was_not_trained_on(synth
     assert report["split"].startswith(f"within-task: {len(split.train)} train / {len(split.test)} test")
     with pytest.raises(UserError, match="by-task test set would hold training programs"):
         evaluate_checkpoint(tmp_path / "ck", synthetic_dataset, split="by-task")
-    grown = synthetic_shards(tmp_path / "grown", programs=30)
+    other = synthetic_shards(tmp_path / "other", programs=30)
     with pytest.raises(UserError, match="split would differ"):
-        evaluate_checkpoint(tmp_path / "ck", grown)
+        evaluate_checkpoint(tmp_path / "ck", other)
+    grown = tmp_path / "grown"  # the training dataset plus an appended shard: evaluated on what it trained on
+    shutil.copytree(synthetic_dataset, grown)
+    synthetic_shards(tmp_path / "more", seed=1, platforms=("cpu-c",))
+    shutil.copy(tmp_path / "more" / "shard-00000.npz", grown / "shard-00002.npz")
+    assert evaluate_checkpoint(tmp_path / "ck", grown) == report

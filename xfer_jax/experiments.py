@@ -42,17 +42,30 @@ def evaluate_checkpoint(checkpoint_path, data_path, *, split=None) -> dict:
     if info.get("name") and name != info["name"]:
         raise UserError(f"{checkpoint_path} was trained on the {info['name']} split; its {name} test set would "
                         f"hold training programs (evaluate it on {info['name']}, or train on {name})")
-    data = dataset.load(data_path)
-    trained_on, here = predictor.metadata.get("data", {}), dataset.summary(data)
-    if trained_on and (trained_on["programs"], trained_on["failed"]) != (here["programs"], here["failed"]):
-        raise UserError(f"{checkpoint_path} was trained on a dataset of {trained_on['programs']} programs, "
-                        f"{data_path} has {here['programs']}: the split would differ and leak training programs "
-                        "into the test set; evaluate on the training dataset or retrain")
+    data = _as_trained_on(dataset.load(data_path), predictor.metadata.get("data", {}), checkpoint_path, data_path)
     holdout = (info.get("holdout") or [None])[0]
     chosen = splits.make_split(data, name, seed=info.get("seed", 0), holdout=holdout, shots=info.get("shots", 0))
     test = data.subset(chosen.test)
     scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
     return {"split": chosen.describe(), **ranking_report(test, scores)}
+
+
+def _as_trained_on(data: dataset.Dataset, trained_on: dict, checkpoint_path, data_path) -> dataset.Dataset:
+    """The dataset as the checkpoint saw it. Datasets only grow by appended shards, so a grown one starts with
+    the training dataset; anything else would rebuild a different split and leak training programs."""
+    def same(candidate: dataset.Dataset) -> bool:
+        here = dataset.summary(candidate)
+        here["programs_per_platform"] = {p: n for p, n in here["programs_per_platform"].items() if n}
+        return all(here[k] == trained_on[k] for k in ("programs", "failed", "tasks", "groups", "programs_per_platform"))
+
+    if not trained_on or same(data):
+        return data
+    size = trained_on["programs"] + trained_on["failed"]
+    if len(data) > size and same(prefix := data.subset(np.arange(size))):
+        return prefix
+    raise UserError(f"{checkpoint_path} was trained on a dataset of {trained_on['programs']} programs that "
+                    f"{data_path} ({dataset.summary(data)['programs']}) does not begin with: its split would differ "
+                    "and leak training programs into the test set; evaluate on that dataset or retrain")
 
 
 def plot_comparison(results: dict, path: pathlib.Path) -> None:
