@@ -63,6 +63,11 @@ def test_checkpoint_of_another_feature_schema_is_refused(synthetic_dataset, tmp_
     meta_files[0].write_text(json.dumps(meta))
     with pytest.raises(checkpoint.CheckpointError, match="store_features"):
         xfer_jax.load(tmp_path / "ck")
+    meta["store_features"] = dataset.NUM_STORE_FEATURES
+    meta["model"]["from_a_newer_version"] = 1
+    meta_files[0].write_text(json.dumps(meta))
+    with pytest.raises(checkpoint.CheckpointError, match="from_a_newer_version"):
+        xfer_jax.load(tmp_path / "ck")
     with pytest.raises(checkpoint.CheckpointError, match="no checkpoint"):
         xfer_jax.load(tmp_path / "missing")
 
@@ -154,3 +159,15 @@ def test_eval_refuses_a_split_or_dataset_the_checkpoint_was_not_trained_on(synth
     synthetic_shards(tmp_path / "more", seed=1, platforms=("cpu-c",))
     shutil.copy(tmp_path / "more" / "shard-00000.npz", grown / "shard-00002.npz")
     assert evaluate_checkpoint(tmp_path / "ck", grown) == report
+
+
+def test_a_model_with_a_per_store_mlp_round_trips_through_its_checkpoint(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    config = ModelConfig(dim=16, heads=2, layers=1, hardware_tokens=2, store_hidden=24)
+    result = train.train(data, split.train, split.test, config, TINY, tmp_path / "ck", show_progress=False)
+    predictor = xfer_jax.load(tmp_path / "ck")
+    assert predictor.metadata["model"]["store_hidden"] == 24
+    test = data.subset(split.test)
+    scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
+    assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)

@@ -9,6 +9,7 @@ a summary of the training data and split).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import pathlib
 
@@ -95,6 +96,10 @@ def _check_metadata(path: pathlib.Path, meta: dict) -> None:
         if meta.get(key) != value:
             raise CheckpointError(f"checkpoint {path} has {key}={meta.get(key)!r}, this xfer-jax expects "
                                   f"{value!r}; retrain it with this version")
+    unknown = set(meta.get("model", {})) - {f.name for f in dataclasses.fields(ModelConfig)}
+    if unknown:
+        raise CheckpointError(f"checkpoint {path} has model fields {sorted(unknown)} that this xfer-jax does not "
+                              "know; load it with the version that wrote it")
 
 
 class Predictor:

@@ -28,6 +28,7 @@ class ModelConfig:
     layers: int = 2  # blocks of (self-attention, cross-attention to hardware, MLP)
     hardware_tokens: int = 4  # the hardware vector becomes this many tokens
     mlp_ratio: int = 2
+    store_hidden: int = 0  # > 0: each store row passes an MLP (features -> store_hidden -> dim) before attention
     use_hardware: bool = True  # False is the noHW ablation: no hardware tokens, no cross-attention
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
@@ -97,7 +98,12 @@ class CostModel(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
         dim = config.dim
-        self.store_embed = nnx.Linear(config.store_features, dim, rngs=rngs)
+        if config.store_hidden:
+            self.store_hidden = nnx.Linear(config.store_features, config.store_hidden, rngs=rngs)
+            self.store_embed = nnx.Linear(config.store_hidden, dim, rngs=rngs)
+        else:
+            self.store_hidden = None
+            self.store_embed = nnx.Linear(config.store_features, dim, rngs=rngs)
         self.workload_embed = nnx.Linear(config.workload_features, dim, rngs=rngs)
         self.hardware_embed = (nnx.Linear(config.hardware_features, dim * config.hardware_tokens, rngs=rngs)
                                if config.use_hardware else None)
@@ -108,7 +114,8 @@ class CostModel(nnx.Module):
 
     def __call__(self, features, mask, workload, hardware):
         """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once."""
-        tokens = self.store_embed(features) + self.workload_embed(workload)[:, None, :]
+        rows = features if self.store_hidden is None else jax.nn.gelu(self.store_hidden(features))
+        tokens = self.store_embed(rows) + self.workload_embed(workload)[:, None, :]
         hardware_tokens = None
         if self.hardware_embed is not None:
             hardware_tokens = jax.nn.gelu(self.hardware_embed(hardware)).reshape(
