@@ -49,3 +49,13 @@ def test_report_rejects_bad_input_in_one_line(tmp_path):
         done = subprocess.run([sys.executable, "-m", "xfer_jax.cli", "report", "--out", str(tmp_path / "r"), *args],
                               capture_output=True, text=True)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+
+
+def test_cached_results_are_keyed_by_the_model_definition(monkeypatch):
+    from xfer_jax import study
+    from xfer_jax.model import ModelConfig
+
+    before = study.model_version("xfer")
+    assert len({before, study.model_version("noHW"), study.model_version("xgb")}) == 3
+    monkeypatch.setitem(study._NEURAL, "xfer", ModelConfig(store_hidden=128))
+    assert study.model_version("xfer") != before  # a changed default never reads the old model's results

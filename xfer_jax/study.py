@@ -30,6 +30,12 @@ _NEURAL = {"xfer": ModelConfig(), "noHW": ModelConfig(use_hardware=False),
            "mlp": ModelConfig(kind="mlp", use_hardware=False), "mlp-onehot": ModelConfig(kind="mlp")}
 
 
+def model_version(model: str) -> str:
+    """A short hash of what defines `model`, part of every cache key: results of an older definition are never reused."""
+    spec = _NEURAL[model].to_dict() if model in _NEURAL else {"kind": model, **PackSumXGB().params, "hessian": "stores"}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
+
+
 def one_hot_platforms(data: dataset.Dataset) -> dataset.Dataset:
     """The hardware vector replaced by a one-hot platform code (TenSet-style; an unseen platform is a new column)."""
     if len(data.platforms) > NUM_HARDWARE_FEATURES:
@@ -75,7 +81,8 @@ class Study:
     def checkpoint(self, model: str, split: splits.Split, init: pathlib.Path | None = None) -> pathlib.Path:
         """Train `model` on split.train (from `init` when fine-tuning); returns its checkpoint folder."""
         steps = self.finetune_steps if init else self.steps
-        out = self.work / "checkpoints" / self._key(model, split_label(split), f"s{steps}", f"seed{self.seed}")
+        out = self.work / "checkpoints" / self._key(model, model_version(model), split_label(split), f"s{steps}",
+                                                    f"seed{self.seed}")
         if (out / "done").exists():
             return out
         fit, valid = splits.early_stopping_split(split.train, self.seed)
@@ -107,8 +114,9 @@ class Study:
         `init` gives the checkpoint to fine-tune from; it is only called when the result is not cached yet.
         """
         tag = "ft" if init else "full"
-        path = self.work / "results" / (self._key(model, split_label(split), tag, f"s{self.steps}",
-                                                  f"f{self.finetune_steps}", f"seed{self.seed}") + ".json")
+        path = self.work / "results" / (self._key(model, model_version(model), split_label(split), tag,
+                                                  f"s{self.steps}", f"f{self.finetune_steps}", f"seed{self.seed}")
+                                        + ".json")
         if path.exists():
             return json.loads(path.read_text())
         if model == "xgb-target" and split.name == "by-platform-k0":
