@@ -239,7 +239,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     net_dir.mkdir(parents=True, exist_ok=True)
     records.write_once(
         net_dir / "tasks.json",
-        {"network": network.name, "inputs": {k: [list(s), d] for k, (s, d) in network.inputs.items()},
+        {"network": network.name, "inputs": network.input_spec(),
          "tasks": [{"hash": t.workload_hash, "name": t.name, "weight": t.weight, "flops": t.flops} for t in tasks]},
         compare_keys=("network", "inputs"))
     _write_platform_once(platform_dir, net_dir, platform)  # after tasks.json: a folder with it is complete

@@ -28,6 +28,10 @@ class Network:
     mod: tvm.IRModule  # Relax module with weights bound; entry function "main"
     inputs: dict[str, tuple[tuple[int, ...], str]]  # input name -> (shape, dtype)
 
+    def input_spec(self) -> dict[str, list]:
+        """The inputs as JSON: name -> [shape, dtype]."""
+        return {name: [list(shape), dtype] for name, (shape, dtype) in self.inputs.items()}
+
     def random_inputs(self, seed: int = 0) -> list[np.ndarray]:
         rng = np.random.default_rng(seed)
         arrays = []

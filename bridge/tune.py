@@ -135,15 +135,12 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     target = platform.tvm_target()
     out = pathlib.Path(out).absolute()
     out.mkdir(parents=True, exist_ok=True)
-    # a rerun resumes this folder's databases, so it must be the same tuning job
-    records.write_once(out / "settings.json",
-                       {"network": network.name, "inputs": {k: [list(s), d] for k, (s, d) in network.inputs.items()},
-                        "platform": [platform.name, platform.target, platform.num_threads],
-                        "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None,
-                        "seed": config.seed, "trials_per_round": config.trials_per_round,
-                        "population_size": config.population_size, "frozen": config.frozen},
-                       compare_keys=("network", "inputs", "platform", "checkpoint", "seed", "trials_per_round",
-                                     "population_size", "frozen"))
+    job = {"network": network.name, "inputs": network.input_spec(),
+           "platform": [platform.name, platform.target, platform.num_threads],
+           "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
+           "trials_per_round": config.trials_per_round, "population_size": config.population_size,
+           "frozen": config.frozen}
+    records.write_once(out / "settings.json", job, compare_keys=tuple(job))  # a rerun resumes only the same job
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config.frozen) for name in models}
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
