@@ -70,12 +70,6 @@ def _gave_up(failures_in_a_row: int, errors: collections.Counter, config: "Colle
     return failures_in_a_row >= 2 * config.batch_size
 
 
-def _finished(done: list[dict], exhausted: bool, config: "CollectConfig") -> bool:
-    """A task needs no more work: it has its programs, its search found no new ones, or all of them failed."""
-    return (len(done) >= config.programs_per_task or exhausted
-            or _gave_up(len(done), collections.Counter(d.get("error") for d in done), config))
-
-
 def record_json(record: ms.database.TuningRecord) -> list:
     """The record as TVM's JSONDatabase stores it. TuningRecord.as_json cannot convert the IndexMap of a layout
     transform (bert's matmuls); like TVM's C++ writer we store it as its save_json string, which
@@ -174,18 +168,19 @@ class TaskStore:
         records.append_lines(self.net_dir / records.MEASUREMENTS_FILE,
                              [records.dumps({"record": first + i, **meta}) for i, (_, meta) in enumerate(lines)])
 
-    def measured(self, task_hash: str) -> list[dict]:
-        """Provenance lines for this task from every network folder of the platform."""
-        found = []
+    def measured(self) -> dict[str, list[dict]]:
+        """task hash -> its provenance lines, from every network folder of the platform (read once)."""
+        found = collections.defaultdict(list)
         for net_dir in self._network_dirs():  # sealed folders hold only gzip segments: list folders, not files
-            found += [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
-                      if v is not None and v.get("task") == task_hash]
+            for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE):
+                if v is not None and "task" in v:
+                    found[v["task"]].append(v)
         return found
 
-    def exhausted(self, task_hash: str) -> bool:
-        """The task's search ran out of new programs before (for any network of the platform)."""
-        return any(v is not None and v.get("task") == task_hash for net_dir in self._network_dirs()
-                   for _, v in records.iter_json_lines(net_dir / EXHAUSTED_FILE))
+    def exhausted(self) -> set[str]:
+        """Tasks whose search ran out of new programs before (for any network of the platform)."""
+        return {v["task"] for net_dir in self._network_dirs()
+                for _, v in records.iter_json_lines(net_dir / EXHAUSTED_FILE) if v is not None and "task" in v}
 
     def mark_exhausted(self, task_hash: str, programs: int) -> None:
         records.append_lines(self.net_dir / EXHAUSTED_FILE, [records.dumps(
@@ -245,17 +240,18 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     _write_platform_once(platform_dir, net_dir, platform)  # after tasks.json: a folder with it is complete
 
     store = TaskStore(net_dir, platform_dir)
-    measured_before = {t.workload_hash: store.measured(t.workload_hash) for t in tasks}
-    pending = [t for t in tasks
-               if not _finished(measured_before[t.workload_hash], store.exhausted(t.workload_hash), config)]
-    pending_hashes = {t.workload_hash for t in pending}
+    measured_before, exhausted = store.measured(), store.exhausted()
     summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0, 0.0)
+    pending = []
     for task in tasks:
         done = measured_before[task.workload_hash]
+        errors = collections.Counter(d.get("error") for d in done)
         if len(done) >= config.programs_per_task:
             summary.tasks_skipped_shared += 1  # measured already, for this network or another one
-        elif task.workload_hash not in pending_hashes:
-            summary.tasks_given_up += 1
+        elif task.workload_hash in exhausted or _gave_up(len(done), errors, config):
+            summary.tasks_given_up += 1  # its search ran out, or everything measured for it failed
+        else:
+            pending.append(task)
     if not pending:  # nothing to measure: leave a finished collection as it is, sealed
         if not config.max_tasks:
             _seal(net_dir)  # a run killed between its last batch and sealing

@@ -185,7 +185,7 @@ def test_a_sealed_collection_still_counts_as_measured_on_resume(tmp_path):
     records.seal(net_dir / records.MEASUREMENTS_FILE)
     assert not (net_dir / records.MEASUREMENTS_FILE).exists()
     store = collect.TaskStore(net_dir, tmp_path / "avx2-2t")
-    assert len(store.measured("abc")) == 5
+    assert len(store.measured()["abc"]) == 5
 
 
 def test_records_with_a_layout_transform_round_trip_through_the_json_database_format():
