@@ -1,14 +1,18 @@
-"""Model-shape ablations on one split: each variant is a set of ModelConfig fields, trained and tested alike.
+"""Model ablations on one split: each variant is a set of ModelConfig / TrainConfig fields, trained and tested alike.
 
     python bench/ablate_model.py --split by-task --steps 1500 "" "store_hidden=128" "store_hidden=128,dim=64,seed=1"
+    python bench/ablate_model.py --split by-host --holdout znver5 xgb xgb+hw "hardware_in_stores=true,loss=pairwise"
 
-A variant is comma-separated FIELD=INT pairs of ModelConfig (`seed` sets the training seed); "" is the default
-model. One JSON line per variant on stdout: validation PCA, and test PCA / top-1 / top-5 on the split's test side.
+A variant is comma-separated FIELD=VALUE pairs of ModelConfig or TrainConfig (`seed` sets the training seed;
+values are ints, floats, true/false or words; `ensemble=N` averages N seeds); "" is the default model; a bare `xgb` or `xgb+hw` names the
+pack-sum baseline without or with the hardware vector (`xgb+hw,seed=1`). One JSON line per variant on stdout: validation PCA, and test
+PCA / top-1 / top-5 on the split's test side.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import tempfile
@@ -16,8 +20,55 @@ import time
 
 import xfer_jax
 from xfer_jax import dataset, splits, train
+from xfer_jax.baselines import PackSumXGB
 from xfer_jax.evaluate import ranking_report
 from xfer_jax.model import ModelConfig
+
+
+def parse_value(text: str):
+    if text in ("true", "false"):
+        return text == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def scores_of(variant: str, data, split, steps: int) -> tuple[list, dict]:
+    """(test scores, extra fields of the JSON line)."""
+    fields = {}
+    for pair in filter(None, variant.split(",")):
+        key, _, value = pair.partition("=")
+        fields.update({key: parse_value(value)} if value else {"kind": key})  # a bare word names a baseline
+    seed = fields.pop("seed", 0)
+    members = fields.pop("ensemble", 1)
+    test = data.subset(split.test)
+    if members > 1:  # z-scored scores of `members` seeds, averaged
+        text = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
+        runs = [scores_of(",".join(f"{k}={text(v)}" for k, v in {**fields, "seed": seed + i}.items()), data, split,
+                          steps)
+                for i in range(members)]
+        z = [(s - s.mean()) / max(s.std(), 1e-9) for s, _ in runs]
+        return sum(z) / members, {"members": [extra for _, extra in runs]}
+    if fields.get("kind") in ("xgb", "xgb+hw"):
+        fit = data.subset(split.train)
+        hw = fields["kind"] == "xgb+hw"
+        model = PackSumXGB(seed=43 + seed).fit(fit.features, fit.mask, fit.label, fit.hardware if hw else None)
+        return model.predict(test.features, test.mask, test.hardware if hw else None), {}
+    train_names = {f.name for f in dataclasses.fields(train.TrainConfig)}
+    train_fields = {k: v for k, v in fields.items() if k in train_names}
+    model_fields = {k: v for k, v in fields.items() if k not in train_names}
+    fit, valid = splits.early_stopping_split(split.train, seed)
+    config = train.TrainConfig(**{"steps": steps, **train_fields, "seed": seed})
+    with tempfile.TemporaryDirectory() as out:
+        result = train.train(data, fit, valid, ModelConfig(**model_fields), config, pathlib.Path(out),
+                             {"name": split.name, "holdout": list(split.held_out), "seed": seed},
+                             show_progress=False)
+        predictor = xfer_jax.load(out)
+    return (predictor.predict(test.features, test.mask, test.workload, test.hardware),
+            {"valid_pca": round(result["best"]["pca"], 4), "best_step": result["best"]["step"]})
 
 
 def main() -> None:
@@ -25,25 +76,19 @@ def main() -> None:
     parser.add_argument("variants", nargs="+")
     parser.add_argument("--data", default="data/v1/dataset")
     parser.add_argument("--split", default="by-task")
+    parser.add_argument("--holdout", default=None, help="network, platform or host the split holds out")
+    parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=1500)
     args = parser.parse_args()
     data = dataset.load(args.data)
-    split = splits.make_split(data, args.split, seed=0)
-    fit, valid = splits.early_stopping_split(split.train, 0)
-    test = data.subset(split.test)
+    split = splits.make_split(data, args.split, seed=args.split_seed, holdout=args.holdout)
+    print(split.describe(), flush=True)
     for variant in args.variants:
-        fields = {key: int(value) for key, value in (pair.split("=") for pair in variant.split(",") if pair)}
-        seed = fields.pop("seed", 0)
         start = time.time()
-        with tempfile.TemporaryDirectory() as out:
-            result = train.train(data, fit, valid, ModelConfig(**fields), train.TrainConfig(steps=args.steps, seed=seed),
-                                 pathlib.Path(out), {"name": args.split, "holdout": [], "shots": 0, "seed": 0},
-                                 show_progress=False)
-            predictor = xfer_jax.load(out)
-        scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
-        report = ranking_report(test, scores)
-        print(json.dumps({"variant": variant or "default", "seed": seed, "split": args.split, "steps": args.steps,
-                          "valid_pca": round(result["best"]["pca"], 4),
+        scores, extra = scores_of(variant, data, split, args.steps)
+        report = ranking_report(data.subset(split.test), scores)
+        print(json.dumps({"variant": variant or "default", "split": split.name, "holdout": args.holdout,
+                          "steps": args.steps, **extra,
                           **{k: round(report[k], 4) for k in ("pca", "top1", "top5")},
                           "seconds": round(time.time() - start)}), flush=True)
 

@@ -18,6 +18,7 @@ from tvm.s_tir import meta_schedule as ms
 import xfer_jax
 from xfer_jax import checkpoint
 from xfer_jax.adapt import Measurements, OnlineAdapter
+from xfer_jax.baselines import PackSumXGB
 from xfer_jax.dataset import NUM_STORE_FEATURES
 from xfer_jax.errors import UserError
 from xfer_jax.hardware import hardware_vector
@@ -26,6 +27,26 @@ from .featurize import workload_features
 from .platforms import Platform, get_platform
 from .records import FAILED_RUN_SECS
 from .tasks import workload_hash
+
+
+def store_features(extractor, context, candidates, max_stores: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """(features [N, max_stores, 164] float32, mask [N, max_stores], TVM's rows per candidate)."""
+    extracted = [f.numpy() for f in extractor.extract_from(context, candidates)]
+    features = np.zeros((len(extracted), max_stores, NUM_STORE_FEATURES), np.float32)
+    mask = np.zeros((len(extracted), max_stores), bool)
+    for i, rows in enumerate(extracted):
+        k = min(len(rows), max_stores)
+        features[i, :k] = rows[:k, :NUM_STORE_FEATURES]
+        mask[i, :k] = True
+    return features, mask, extracted
+
+
+def measured_latency(results) -> np.ndarray:
+    """Mean seconds per MetaSchedule RunnerResult; inf for a failed build or run."""
+    latency = np.array([np.mean([float(s) for s in r.run_secs]) if r.run_secs is not None and not r.error_msg
+                        else np.inf for r in results])
+    latency[latency >= FAILED_RUN_SECS] = np.inf
+    return latency
 
 
 @derived_object
@@ -63,14 +84,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
 
     def _inputs(self, context, candidates) -> tuple[np.ndarray, ...]:
         self._check_target(context.target)
-        extracted = [f.numpy() for f in self.extractor.extract_from(context, candidates)]
-        n, stores = len(extracted), self.predictor.max_stores
-        features = np.zeros((n, stores, NUM_STORE_FEATURES), np.float32)
-        mask = np.zeros((n, stores), bool)
-        for i, rows in enumerate(extracted):
-            k = min(len(rows), stores)
-            features[i, :k] = rows[:k, :NUM_STORE_FEATURES]
-            mask[i, :k] = True
+        features, mask, extracted = store_features(self.extractor, context, candidates, self.predictor.max_stores)
+        n = len(extracted)
         key = workload_hash(context.mod)
         if key not in self.workloads and extracted:
             self.workloads[key] = workload_features(context.mod, context.task_name or "",
@@ -90,10 +105,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if self.frozen or not candidates:
             return
         start = time.perf_counter()
-        latency = np.array([np.mean([float(s) for s in r.run_secs]) if r.run_secs is not None and not r.error_msg
-                            else np.inf for r in results])
-        latency[latency >= FAILED_RUN_SECS] = np.inf
-        newest = Measurements(*(np.array(x) for x in self._inputs(context, candidates)), latency)
+        newest = Measurements(*(np.array(x) for x in self._inputs(context, candidates)), measured_latency(results))
         key = workload_hash(context.mod)
         self.measured_since_update += len(candidates)
         if self.measured_since_update >= self.adapt_every:
@@ -129,7 +141,8 @@ class TimedCostModel(ms.cost_model.PyCostModel):
             self.seconds += time.perf_counter() - start
 
     def load(self, path: str) -> None:
-        self.inner.load(path)
+        raise UserError(f"refusing to load {path}: TVM's XGBModel.load unpickles its file, and xfer-jax never "
+                        "loads a pickle")
 
     def save(self, path: str) -> None:
         self.inner.save(path)
@@ -139,3 +152,59 @@ class TimedCostModel(ms.cost_model.PyCostModel):
 
     def predict(self, context, candidates) -> np.ndarray:
         return np.asarray(self._timed(self.inner.predict, context, candidates), np.float64)
+
+
+@derived_object
+class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
+    """Pack-sum XGBoost fitted on a dataset (the programs a checkpoint trained on), then updated online.
+
+    The yardstick that separates what pretraining buys from what the xfer model adds. TVM's XGBModel refits from
+    scratch on everything it has measured; refitting on a whole dataset per update would take tens of seconds,
+    so instead every `update_every` new measurements it boosts `update_rounds` more trees on this run's
+    measurements (labels normalised per task), on top of the pretrained ones.
+    """
+
+    def __init__(self, booster: PackSumXGB, update_every: int = 32, update_rounds: int = 20, max_stores: int = 32):
+        super().__init__()
+        self.booster, self.update_every, self.update_rounds, self.max_stores = booster, update_every, update_rounds, max_stores
+        self.extractor = ms.feature_extractor.PerStoreFeature()
+        self.measured: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # task -> features, mask, latency
+        self.since_update, self.seconds, self.updates = 0, 0.0, 0
+
+    def predict(self, context, candidates) -> np.ndarray:
+        start = time.perf_counter()
+        features, mask, _ = store_features(self.extractor, context, candidates, self.max_stores)
+        scores = self.booster.predict(features, mask).astype(np.float64) if len(features) else np.zeros(0)
+        self.seconds += time.perf_counter() - start
+        return scores
+
+    def update(self, context, candidates, results) -> None:
+        if not candidates:
+            return
+        start = time.perf_counter()
+        features, mask, _ = store_features(self.extractor, context, candidates, self.max_stores)
+        new = (features, mask, measured_latency(results))
+        key = workload_hash(context.mod)
+        self.measured[key] = tuple(np.concatenate([a, b]) for a, b in zip(self.measured[key], new)) \
+            if key in self.measured else new
+        self.since_update += len(candidates)
+        if self.since_update >= self.update_every:
+            self._boost()
+            self.since_update = 0
+        self.seconds += time.perf_counter() - start
+
+    def _boost(self) -> None:
+        parts = [(f, m, lat) for f, m, lat in self.measured.values() if np.isfinite(lat).any()]
+        if not parts:
+            return
+        labels = [np.where(np.isfinite(lat), np.nanmin(np.where(np.isfinite(lat), lat, np.nan)) / lat, 0.0)
+                  for _, _, lat in parts]
+        self.booster.boost_more(np.concatenate([f for f, _, _ in parts]), np.concatenate([m for _, m, _ in parts]),
+                                np.concatenate(labels).astype(np.float32), self.update_rounds)
+        self.updates += 1
+
+    def save(self, path: str) -> None:
+        self.booster.save(path)
+
+    def load(self, path: str) -> None:
+        self.booster = PackSumXGB.load(path)

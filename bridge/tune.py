@@ -20,17 +20,20 @@ from tvm import relax
 from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
+from xfer_jax.baselines import PackSumXGB
 from xfer_jax.curves import plot_curves, seconds_to_baseline, trials_to_baseline
+from xfer_jax.evaluate import checkpoint_split
 from xfer_jax.errors import UserError
 
 from . import records
-from .cost_model import TimedCostModel, XferCostModel
+from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel
 from .measure import MeasureConfig, SyncRunner, build_and_run, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
 from .tasks import Task, extract_tasks
 
-COST_MODELS = ("xfer", "xgb", "random")
+# xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
+COST_MODELS = ("xfer", "xgb", "xgb-pretrained", "random")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +43,7 @@ class TuneConfig:
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
+    data: pathlib.Path = pathlib.Path("data/v1/dataset")  # xgb-pretrained fits on the checkpoint's programs of it
     e2e_number: int = 5
     e2e_repeat: int = 5
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
@@ -92,16 +96,32 @@ def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Plat
     return latencies
 
 
-def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, frozen: bool):
+def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, config: TuneConfig,
+                     work_dir: pathlib.Path):
+    if name in ("xfer", "xgb-pretrained") and checkpoint is None:
+        raise UserError(f"the {name} cost model needs --checkpoint")
     if name == "xfer":
-        if checkpoint is None:
-            raise UserError("the xfer cost model needs --checkpoint")
-        return XferCostModel.from_checkpoint(checkpoint, platform, frozen=frozen)
+        return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen)
+    if name == "xgb-pretrained":
+        return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data, work_dir / "pretrained-booster.json"))
     if name == "xgb":
         return TimedCostModel(ms.cost_model.XGBModel(num_tuning_cores=max(platform.num_threads, 1)))
     if name == "random":
         return TimedCostModel(ms.cost_model.RandomModel())
     raise UserError(f"unknown cost model {name!r}; choose from {', '.join(COST_MODELS)}")
+
+
+def pretrained_booster(checkpoint: pathlib.Path, data_path: pathlib.Path, cache: pathlib.Path) -> PackSumXGB:
+    """Pack-sum XGBoost fitted on the very programs `checkpoint` trained on (cached as XGBoost JSON)."""
+    if cache.exists():
+        return PackSumXGB.load(cache)
+    data, split = checkpoint_split(checkpoint, data_path)
+    fit = data.subset(split.train)
+    tqdm.tqdm.write(f"xgb-pretrained: fitting on {int(np.isfinite(fit.latency).sum())} programs of {data_path}")
+    booster = PackSumXGB().fit(fit.features, fit.mask, fit.label)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    booster.save(cache)
+    return booster
 
 
 def _contexts(tasks: list[Task], target, config: TuneConfig) -> list[ms.TuneContext]:
@@ -139,9 +159,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            "platform": [platform.name, platform.target, platform.num_threads],
            "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
-           "frozen": config.frozen}
+           "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {})}
     records.write_once(out / "settings.json", job, compare_keys=tuple(job))  # a rerun resumes only the same job
-    cost_models = {name: _make_cost_model(name, checkpoint, platform, config.frozen) for name in models}
+    cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out / name) for name in models}
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.trials < len(tasks) * config.trials_per_round:
@@ -206,6 +226,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
                  "library": str(library), "database": str(work_dir)}
         if isinstance(cost_model, XferCostModel):
             entry["online_updates"] = cost_model.updates
+        if isinstance(cost_model, PretrainedXGBCostModel):
+            entry["online_updates"] = {"boosted": cost_model.updates}
         report["models"][name] = entry
         if not matches:
             raise UserError(f"{name}: the tuned {network.name} disagrees with the untuned build; see {work_dir}")

@@ -130,72 +130,49 @@ def prune(
 @app.command("train")
 def train_command(
     data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
-    split: str = typer.Option("within-task", "--split", help="within-task | by-task | by-network | by-platform"),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="network or platform to hold out"),
-    shots: int = typer.Option(0, "--shots", min=0, help="by-platform: programs per task of the held-out platform"),
+    split: str = typer.Option("within-task", "--split",
+                              help="within-task | by-task | by-network | by-platform | by-host"),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="network, platform or host to hold out"),
+    shots: int = typer.Option(0, "--shots", min=0,
+                              help="by-platform, by-host: programs per task of the held-out hardware in training"),
     out: pathlib.Path = typer.Option(..., "--out", help="checkpoint folder; rerun to resume"),
     steps: int = typer.Option(3000, "--steps", min=1),
-    loss: str = typer.Option("lambdarank", "--loss", help="lambdarank | pairwise | mse"),
+    loss: str = typer.Option("lambdarank", "--loss", help="lambdarank | pairwise | lambdarank+pairwise | mse"),
     no_hardware: bool = typer.Option(False, "--no-hardware", help="ablation: drop the hardware input"),
     size: str = typer.Option("base", "--size", help="base | small"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the cost model on a split of a dataset (jit + pmap over all local devices)."""
     with user_errors():
-        from xfer_jax.experiments import train_on_split
+        from xfer_jax.train import train_and_evaluate
 
-        result = train_on_split(data, split, out, holdout=holdout, shots=shots, steps=steps, loss=loss,
+        result = train_and_evaluate(data, split, out, holdout=holdout, shots=shots, steps=steps, loss=loss,
                                 use_hardware=not no_hardware, size=size, seed=seed)
-    typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1)}))
+    typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1),
+                           "test": {m: result["test"][m] for m in ("pca", "top1", "top5")}}))
 
 
 @app.command("eval")
 def eval_command(
-    data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
-    checkpoint: Optional[pathlib.Path] = typer.Option(None, "--checkpoint",
-                                                      help="evaluate this checkpoint on its own split"),
-    split: str = typer.Option("all", "--split", help="within-task | by-task | by-network | by-platform | all"),
-    models: str = typer.Option("xfer,noHW,mlp,xgb", "--models", help="without --checkpoint: models to train"),
-    steps: int = typer.Option(1500, "--steps", min=1, help="without --checkpoint: training steps per model"),
-    work: pathlib.Path = typer.Option(pathlib.Path("runs/study"), "--work",
-                                      help="without --checkpoint: trained models and scores are cached here"),
-    json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="write the report here"),
-    plot: Optional[pathlib.Path] = typer.Option(None, "--plot", help="draw PCA and top-5 per split here (PNG)"),
+    checkpoint: pathlib.Path = typer.Option(..., "--checkpoint", help="checkpoint folder"),
+    data: pathlib.Path = typer.Option(..., "--data", help="dataset folder (the one it was trained on, or a grown one)"),
+    json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="also write the report here"),
 ) -> None:
-    """PCA, top-1 and top-5: of one checkpoint on its split, or of every model trained on every split.
-
-    by-platform leaves each platform out in turn, zero-shot and with k = 8, 32, 64 programs per task.
-    """
+    """PCA, top-1 and top-5 of one checkpoint on the test side of its own split (comparing models: `report`)."""
     with user_errors():
-        from xfer_jax import dataset
-        from xfer_jax.experiments import evaluate_checkpoint, plot_comparison
-        from xfer_jax.splits import SPLITS
-        from xfer_jax.study import MODELS, Study
+        from xfer_jax.evaluate import evaluate_checkpoint
 
-        if checkpoint is not None:
-            report = evaluate_checkpoint(checkpoint, data, split=None if split == "all" else split)
-            results = {report["split"]: {"checkpoint": report}}
-        else:
-            names = list(SPLITS) if split == "all" else [split]
-            chosen = [m.strip() for m in models.split(",") if m.strip()]
-            unknown = (set(names) - set(SPLITS)) | (set(chosen) - set(MODELS))
-            if unknown:
-                raise UserError(f"unknown split or model {sorted(unknown)}; splits {SPLITS}, models {MODELS}")
-            loaded = dataset.load(data)
-            study = Study(loaded, work, steps=steps, log=typer.echo)
-            results = study.compare([n for n in names if n != "by-platform"], chosen)
-            if "by-platform" in names:
-                results.update(study.flatten_transfer(study.transfer(loaded.platform_names, chosen)))
-    typer.echo(f"{'split':32s} {'model':10s} {'PCA':>7s} {'top-1':>7s} {'top-5':>7s}")
-    for label, per_model in results.items():
-        for name, row in per_model.items():
-            cells = [f"{row[m]:7.4f}" if (row or {}).get(m) is not None else "      -" for m in ("pca", "top1", "top5")]
-            typer.echo(f"{label[:32]:32s} {name:10s} {' '.join(cells)}")
+        report = evaluate_checkpoint(checkpoint, data)
+    typer.echo(report["split"])
+    typer.echo(f"{'':24s} {'PCA':>7s} {'top-1':>7s} {'top-5':>7s}")
+    rows = {"all": report, **{f"platform {k}": v for k, v in report["per_platform"].items()},
+            **{f"network {k}": v for k, v in report["per_network"].items()}}
+    for label, row in rows.items():
+        cells = [f"{row[m]:7.4f}" if row.get(m) is not None else "      -" for m in ("pca", "top1", "top5")]
+        typer.echo(f"{label[:24]:24s} {' '.join(cells)}")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(results, indent=1))
-    if plot:
-        plot_comparison(results, plot)
+        json_out.write_text(json.dumps(report, indent=1))
 
 
 @app.command()
@@ -206,7 +183,10 @@ def tune(
     trials: int = typer.Option(128, "--trials", min=1, help="measured programs per cost model"),
     trials_per_round: int = typer.Option(8, "--trials-per-round", min=1, help="programs measured per search round"),
     checkpoint: pathlib.Path = typer.Option(pathlib.Path("checkpoints/default"), "--checkpoint"),
-    compare: str = typer.Option("", "--compare", help="comma-separated: xgb,random"),
+    compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
+                                "(fitted on the checkpoint's training programs of --data), random"),
+    data: pathlib.Path = typer.Option(pathlib.Path("data/v1/dataset"), "--data",
+                                      help="xgb-pretrained: the dataset the checkpoint was trained on"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs/tune"), "--out",
                                      help="work folder, OUT/NETWORK per job; rerun the same job to resume"),
@@ -226,7 +206,7 @@ def tune(
         if not network and onnx is None:
             raise NetworkError("give --network NAME or --onnx PATH")
         models = ["xfer"] + [m.strip() for m in compare.split(",") if m.strip() and m.strip() != "xfer"]
-        config = TuneConfig(trials=trials, trials_per_round=trials_per_round, seed=seed, frozen=frozen,
+        config = TuneConfig(trials=trials, trials_per_round=trials_per_round, seed=seed, frozen=frozen, data=data,
                             measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config, checkpoint)
@@ -244,22 +224,34 @@ def tune(
 def report(
     data: pathlib.Path = typer.Option(pathlib.Path("data/v1/dataset"), "--data", help="dataset folder"),
     out: pathlib.Path = typer.Option(pathlib.Path("reports"), "--out", help="report folder"),
-    steps: int = typer.Option(1500, "--steps", min=1, help="training steps per model"),
-    finetune_steps: int = typer.Option(300, "--finetune-steps", min=1, help="few-shot fine-tuning steps"),
-    keep_fractions: str = typer.Option("1,0.75,0.5,0.3,0.2,0.1", "--keep-fractions", help="pruning curve points"),
-    seed: int = typer.Option(0, "--seed"),
+    seeds: str = typer.Option("0,1", "--seeds", help="every number is a mean over these seeds"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="training steps per model"),
+    finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", min=1, help="few-shot fine-tuning steps"),
+    shots: Optional[str] = typer.Option(None, "--shots", help="k programs per task from the held-out hardware"),
+    networks: Optional[str] = typer.Option(None, "--networks", help="by-network holdouts (default: two)"),
+    platforms: Optional[str] = typer.Option(None, "--platforms", help="by-platform holdouts (default: all)"),
+    hosts: Optional[str] = typer.Option(None, "--hosts", help="by-host holdouts (default: all)"),
+    pruning: bool = typer.Option(True, "--pruning/--no-pruning", help="the pruning curves"),
+    keep_fractions: Optional[str] = typer.Option(None, "--keep-fractions", help="pruning curve points"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="train this many models at once (processes)"),
 ) -> None:
-    """Transfer, pruning, split and tuning study as reports/README.md, PNG plots and summary.json."""
+    """Every model on every split (by-host included), transfer curves, pruning and tuning, as reports/README.md,
+    PNG plots and summary.json. Trained models are cached: a rerun only trains what is missing."""
     with user_errors():
-        from xfer_jax.report import build, parse_fractions
+        from xfer_jax.report import Plan, build, parse_fractions, parse_list
 
-        summary = build(data, out, steps=steps, finetune_steps=finetune_steps,
-                        fractions=parse_fractions(keep_fractions), seed=seed, log=typer.echo, jobs=jobs)
-    zero = summary["transfer"]["zero_shot"]
-    typer.echo(f"zero-shot transfer: top-5 {zero['top5']:.3f}  PCA {zero['pca']:.3f}; pruning keeps "
-               f"{summary['pruning']['best_keep_at_1pt']} at <= 1 point PCA lost; "
-               f"trials to xgb: {json.dumps(summary['tuning']['trials_to_baseline'])}")
+        given = {"seeds": parse_list(seeds, int, "--seeds"), "steps": steps, "finetune_steps": finetune_steps,
+                 "shots": shots and parse_list(shots, int, "--shots"),
+                 "networks": networks and parse_list(networks, str, "--networks"),
+                 "platforms": platforms and parse_list(platforms, str, "--platforms"),
+                 "hosts": hosts and parse_list(hosts, str, "--hosts"), "pruning": pruning,
+                 "fractions": keep_fractions and parse_fractions(keep_fractions)}
+        plan = Plan(**{k: v for k, v in given.items() if v is not None})
+        summary = build(data, out, plan, log=typer.echo, jobs=jobs)
+    for label in ("by-task", "by-network/mean", "by-platform-k0/mean", "by-host-k0/mean"):
+        margin = summary["xfer_minus_best_baseline"].get(label, {}).get("pca")
+        if margin is not None:
+            typer.echo(f"{label:22s} xfer PCA {summary['splits'][label]['xfer']['pca']:.3f} ({margin:+.3f} vs the best baseline)")
     typer.echo(f"report: {out / 'README.md'}")
 
 

@@ -51,3 +51,21 @@ def test_one_hot_platform_code_replaces_the_hardware_vector(synthetic_dataset):
     coded = study.one_hot_platforms(data)
     assert np.array_equal(coded.hardware.argmax(1), data.platform)
     assert np.array_equal(coded.hardware.sum(1), np.ones(len(data)))
+
+
+def test_xgb_with_hardware_ranks_programs_whose_order_flips_between_two_configs():
+    rng = np.random.default_rng(1)
+    n = 800
+    features = rng.random((n, 1, dataset.NUM_STORE_FEATURES)).astype(np.float32)
+    mask = np.ones((n, 1), bool)
+    hardware = np.repeat(np.eye(2, 3, dtype=np.float32), n // 2, axis=0)  # two configs
+    # on config 0 feature 0 makes a program fast, on config 1 it makes it slow
+    throughput = np.where(hardware[:, 0] > 0, features[:, 0, 0], 1.0 - features[:, 0, 0]) + 0.1
+    group = hardware[:, 1].astype(np.int32)
+    train, test = np.arange(n) % 4 != 0, np.arange(n) % 4 == 0
+    blind = PackSumXGB(rounds=60).fit(features[train], mask[train], throughput[train])
+    joint = PackSumXGB(rounds=60).fit(features[train], mask[train], throughput[train], hardware[train])
+    pca_blind = metrics.pca(blind.predict(features[test], mask[test]), 1 / throughput[test], group[test])
+    pca_joint = metrics.pca(joint.predict(features[test], mask[test], hardware[test]), 1 / throughput[test],
+                            group[test])
+    assert pca_joint > 0.9 and pca_blind < 0.65

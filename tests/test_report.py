@@ -2,11 +2,14 @@ import json
 import subprocess
 import sys
 
+from conftest import synthetic_shards
 from xfer_jax import report
 
-# the MLP compiles fastest; the full model set runs in `xfer-jax report` (bench, not CI)
-QUICK = {"transfer_models": ("mlp-onehot", "xgb-target"), "split_models": ("mlp", "xgb"), "prune_model": "mlp",
-         "prune_methods": ("random", "kcenter")}
+# a small model set and few steps; the full study runs in `xfer-jax report` (bench, not CI)
+QUICK = report.Plan(seeds=(0, 1), steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,), networks=("net-x",),
+                    platforms=("cpu-b",),
+                    transfer_models=("mlp-onehot", "xgb", "xgb-target"), split_models=("mlp", "xgb+hw"), prune_model="mlp",
+                    prune_methods=("random", "kcenter"))
 
 
 def _tune_report(path, platform="cpu-a"):
@@ -20,32 +23,44 @@ def _tune_report(path, platform="cpu-a"):
                                 "checkpoint": {"trained_on_platforms": ["cpu-a"]}}))
 
 
-def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(synthetic_dataset, tmp_path):
+def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(tmp_path):
+    synthetic_dataset = synthetic_shards(tmp_path / "data", platforms=("cpu-a", "cpu-b", "cpu-c@h2"))  # two hosts
     out = tmp_path / "reports"
     _tune_report(out / "tune" / "netz.json")
     _tune_report(out / "tune" / "netz-b.json", platform="cpu-b")  # one network tuned on two platforms
-    summary = report.build(synthetic_dataset, out, steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,),
-                           log=lambda *_: None, jobs=2, **QUICK)  # parts computed in 2 processes
+    summary = report.build(synthetic_dataset, out, QUICK, log=lambda *_: None, jobs=2)  # parts in 2 processes
     for name in ("README.md", "summary.json", "transfer.png", "pruning.png", "tune/netz.png"):
         assert (out / name).exists(), name
-    assert 0 < summary["transfer"]["zero_shot"]["top5"] <= 1 and 0 <= summary["transfer"]["zero_shot"]["pca"] <= 1
+    zero_shot = summary["splits"]["by-platform-k0/mean"]["mlp-onehot"]
+    assert 0 < zero_shot["top5"] <= 1 and 0 <= zero_shot["pca"] <= 1 and len(zero_shot["seeds"]) == 2
+    assert zero_shot["pca"] == sum(s["pca"] for s in zero_shot["seeds"]) / 2  # a mean over the seeds
+    assert set(summary["by_host"]) == {f"by-host-k{k}/{h}" for k in (0, 4) for h in ("h2", "unlabelled", "mean")}
+    assert "xgb-target" not in summary["splits"]["by-host-k0/mean"]  # zero-shot it has nothing to train on
     assert summary["tuning"]["trials_to_baseline"]["netz/cpu-a"] == {"xgb": 32, "xfer": 16}
     assert summary["tuning"]["detail"]["netz/cpu-b"]["checkpoint"]["trained_on_platforms"] == ["cpu-a"]
     assert "| netz | cpu-b | no | xfer |" in (out / "README.md").read_text()  # tuned where it never trained
     best = summary["pruning"]["detail"]  # the full set always qualifies, so some set is chosen
     assert best["pca"] >= best["full_pca"] - 0.01 and summary["pruning"]["best_keep_at_1pt"] == best["kept_fraction"]
     assert best["keep"] in (0.5, 1.0)
-    assert set(summary["splits"]) >= {"within-task", "by-task", "by-platform (k=0, mean)"}
+    assert set(summary["splits"]) >= {"within-task", "by-task", "by-network/net-x", "by-network/mean",
+                                      "by-platform-k0/cpu-b", "by-platform-k4/mean"}
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     # a rerun in one process reads every result from the cache: same numbers, no checkpoints needed
     for folder in (out / "work").glob("*/checkpoints"):
         subprocess.run(["rm", "-rf", str(folder)], check=True)
-    assert report.build(synthetic_dataset, out, steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,),
-                        log=lambda *_: None, **QUICK) == summary
+    assert report.build(synthetic_dataset, out, QUICK, log=lambda *_: None) == summary
 
 
-def test_report_rejects_bad_input_in_one_line(tmp_path):
-    for args in (["--data", str(tmp_path / "missing")], ["--keep-fractions", "0,2"], ["--keep-fractions", "abc"]):
+def test_xfer_margin_is_over_the_best_other_model_and_ignores_xgb_target():
+    row = {"xfer": {"pca": 0.8}, "xgb": {"pca": 0.75}, "noHW": {"pca": 0.78}, "xgb-target": {"pca": 0.9}, "mlp": None}
+    assert abs(report._margin(row) - 0.02) < 1e-12
+    assert report._margin({"xgb": {"pca": 0.7}}) is None
+
+
+def test_report_rejects_bad_input_in_one_line(synthetic_dataset, tmp_path):
+    for args in (["--data", str(tmp_path / "missing")], ["--keep-fractions", "0,2"], ["--keep-fractions", "abc"],
+                 ["--seeds", "x"], ["--data", str(synthetic_dataset), "--hosts", "nosuch"],
+                 ["--data", str(synthetic_dataset), "--networks", "nosuch"]):
         done = subprocess.run([sys.executable, "-m", "xfer_jax.cli", "report", "--out", str(tmp_path / "r"), *args],
                               capture_output=True, text=True)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

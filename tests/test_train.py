@@ -141,7 +141,7 @@ def test_splits_are_deterministic_and_disjoint(synthetic_dataset):
 def test_eval_refuses_a_split_or_dataset_the_checkpoint_was_not_trained_on(synthetic_dataset, tmp_path):
     from conftest import synthetic_shards
     from xfer_jax.errors import UserError
-    from xfer_jax.experiments import evaluate_checkpoint
+    from xfer_jax.evaluate import evaluate_checkpoint
 
     data = dataset.load(synthetic_dataset)
     split = splits.within_task(data, seed=0)

@@ -23,7 +23,8 @@ from tvm.s_tir import meta_schedule as ms  # noqa: E402
 
 import xfer_jax  # noqa: E402
 from xfer_jax.bridge import networks, platforms, tasks  # noqa: E402
-from xfer_jax.bridge.cost_model import XferCostModel  # noqa: E402
+from xfer_jax.baselines import PackSumXGB  # noqa: E402
+from xfer_jax.bridge.cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel  # noqa: E402
 from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
 from xfer_jax.bridge.tune import TuneConfig, tune_network  # noqa: E402
 
@@ -76,6 +77,34 @@ def test_frozen_model_never_updates(checkpoint, tiny, tmp_path):
     assert cost_model.updates["tried"] == 0
     for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_pretrained_xgb_boosts_on_its_own_measurements_and_saves_json_not_pickle(tiny, tmp_path):
+    from conftest import synthetic_shards
+
+    data = dataset.load(synthetic_shards(tmp_path / "data"))
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    cost_model = PretrainedXGBCostModel(PackSumXGB(rounds=20).fit(data.features, data.mask, data.label),
+                                        update_every=8, update_rounds=5)
+    trees = cost_model.booster.booster.num_boosted_rounds()
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16, num_trials_per_iter=8,
+                cost_model=cost_model, **fast_measurement(platform))
+    assert cost_model.updates >= 1
+    assert cost_model.booster.booster.num_boosted_rounds() == trees + 5 * cost_model.updates
+    cost_model.save(str(tmp_path / "booster.json"))
+    assert json.loads((tmp_path / "booster.json").read_text())["learner"]  # XGBoost's JSON model format
+    reloaded = PretrainedXGBCostModel(PackSumXGB())
+    reloaded.load(str(tmp_path / "booster.json"))
+    np.testing.assert_allclose(reloaded.booster.predict(data.features[:9], data.mask[:9]),
+                               cost_model.booster.predict(data.features[:9], data.mask[:9]), rtol=1e-6)
+
+
+def test_saved_tvm_xgb_models_are_never_unpickled(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"\x80\x04not really a pickle")
+    with pytest.raises(UserError, match="never loads a pickle"):
+        TimedCostModel(ms.cost_model.RandomModel()).load(str(tmp_path / "model.bin"))
 
 
 def fast_measurement(platform) -> dict:

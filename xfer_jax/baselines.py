@@ -4,7 +4,10 @@ rows' predictions ("pack-sum"), squared error on normalised throughput weighted 
 One change from TVM: each row's hessian is the weight times its program's store count. With TVM's hessian
 (the weight alone) a boosting round moves a k-store program's sum by eta * k times its error, which diverges
 once eta * k > 2: on this dataset's 11-17-store programs the booster blew up and ranked every other program
-at chance (train PCA 0.54 on the full dataset, 0.86 on the same data without them)."""
+at chance (train PCA 0.54 on the full dataset, 0.86 on the same data without them).
+
+With `hardware` given to fit and predict, the program's hardware vector is appended to each of its store
+rows (`xgb+hw`): the cheapest joint program x hardware model, the bar a structured model must clear."""
 
 from __future__ import annotations
 
@@ -20,12 +23,27 @@ class PackSumXGB:
         self.booster = None
 
     @staticmethod
-    def _rows(features: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _rows(features: np.ndarray, mask: np.ndarray, hardware: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         program, store = np.nonzero(mask)
-        return features[program, store], program
+        rows = features[program, store]
+        if hardware is not None:
+            rows = np.concatenate([rows, np.broadcast_to(hardware, (len(features), hardware.shape[-1]))[program]], 1)
+        return rows, program
 
-    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray) -> "PackSumXGB":
-        rows, program = self._rows(features, mask)
+    def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray,
+            hardware: np.ndarray | None = None) -> "PackSumXGB":
+        """features [N,S,F], mask [N,S], labels [N] (normalised throughput), hardware [N,H] or None."""
+        self.booster = self._boost(features, mask, labels, hardware, self.rounds, start=None)
+        return self
+
+    def boost_more(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray, rounds: int,
+                   hardware: np.ndarray | None = None) -> "PackSumXGB":
+        """`rounds` more trees fitted to these programs on top of the current ones (online updates)."""
+        self.booster = self._boost(features, mask, labels, hardware, rounds, start=self.booster)
+        return self
+
+    def _boost(self, features, mask, labels, hardware, rounds: int, start) -> xgboost.Booster:
+        rows, program = self._rows(features, mask, hardware)
         y = labels[program]
         stores = np.bincount(program, minlength=len(labels))[program]
         matrix = xgboost.DMatrix(rows, label=y, weight=y)
@@ -35,10 +53,20 @@ class PackSumXGB:
             weight = dtrain.get_weight()
             return (sums - y) * weight, np.maximum(weight * stores, 1e-6)
 
-        self.booster = xgboost.train(self.params, matrix, self.rounds, obj=pack_sum_square_error)
-        return self
+        return xgboost.train(self.params, matrix, rounds, obj=pack_sum_square_error, xgb_model=start)
 
-    def predict(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        rows, program = self._rows(features, mask)
+    def save(self, path) -> None:
+        """XGBoost's own JSON format (no pickle)."""
+        self.booster.save_model(str(path))
+
+    @classmethod
+    def load(cls, path, **kwargs) -> "PackSumXGB":
+        model = cls(**kwargs)
+        model.booster = xgboost.Booster(model_file=str(path))
+        return model
+
+    def predict(self, features: np.ndarray, mask: np.ndarray, hardware: np.ndarray | None = None) -> np.ndarray:
+        """Scores [N]; pass `hardware` ([N,H] or one [H] vector) exactly when fit had it."""
+        rows, program = self._rows(features, mask, hardware)
         preds = self.booster.predict(xgboost.DMatrix(rows))
         return np.bincount(program, weights=preds, minlength=len(features)).astype(np.float32)

@@ -68,4 +68,10 @@ def mse(scores, labels, *, where=None):
     return err.sum() / jnp.maximum(where.sum(), 1)
 
 
-LOSSES = {"lambdarank": lambdarank, "pairwise": pairwise_logistic, "mse": mse}
+def lambdarank_pairwise(scores, labels, *, where=None):
+    """LambdaRank (the top of each group) plus the plain pairwise loss (every pair, which is what PCA counts)."""
+    return lambdarank(scores, labels, where=where) + pairwise_logistic(scores, labels, where=where)
+
+
+LOSSES = {"lambdarank": lambdarank, "pairwise": pairwise_logistic, "lambdarank+pairwise": lambdarank_pairwise,
+          "mse": mse}

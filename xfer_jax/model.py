@@ -29,7 +29,11 @@ class ModelConfig:
     hardware_tokens: int = 4  # the hardware vector becomes this many tokens
     mlp_ratio: int = 2
     store_hidden: int = 0  # > 0: each store row passes an MLP (features -> store_hidden -> dim) before attention
-    use_hardware: bool = True  # False is the noHW ablation: no hardware tokens, no cross-attention
+    use_hardware: bool = True  # False is the noHW ablation: no hardware input at all
+    hardware_cross: bool = True  # program tokens cross-attend to hardware tokens in every block
+    hardware_in_stores: bool = False  # the hardware vector joins every store row before the store embedding
+    hardware_film: bool = False  # the hardware vector scales and shifts every program token (FiLM)
+    readout: str = "mean"  # "mean": pooled tokens -> MLP; "logsumexp": per-store log-latency, summed in time
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
     @classmethod
@@ -54,6 +58,9 @@ def _masked_attention(query, key, value, key_mask, heads: int):
     return jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(batch, q_len, dim)
 
 
+READOUTS = ("mean", "logsumexp")
+
+
 class Attention(nnx.Module):
     def __init__(self, dim: int, heads: int, *, rngs: nnx.Rngs):
         self.heads = heads
@@ -74,8 +81,9 @@ class Block(nnx.Module):
         dim = config.dim
         self.self_norm = nnx.LayerNorm(dim, rngs=rngs)
         self.self_attention = Attention(dim, config.heads, rngs=rngs)
-        self.cross_norm = nnx.LayerNorm(dim, rngs=rngs) if config.use_hardware else None
-        self.cross_attention = Attention(dim, config.heads, rngs=rngs) if config.use_hardware else None
+        cross = config.use_hardware and config.hardware_cross
+        self.cross_norm = nnx.LayerNorm(dim, rngs=rngs) if cross else None
+        self.cross_attention = Attention(dim, config.heads, rngs=rngs) if cross else None
         self.mlp_norm = nnx.LayerNorm(dim, rngs=rngs)
         self.mlp_in = nnx.Linear(dim, dim * config.mlp_ratio, rngs=rngs)
         self.mlp_out = nnx.Linear(dim * config.mlp_ratio, dim, rngs=rngs)
@@ -96,32 +104,53 @@ class CostModel(nnx.Module):
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        if config.readout not in READOUTS:
+            raise ValueError(f"unknown readout {config.readout!r}; choose {', '.join(READOUTS)}")
         self.config = config
         dim = config.dim
+        row_width = config.store_features + (config.hardware_features if self._hardware_in_stores else 0)
         if config.store_hidden:
-            self.store_hidden = nnx.Linear(config.store_features, config.store_hidden, rngs=rngs)
+            self.store_hidden = nnx.Linear(row_width, config.store_hidden, rngs=rngs)
             self.store_embed = nnx.Linear(config.store_hidden, dim, rngs=rngs)
         else:
             self.store_hidden = None
-            self.store_embed = nnx.Linear(config.store_features, dim, rngs=rngs)
+            self.store_embed = nnx.Linear(row_width, dim, rngs=rngs)
         self.workload_embed = nnx.Linear(config.workload_features, dim, rngs=rngs)
+        cross = config.use_hardware and config.hardware_cross
         self.hardware_embed = (nnx.Linear(config.hardware_features, dim * config.hardware_tokens, rngs=rngs)
-                               if config.use_hardware else None)
+                               if cross else None)
+        self.hardware_film = (nnx.Linear(config.hardware_features, 2 * dim, rngs=rngs)
+                              if config.use_hardware and config.hardware_film else None)
         self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.layers)])
         self.head_norm = nnx.LayerNorm(dim, rngs=rngs)
         self.head_hidden = nnx.Linear(dim, dim, rngs=rngs)
         self.head_out = nnx.Linear(dim, 1, rngs=rngs)
 
+    @property
+    def _hardware_in_stores(self) -> bool:
+        return self.config.use_hardware and self.config.hardware_in_stores
+
     def __call__(self, features, mask, workload, hardware):
         """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once."""
-        rows = features if self.store_hidden is None else jax.nn.gelu(self.store_hidden(features))
+        rows = features
+        if self._hardware_in_stores:
+            per_row = jnp.broadcast_to(hardware[:, None, :], (features.shape[0], features.shape[1], hardware.shape[-1]))
+            rows = jnp.concatenate([features, per_row], axis=-1)
+        if self.store_hidden is not None:
+            rows = jax.nn.gelu(self.store_hidden(rows))
         tokens = self.store_embed(rows) + self.workload_embed(workload)[:, None, :]
+        if self.hardware_film is not None:
+            scale, shift = jnp.split(self.hardware_film(hardware)[:, None, :], 2, axis=-1)
+            tokens = tokens * (1.0 + scale) + shift
         hardware_tokens = None
         if self.hardware_embed is not None:
             hardware_tokens = jax.nn.gelu(self.hardware_embed(hardware)).reshape(
                 hardware.shape[0], self.config.hardware_tokens, self.config.dim)
         for block in self.blocks:
             tokens = block(tokens, mask, hardware_tokens)
+        if self.config.readout == "logsumexp":  # each store's log-time; the program's time is their sum
+            log_time = self.head_out(jax.nn.gelu(self.head_hidden(self.head_norm(tokens))))[..., 0]
+            return -jax.nn.logsumexp(jnp.where(mask, log_time, -1e9), axis=-1)
         weights = mask.astype(tokens.dtype)[..., None]
         pooled = (self.head_norm(tokens) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
         return self.head_out(jax.nn.gelu(self.head_hidden(pooled)))[:, 0]

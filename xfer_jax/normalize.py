@@ -12,9 +12,27 @@ def signed_log(x, xp=np):
     return xp.sign(x) * xp.log1p(xp.abs(x))
 
 
+STORE_SCALINGS = ("log", "linear", "quantile")
+QUANTILE_KNOTS = 65
+
+
+def _quantile_map(x, knots, xp):
+    """Each column of x [..., F] through its training CDF (knots [K, F], strictly increasing), into [0, 1]."""
+    levels = xp.linspace(0.0, 1.0, knots.shape[0])
+    if xp is np:
+        return np.stack([np.interp(x[..., f], knots[:, f], levels) for f in range(knots.shape[1])], axis=-1)
+    import jax
+
+    return jax.vmap(xp.interp, in_axes=(-1, 1, None), out_axes=-1)(x, knots, levels)
+
+
 @dataclasses.dataclass(frozen=True)
 class Normalizer:
-    """(signed_log(x) - mean) / std per column, for store features; plain standardisation for the others.
+    """Store features are rescaled per column, then standardised; workload features are standardised.
+
+    Store scalings: "log" (signed_log: sign(x) log1p|x|), "linear" (none: TVM's PerStoreFeature already
+    log-scales its counts) or "quantile" (each column through its training CDF into [0, 1], so an input
+    outside the training range saturates instead of extrapolating, as a tree's split does).
 
     A column that is constant in training gets std 1, so an unseen value (say, a new thread count) moves the
     input by its raw difference instead of blowing up. The hardware vector is only centred, never scaled: it
@@ -28,10 +46,19 @@ class Normalizer:
     workload_std: np.ndarray
     hardware_mean: np.ndarray
     hardware_std: np.ndarray
+    store_scaling: str = "log"
+    store_knots: np.ndarray | None = None  # [QUANTILE_KNOTS, F] for "quantile"
 
     @classmethod
-    def fit(cls, features: np.ndarray, mask: np.ndarray, workload: np.ndarray, hardware: np.ndarray) -> "Normalizer":
-        rows = signed_log(features[mask])
+    def fit(cls, features: np.ndarray, mask: np.ndarray, workload: np.ndarray, hardware: np.ndarray,
+            store_scaling: str = "log") -> "Normalizer":
+        if store_scaling not in STORE_SCALINGS:
+            raise ValueError(f"unknown store scaling {store_scaling!r}; choose {', '.join(STORE_SCALINGS)}")
+        rows, knots = features[mask], None
+        if store_scaling == "quantile" and len(rows):
+            knots = np.quantile(rows, np.linspace(0, 1, QUANTILE_KNOTS), axis=0)
+            knots = (knots + 1e-4 * np.arange(QUANTILE_KNOTS)[:, None]).astype(np.float32)  # ties -> increasing
+        scaled = cls._scale(rows, store_scaling, knots, np)
 
         def stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             if len(x) == 0:
@@ -40,18 +67,37 @@ class Normalizer:
             return x.mean(0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
         hardware_mean, _ = stats(hardware)
-        return cls(*stats(rows), *stats(workload), hardware_mean, np.ones_like(hardware_mean))
+        return cls(*stats(scaled), *stats(workload), hardware_mean, np.ones_like(hardware_mean), store_scaling, knots)
+
+    @staticmethod
+    def _scale(rows, scaling: str, knots, xp):
+        if scaling == "log":
+            return signed_log(rows, xp)
+        if scaling == "quantile" and knots is not None:
+            return _quantile_map(rows, knots, xp)
+        return rows
 
     def apply(self, features, mask, workload, hardware, xp=np):
         """Normalised (features, mask, workload, hardware); xp=jax.numpy runs it inside a jit."""
-        store = ((signed_log(features, xp) - self.store_mean) / self.store_std) * mask[..., None]
+        rows = self._scale(features, self.store_scaling, self.store_knots, xp)
+        store = ((rows - self.store_mean) / self.store_std) * mask[..., None]
         return (store.astype(xp.float32), mask,
                 ((workload - self.workload_mean) / self.workload_std).astype(xp.float32),
                 ((hardware - self.hardware_mean) / self.hardware_std).astype(xp.float32))
 
     def to_dict(self) -> dict:
-        return {f.name: getattr(self, f.name).tolist() for f in dataclasses.fields(self)}
+        arrays = {name: getattr(self, name).tolist() for name in self._arrays()}
+        knots = {} if self.store_knots is None else {"store_knots": self.store_knots.tolist()}
+        return {**arrays, "store_scaling": self.store_scaling, **knots}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Normalizer":
-        return cls(**{f.name: np.asarray(values[f.name], np.float32) for f in dataclasses.fields(cls)})
+        """Checkpoints written before store_scaling existed always used "log"."""
+        knots = values.get("store_knots")
+        return cls(**{name: np.asarray(values[name], np.float32) for name in cls._arrays()},
+                   store_scaling=values.get("store_scaling", "log"),
+                   store_knots=None if knots is None else np.asarray(knots, np.float32))
+
+    @classmethod
+    def _arrays(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in ("store_scaling", "store_knots")]

@@ -7,17 +7,67 @@ rerun only trains what is missing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from collections.abc import Callable
 
 import numpy as np
 
-from . import curves, dataset, prune
+from . import curves, dataset, prune, splits
 from .errors import UserError
-from .study import MODELS, SHOTS, TRANSFER_MODELS, Study, mean_report
+from .study import KEEP, MODELS, SHOTS, TRANSFER_MODELS, Study, mean_report
 
 METRICS = ("pca", "top1", "top5")
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the study trains and scores. None holdouts mean: every platform, every host, two networks."""
+
+    seeds: tuple[int, ...] = (0, 1)  # every number is a mean over these, with the spread shown
+    steps: int = 1500  # training steps per model
+    finetune_steps: int = 300  # few-shot fine-tuning steps
+    shots: tuple[int, ...] = SHOTS  # k programs per task and config from the held-out hardware
+    networks: tuple[str, ...] | None = None  # by-network holdouts; None: two drawn with seed 0
+    platforms: tuple[str, ...] | None = None  # by-platform holdouts
+    hosts: tuple[str, ...] | None = None  # by-host holdouts
+    split_models: tuple[str, ...] = MODELS
+    transfer_models: tuple[str, ...] = TRANSFER_MODELS
+    pruning: bool = True  # the pruning curves (one seed, by-task)
+    fractions: tuple[float, ...] = KEEP
+    prune_model: str = "xfer"
+    prune_methods: tuple[str, ...] = prune.METHODS
+
+    def networks_of(self, data: dataset.Dataset) -> tuple[str, ...]:
+        names = sorted(data.networks)
+        return self.networks or tuple(np.random.default_rng(0).permutation(names)[:2].tolist())
+
+    def platforms_of(self, data: dataset.Dataset) -> tuple[str, ...]:
+        """Holding out needs something left to train on: none for a one-platform dataset."""
+        return self.platforms or (tuple(data.platform_names) if len(data.platform_names) > 1 else ())
+
+    def hosts_of(self, data: dataset.Dataset) -> tuple[str, ...]:
+        return self.hosts or (tuple(splits.hosts(data)) if len(splits.hosts(data)) > 1 else ())
+
+    def check(self, data: dataset.Dataset) -> None:
+        """Unknown names are one-line UserErrors before anything trains."""
+        for what, chosen, known in (("network", self.networks_of(data), sorted(data.networks)),
+                                    ("platform", self.platforms_of(data), data.platform_names),
+                                    ("host", self.hosts_of(data), splits.hosts(data)),
+                                    ("model", self.split_models, MODELS),
+                                    ("transfer model", self.transfer_models, TRANSFER_MODELS),
+                                    ("pruning method", self.prune_methods, prune.METHODS)):
+            unknown = sorted(set(chosen) - set(known))
+            if unknown:
+                raise UserError(f"unknown {what} {', '.join(unknown)}; this dataset has {', '.join(known)}")
+            if what in ("platform", "host") and chosen and len(known) < 2:
+                raise UserError(f"holding out a {what} needs a dataset of two {what}s or more; this one has {known[0]}")
+        if any(not 0 < f <= 1 for f in self.fractions) or any(k < 0 for k in self.shots):
+            raise UserError(f"keep fractions must be in (0, 1] and shots >= 0, got {self.fractions}, {self.shots}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def _fmt(value) -> str:
@@ -29,15 +79,18 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _plot(path: pathlib.Path, panels: list[tuple[str, str, dict[str, tuple[list, list]]]], title: str) -> None:
-    """panels: (x label, y label, {line name: (xs, ys)})."""
+def _plot(path: pathlib.Path, panels: list[tuple[str, str, dict[str, tuple[list, list]]]], title: str,
+          columns: int | None = None) -> None:
+    """panels: (x label, y label, {line name: (xs, ys)}), laid out `columns` to a row (default: one row)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
-    for axis, (xlabel, ylabel, lines) in zip(np.atleast_1d(axes), panels):
+    columns = columns or len(panels)
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
+    for axis, (xlabel, ylabel, lines) in zip(axes.ravel(), panels):
         for name, (xs, ys) in lines.items():
             points = [(x, y) for x, y in zip(xs, ys) if y is not None]
             if points:
@@ -53,44 +106,78 @@ def _plot(path: pathlib.Path, panels: list[tuple[str, str, dict[str, tuple[list,
     plt.close(fig)
 
 
-def transfer_section(study: Study, out: pathlib.Path, shots: tuple[int, ...],
-                     models: tuple[str, ...] = TRANSFER_MODELS) -> tuple[str, dict]:
-    results = study.transfer(study.data.platform_names, list(models), shots)
-    mean = {f"k{k}": {m: mean_report([results[p][f"k{k}"][m] for p in results]) for m in models} for k in shots}
-    rows = [[f"k={k}", m] + [_fmt((mean[f"k{k}"][m] or {}).get(x)) for x in METRICS] for k in shots for m in models]
-    per_platform = [[p, f"k={k}"] + [" / ".join(_fmt((results[p][f"k{k}"][m] or {}).get(x)) for x in ("pca", "top5"))
-                                      for m in models] for p in results for k in shots]
-    _plot(out / "transfer.png", [("k programs per task from the held-out platform", metric,
-                                  {m: (list(shots), [(mean[f"k{k}"][m] or {}).get(metric) for k in shots])
-                                   for m in models}) for metric in ("pca", "top5")],
-          "leave one platform out (mean over held-out platforms)")
-    text = "\n\n".join([
-        "## Transfer to an unseen platform (leave one platform out)",
-        "Each CPU config is held out in turn. Zero-shot (k=0) the model sees only the held-out config's "
-        "hardware vector; with k>0 it is fine-tuned on k measured programs per task of that config (at most "
-        "half of each group: the other half is the fixed test set). Baselines: `noHW` (no hardware input), "
-        "`mlp-onehot` (TenSet MLP with a one-hot platform code), `xgb` (TVM-style pack-sum XGBoost on every "
-        "training program, no hardware input), `xgb-target` (XGBoost trained only on the "
-        "held-out config's k programs, which is what a user without xfer-jax has).",
-        "Mean over held-out platforms:", _table(["shots", "model", "PCA", "top-1", "top-5"], rows),
-        "![transfer](transfer.png)", "Per held-out platform, PCA / top-5:",
-        _table(["held out", "shots", *models], per_platform)])
-    return text, {"per_platform": results, "mean": mean}
+def _cell(entry: dict | None, metric: str) -> str:
+    """mean over seeds, with the spread (max - min over seeds) where there are several."""
+    if not entry or entry.get(metric) is None:
+        return "-"
+    spread = (entry.get("spread") or {}).get(metric)
+    return f"{entry[metric]:.3f}" + (f" ± {spread / 2:.3f}" if spread else "")
 
 
-def splits_section(study: Study, transfer_mean: dict, models: tuple[str, ...] = MODELS) -> tuple[str, dict]:
-    table = study.compare(list(SPLIT_NAMES), list(models))
-    zero_shot = {m: transfer_mean["k0"].get({"mlp": "mlp-onehot"}.get(m, m)) for m in models}
-    table["by-platform (k=0, mean)"] = {m: r for m, r in zero_shot.items() if r is not None}
-    rows = [[label, m] + [_fmt((row.get(m) or {}).get(x)) for x in METRICS]
-            for label, row in table.items() for m in models if m in row]
-    text = "\n\n".join([
-        "## One model, four splits",
-        "The same models under each split of METRICS.md. within-task is the most optimistic: the test programs "
-        "come from groups seen in training. by-network holds out every task of one network; by-platform holds "
-        "out a whole hardware config (zero-shot here; the mlp row there is mlp-onehot).",
-        _table(["split", "model", "PCA", "top-1", "top-5"], rows)])
-    return text, table
+def _margin(row: dict, metric: str = "pca") -> float | None:
+    """xfer minus the best baseline (every other model in the row but xgb-target, which sees less data)."""
+    others = [e[metric] for m, e in row.items() if m not in ("xfer", "xgb-target") and e and e.get(metric) is not None]
+    if not row.get("xfer") or row["xfer"].get(metric) is None or not others:
+        return None
+    return row["xfer"][metric] - max(others)
+
+
+def transfer_section(table: dict, out: pathlib.Path, plan: Plan) -> str:
+    """Shots curves (mean over held-out configs or hosts) and the per-holdout table, for platforms and hosts."""
+    panels, parts = [], []
+    for by in ("host", "platform"):
+        if f"by-{by}-k0/mean" not in table:
+            parts.append(f"### by-{by}: not run (the dataset has one {by})")
+            continue
+        rows = [[f"k={k}", m] + [_cell(table[f"by-{by}-k{k}/mean"].get(m), x) for x in METRICS]
+                for k in plan.shots for m in plan.transfer_models if f"by-{by}-k{k}/mean" in table]
+        holdouts = sorted({label.split("/", 1)[1] for label in table if label.startswith(f"by-{by}-k")} - {"mean"})
+        per_holdout = [[h, f"k={k}"] + [" / ".join(_cell(table[f"by-{by}-k{k}/{h}"].get(m), x) for x in ("pca", "top5"))
+                                         for m in plan.transfer_models] for h in holdouts for k in plan.shots]
+        for metric in ("pca", "top5"):
+            panels.append(("k programs per task and config from the held-out hardware", f"{metric}, by-{by}",
+                           {m: (list(plan.shots), [(table[f"by-{by}-k{k}/mean"].get(m) or {}).get(metric)
+                                                   for k in plan.shots]) for m in plan.transfer_models}))
+        parts += [f"### by-{by}: mean over {len(holdouts)} held-out {by}s ({', '.join(holdouts)})",
+                  _table(["shots", "model", "PCA", "top-1", "top-5"], rows),
+                  f"Per held-out {by}, PCA / top-5:", _table([f"held-out {by}", "shots", *plan.transfer_models],
+                                                             per_holdout)]
+    _plot(out / "transfer.png", panels, "transfer to unseen hardware (mean over held-out hosts / configs and seeds)",
+          columns=2)
+    return "\n\n".join([
+        "## Transfer to unseen hardware",
+        "by-host holds out every config of one host (one physical CPU): no sibling config of that host is in "
+        "training, so only the hardware vector says where the programs run. by-platform holds out one config "
+        "while its siblings stay in training. Zero-shot (k=0) the model sees only the held-out hardware's vector; "
+        "with k>0 the neural models are fine-tuned from the zero-shot model on k measured programs per task and "
+        "config of the held-out hardware (at most half of each group: the other half is the fixed test set), and "
+        "the boosters are retrained with them. `xgb-target` trains on those k programs alone (what a user without "
+        "a pretrained model has).", "![transfer](transfer.png)", *parts])
+
+
+def splits_section(table: dict, plan: Plan) -> str:
+    labels = ["within-task", "by-task", *[label for label in table if label.startswith("by-network/")],
+              "by-platform-k0/mean", "by-host-k0/mean"]
+    labels += sorted(label for label in table if label.startswith("by-host-k0/") and label != "by-host-k0/mean")
+    rows = []
+    for label in labels:
+        row = table.get(label, {})
+        margin = _margin(row)
+        for m in plan.split_models:
+            name = "mlp-onehot" if m == "mlp" and "mlp" not in row else m
+            if name in row:
+                rows.append([label, name, *[_cell(row[name], x) for x in METRICS],
+                             _fmt(margin) if m == "xfer" else ""])
+    return "\n\n".join([
+        "## Every model on every split",
+        f"Mean over seeds {', '.join(map(str, plan.seeds))}, ± half the spread between seeds (a difference "
+        "smaller than that is no difference). Every model of a row trains on the same programs. `xgb`: "
+        "TVM-style pack-sum XGBoost, no hardware input; `xgb+hw`: the same booster with the hardware vector "
+        "appended to every store row; `noHW`: xfer without hardware input; `mlp`: TenSet's segment-sum MLP "
+        "(`mlp-onehot` in the transfer rows: a platform code instead of the hardware vector). by-network holds "
+        "out every task of one network; the by-platform and by-host rows are zero-shot. 'xfer - best' is xfer's "
+        "PCA minus the best other model's.",
+        _table(["split", "model", "PCA", "top-1", "top-5", "xfer - best"], rows)])
 
 
 def pruning_section(study: Study, out: pathlib.Path, fractions: tuple[float, ...], model: str = "xfer",
@@ -163,78 +250,115 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
     return text, summary
 
 
-SPLIT_NAMES = ("within-task", "by-task", "by-network")
+def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None]]:
+    """Independent pieces of the study, (seed, kind, holdout), the costliest first."""
+    pieces = ([("host", h) for h in plan.hosts_of(data)] + [("platform", p) for p in plan.platforms_of(data)]
+              + [("network", n) for n in plan.networks_of(data)] + [("split", "by-task"), ("split", "within-task")])
+    parts = [(seed, kind, name) for kind, name in pieces for seed in plan.seeds]
+    if plan.pruning:
+        parts += [(plan.seeds[0], "prune", m) for m in plan.prune_methods] + [(plan.seeds[0], "prune-full",
+                                                                            plan.prune_methods[0])]
+    return parts
 
 
-def compute_part(part: tuple[str, str], data_path: pathlib.Path, work: pathlib.Path, steps: int, finetune_steps: int,
-                 seed: int, shots: tuple[int, ...], fractions: tuple[float, ...], transfer_models: tuple[str, ...],
-                 split_models: tuple[str, ...], prune_model: str) -> None:
-    """Train and score one independent part of the study into the cache: ("transfer", platform),
-    ("split", name), ("prune", method) without the full-data point, or ("prune-full", method)."""
-    kind, name = part
-    study = Study(dataset.load(data_path), work, steps=steps, finetune_steps=finetune_steps, seed=seed,
-                  log=lambda line: print(f"[{name}] {line}", flush=True))
-    if kind == "transfer":
-        study.transfer([name], list(transfer_models), shots)
-    elif kind == "split":
-        study.compare([name], list(split_models))
-    else:
-        study.pruning([name], (1.0,) if kind == "prune-full" else tuple(f for f in fractions if f < 1.0),
-                      model=prune_model)
+def compute_part(part: tuple[int, str, str | None], data_path: pathlib.Path, work: pathlib.Path, plan: Plan) -> dict:
+    """Train and score one part of the study (cached in `work`); returns {split label: {model: report}}."""
+    seed, kind, name = part
+    study = Study(dataset.load(data_path), work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed,
+                  log=lambda line: print(f"[seed {seed} {name}] {line}", flush=True))
+    return _run_part(study, kind, name, plan)
 
 
-def _compute_in_parallel(jobs: int, parts: list[tuple[str, str]], *args) -> None:
+def _run_part(study: Study, kind: str, name: str, plan: Plan) -> dict:
+    if kind in ("host", "platform"):
+        return study.flatten_transfer(study.transfer([name], list(plan.transfer_models), plan.shots, by=kind), kind)
+    if kind == "network":
+        return study.compare([("by-network", name)], list(plan.split_models))
+    if kind == "split":
+        return study.compare([name], list(plan.split_models))
+    fractions = (1.0,) if kind == "prune-full" else tuple(f for f in plan.fractions if f < 1.0)
+    study.pruning([name], fractions, model=plan.prune_model)
+    return {}
+
+
+def _compute_in_parallel(jobs: int, parts: list, data_path: pathlib.Path, work: pathlib.Path, plan: Plan) -> None:
     """Independent parts in `jobs` processes (each trains its own models into the shared cache); the sections
     below then read every result from the cache."""
     import concurrent.futures
     import multiprocessing
 
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in concurrent.futures.as_completed([pool.submit(compute_part, part, *args) for part in parts]):
+        for future in concurrent.futures.as_completed([pool.submit(compute_part, part, data_path, work, plan)
+                                                       for part in parts]):
             future.result()
 
 
-def build(data_path: pathlib.Path, out: pathlib.Path, steps: int = 1500, finetune_steps: int = 300,
-          shots: tuple[int, ...] = SHOTS, fractions: tuple[float, ...] | None = None, seed: int = 0,
-          log: Callable[[str], None] = print, transfer_models: tuple[str, ...] = TRANSFER_MODELS,
-          split_models: tuple[str, ...] = MODELS, prune_model: str = "xfer",
-          prune_methods: tuple[str, ...] = prune.METHODS, jobs: int = 1) -> dict:
+def over_seeds(tables: list[dict]) -> dict:
+    """{label: {model: {pca, top1, top5 (means over seeds), spread: {metric: max - min}, seeds: [per seed]}}}."""
+    combined: dict = {}
+    for label in tables[0]:
+        combined[label] = {}
+        for model in tables[0][label]:
+            runs = [t[label][model] for t in tables if t.get(label, {}).get(model) is not None]
+            if not runs:
+                continue
+            entry = {"seeds": [{x: r.get(x) for x in METRICS} for r in runs], "spread": {}}
+            for metric in METRICS:
+                values = [r[metric] for r in runs if r.get(metric) is not None]
+                entry[metric] = float(np.mean(values)) if values else None
+                entry["spread"][metric] = float(np.ptp(values)) if len(values) > 1 else None
+            combined[label][model] = entry
+    return combined
+
+
+def _with_means(table: dict) -> dict:
+    """Adds by-network/mean over the held-out networks (the transfer means come from Study.flatten_transfer)."""
+    nets = [row for label, row in table.items() if label.startswith("by-network/")]
+    if nets:
+        table["by-network/mean"] = {m: mean_report([row.get(m) for row in nets]) for m in nets[0]}
+    return table
+
+
+def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, log: Callable[[str], None] = print,
+          jobs: int = 1) -> dict:
     """Compute what is missing, then write out/README.md, out/summary.json and the plots. Returns the summary.
 
-    The headline numbers are those of the first transfer model (xfer unless the models are overridden).
     With jobs > 1 the missing parts are computed in that many processes first.
     """
-    from .study import KEEP
-
+    plan = plan or Plan()
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = dataset.load(data_path)
-    study = Study(data, out / "work", steps=steps, finetune_steps=finetune_steps, seed=seed, log=log)
+    plan.check(data)
+    work = out / "work"
+    parts = _parts(data, plan)
+    if jobs > 1:
+        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
+    tables = {seed: {} for seed in plan.seeds}
+    for seed, kind, name in parts:
+        study = Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
+        tables[seed].update(_run_part(study, kind, name, plan))
+    table = over_seeds([_with_means(t) for t in tables.values()])
     info = dataset.summary(data)
-    fractions = tuple(sorted(set(fractions or KEEP) | {1.0}, reverse=True))
-    if jobs > 1:  # the costliest parts first, so that no process is left with a long tail
-        parts = ([("transfer", p) for p in data.platform_names] + [("prune", m) for m in prune_methods]
-                 + [("split", n) for n in SPLIT_NAMES] + [("prune-full", prune_methods[0])])
-        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), out / "work", steps, finetune_steps, seed, shots,
-                             fractions, transfer_models, split_models, prune_model)
-    transfer_text, transfer = transfer_section(study, out, shots, transfer_models)
-    splits_text, split_table = splits_section(study, transfer["mean"], split_models)
-    pruning_text, pruning = pruning_section(study, out, fractions, prune_model, prune_methods)
+    sections = [splits_section(table, plan), transfer_section(table, out, plan)]
+    pruning = None
+    if plan.pruning:
+        study = Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=plan.seeds[0], log=log)
+        fractions = tuple(sorted(set(plan.fractions) | {1.0}, reverse=True))
+        pruning_text, pruning = pruning_section(study, out, fractions, plan.prune_model, plan.prune_methods)
+        sections.append(pruning_text)
     tuning_text, tuning = tuning_section(out)
-    headline = transfer_models[0]
-    zero = transfer["mean"]["k0"][headline]
+    sections.append(tuning_text)
     summary = {
         "data": {"path": str(data_path), "programs": info["programs"], "platforms": info["platforms"],
                  "networks": info["networks"]},
-        "training": {"steps": steps, "finetune_steps": finetune_steps, "seed": seed},
-        "transfer": {"zero_shot": {"top5": zero["top5"], "top1": zero["top1"], "pca": zero["pca"]},
-                     "model": headline,
-                     "few_shot": {k: transfer["mean"][k][headline] for k in transfer["mean"] if k != "k0"},
-                     "baselines": {k: {m: r for m, r in row.items() if m != headline}
-                                   for k, row in transfer["mean"].items()}},
-        "splits": split_table,
-        "pruning": {"best_keep_at_1pt": pruning["best_keep_at_1pt"]["kept_fraction"]
-                    if pruning["best_keep_at_1pt"] else None, "detail": pruning["best_keep_at_1pt"]},
+        "plan": plan.to_dict(),
+        "splits": table,
+        "by_host": {label: row for label, row in table.items() if label.startswith("by-host")},
+        "xfer_minus_best_baseline": {label: {x: _margin(row, x) for x in METRICS} for label, row in table.items()},
+        "pruning": ({"best_keep_at_1pt": pruning["best_keep_at_1pt"]["kept_fraction"]
+                     if pruning["best_keep_at_1pt"] else None, "detail": pruning["best_keep_at_1pt"]}
+                    if pruning else None),
         "tuning": {"trials_to_baseline": {net: s["trials_to_baseline"] for net, s in tuning.items()},
                    "detail": tuning},
     }
@@ -244,11 +368,21 @@ def build(data_path: pathlib.Path, out: pathlib.Path, steps: int = 1500, finetun
         "Generated by `xfer-jax report` from the committed dataset and tune results; do not edit by hand. "
         "Definitions: ../../shared/METRICS.md (PCA, top-k score, splits).",
         f"Dataset `{data_path}`: {info['programs']} measured programs, {info['tasks']} tasks, platforms "
-        f"{', '.join(info['platforms'])}, networks {', '.join(info['networks'])}. Training: {steps} steps "
-        f"(fine-tuning {finetune_steps}), seed {seed}."])
-    (out / "README.md").write_text("\n\n".join([header, transfer_text, splits_text, pruning_text, tuning_text])
-                                   + "\n")
+        f"{', '.join(info['platforms'])}, networks {', '.join(info['networks'])}. Training: {plan.steps} steps "
+        f"(fine-tuning {plan.finetune_steps}), seeds {', '.join(map(str, plan.seeds))}."])
+    (out / "README.md").write_text("\n\n".join([header, *sections]) + "\n")
     return summary
+
+
+def parse_list(text: str, kind=str, what: str = "values") -> tuple:
+    """Comma-separated values; a bad one is a one-line UserError."""
+    try:
+        values = tuple(kind(x.strip()) for x in text.split(",") if x.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise UserError(f"{what} must be a comma-separated list, got {text!r}")
+    return values
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:

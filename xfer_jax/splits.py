@@ -9,7 +9,8 @@ import numpy as np
 from .dataset import Dataset
 from .errors import UserError
 
-SPLITS = ("within-task", "by-task", "by-network", "by-platform")
+SPLITS = ("within-task", "by-task", "by-network", "by-platform", "by-host")
+UNLABELLED_HOST = "unlabelled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,18 +18,23 @@ class Split:
     name: str
     train: np.ndarray  # program indices
     test: np.ndarray
-    held_out: tuple[str, ...] = ()  # networks or platforms held out, where that applies
+    held_out: tuple[str, ...] = ()  # networks, platforms or hosts held out, where that applies
+    spec: dict = dataclasses.field(default_factory=dict)  # make_split(data, **spec) rebuilds this split
 
     def describe(self) -> str:
         held = f" held out: {', '.join(self.held_out)}" if self.held_out else ""
         return f"{self.name}: {len(self.train)} train / {len(self.test)} test programs{held}"
 
 
+def _spec(name: str, seed: int, holdout: str | None = None, shots: int = 0) -> dict:
+    return {"name": name, "holdout": holdout, "shots": shots, "seed": seed}
+
+
 def within_task(data: Dataset, seed: int = 0, test_fraction: float = 0.2) -> Split:
     """A random share of every group's programs goes to test."""
     rng = np.random.default_rng(seed)
     test = rng.random(len(data)) < test_fraction
-    return Split("within-task", np.flatnonzero(~test), np.flatnonzero(test))
+    return Split("within-task", np.flatnonzero(~test), np.flatnonzero(test), spec=_spec("within-task", seed))
 
 
 def by_task(data: Dataset, seed: int = 0, test_fraction: float = 0.2) -> Split:
@@ -37,7 +43,7 @@ def by_task(data: Dataset, seed: int = 0, test_fraction: float = 0.2) -> Split:
     tasks = np.unique(data.task)
     held = rng.permutation(tasks)[: max(1, int(round(len(tasks) * test_fraction)))]
     test = np.isin(data.task, held)
-    return Split("by-task", np.flatnonzero(~test), np.flatnonzero(test))
+    return Split("by-task", np.flatnonzero(~test), np.flatnonzero(test), spec=_spec("by-task", seed))
 
 
 def by_network(data: Dataset, networks: list[str] | None = None, seed: int = 0) -> Split:
@@ -50,7 +56,30 @@ def by_network(data: Dataset, networks: list[str] | None = None, seed: int = 0) 
         raise UserError(f"unknown network(s) {sorted(unknown)} in this dataset; it has {', '.join(names)}")
     held_tasks = [t for t, nets in data.task_networks().items() if nets & set(networks)]
     test = np.isin(data.task, held_tasks)
-    return Split("by-network", np.flatnonzero(~test), np.flatnonzero(test), tuple(networks))
+    return Split("by-network", np.flatnonzero(~test), np.flatnonzero(test), tuple(networks),
+                 _spec("by-network", seed, networks[0] if len(networks) == 1 else None))
+
+
+def host_of(platform: str) -> str:
+    """The host a platform was measured on: its `@label` (`avx2-2t@znver5` -> znver5), else UNLABELLED_HOST."""
+    return platform.split("@", 1)[1] if "@" in platform else UNLABELLED_HOST
+
+
+def hosts(data: Dataset) -> list[str]:
+    return sorted({host_of(p) for p in data.platform_names})
+
+
+def _hold_out(data: Dataset, held: np.ndarray, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) with every program where `held` is True out of training, except up to `shots` per task
+    and platform; the test side is a fixed random half of each held-out group, the same for every `shots`."""
+    rng = np.random.default_rng(seed)
+    train, test = ~held, np.zeros(len(data), bool)
+    for group in np.unique(data.group[held]):
+        members = rng.permutation(np.flatnonzero(data.group == group))
+        half = (len(members) + 1) // 2
+        test[members[:half]] = True
+        train[members[half:][:shots]] = True
+    return np.flatnonzero(train), np.flatnonzero(test)
 
 
 def by_platform(data: Dataset, platform: str, shots: int = 0, seed: int = 0) -> Split:
@@ -61,15 +90,19 @@ def by_platform(data: Dataset, platform: str, shots: int = 0, seed: int = 0) -> 
     """
     if platform not in data.platform_names:
         raise UserError(f"unknown platform {platform!r} in this dataset; it has {', '.join(data.platform_names)}")
-    rng = np.random.default_rng(seed)
-    on_platform = data.platform == data.platform_names.index(platform)
-    train, test = ~on_platform, np.zeros(len(data), bool)
-    for group in np.unique(data.group[on_platform]):
-        members = rng.permutation(np.flatnonzero(data.group == group))
-        half = (len(members) + 1) // 2
-        test[members[:half]] = True
-        train[members[half:][:shots]] = True
-    return Split(f"by-platform-k{shots}", np.flatnonzero(train), np.flatnonzero(test), (platform,))
+    train, test = _hold_out(data, data.platform == data.platform_names.index(platform), shots, seed)
+    return Split(f"by-platform-k{shots}", train, test, (platform,), _spec("by-platform", seed, platform, shots))
+
+
+def by_host(data: Dataset, host: str, shots: int = 0, seed: int = 0) -> Split:
+    """Every config measured on `host` is held out, so no sibling config of that host is in training; shots
+    and test halves as in by_platform, per (task, config)."""
+    known = hosts(data)
+    if host not in known:
+        raise UserError(f"unknown host {host!r} in this dataset; it has {', '.join(known)}")
+    on_host = [i for i, name in enumerate(data.platform_names) if host_of(name) == host]
+    train, test = _hold_out(data, np.isin(data.platform, on_host), shots, seed)
+    return Split(f"by-host-k{shots}", train, test, (host,), _spec("by-host", seed, host, shots))
 
 
 def early_stopping_split(train_index: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +112,7 @@ def early_stopping_split(train_index: np.ndarray, seed: int) -> tuple[np.ndarray
 
 
 def make_split(data: Dataset, name: str, *, seed: int = 0, holdout: str | None = None, shots: int = 0) -> Split:
-    """Dispatch by name; `holdout` names the network or platform where the split needs one."""
+    """Dispatch by name; `holdout` names the network, platform or host where the split needs one."""
     if name == "within-task":
         return within_task(data, seed)
     if name == "by-task":
@@ -88,4 +121,6 @@ def make_split(data: Dataset, name: str, *, seed: int = 0, holdout: str | None =
         return by_network(data, [holdout] if holdout else None, seed)
     if name == "by-platform":
         return by_platform(data, holdout or data.platform_names[-1], shots, seed)
+    if name == "by-host":
+        return by_host(data, holdout or hosts(data)[-1], shots, seed)
     raise UserError(f"unknown split {name!r}; choose from {', '.join(SPLITS)}")

@@ -20,9 +20,12 @@ from .evaluate import ranking_report
 from .hardware import NUM_HARDWARE_FEATURES
 from .model import ModelConfig
 
-MODELS = ("xfer", "noHW", "mlp", "xgb")  # the split table: every model trained on the same training set
-# xgb: trained on the other platforms (and the k shots), no hardware input; xgb-target: only the k shots
-TRANSFER_MODELS = ("xfer", "noHW", "mlp-onehot", "xgb", "xgb-target")
+# the split table: every model trained on the same training set. xgb: pack-sum, no hardware input; xgb+hw: the
+# hardware vector appended to every store row; noHW: xfer without hardware input; mlp: TenSet's MLP
+MODELS = ("xfer", "noHW", "mlp", "xgb", "xgb+hw")
+# transfer adds mlp-onehot (a platform code instead of the hardware vector) and xgb-target (only the k shots)
+TRANSFER_MODELS = ("xfer", "noHW", "mlp-onehot", "xgb", "xgb+hw", "xgb-target")
+XGB_MODELS = ("xgb", "xgb+hw", "xgb-target")
 SHOTS = (0, 8, 32, 64)
 KEEP = (1.0, 0.75, 0.5, 0.3, 0.2, 0.1)
 
@@ -31,8 +34,10 @@ _NEURAL = {"xfer": ModelConfig(), "noHW": ModelConfig(use_hardware=False),
 
 
 def model_version(model: str) -> str:
-    """A short hash of what defines `model`, part of every cache key: results of an older definition are never reused."""
-    spec = _NEURAL[model].to_dict() if model in _NEURAL else {"kind": model, **PackSumXGB().params, "hessian": "stores"}
+    """A short hash of what defines `model` and how it trains, part of every cache key: results of an older
+    definition are never reused."""
+    spec = ({**_NEURAL[model].to_dict(), "train": train.TrainConfig().to_dict()} if model in _NEURAL else
+            {"kind": {"xgb-target": "xgb"}.get(model, model), **PackSumXGB().params, "hessian": "stores"})
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
 
 
@@ -88,8 +93,7 @@ class Study:
         fit, valid = splits.early_stopping_split(split.train, self.seed)
         config = train.TrainConfig(steps=steps, seed=self.seed, eval_every=max(steps // 6, 1),
                                    learning_rate=3e-4 if init else 1e-3)
-        info = {"name": split.name, "holdout": list(split.held_out), "seed": self.seed,
-                "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
+        info = {**split.spec, "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
         train.train(self._data_for(model), fit, valid, _NEURAL[model], config, out,
                     info, show_progress=False, init=init)
         (out / "done").write_text("")
@@ -98,13 +102,15 @@ class Study:
     def _scores(self, model: str, split: splits.Split, init: pathlib.Path | None) -> np.ndarray:
         data = self._data_for(model)
         test = data.subset(split.test)
-        if model in ("xgb", "xgb-target"):
+        if model in XGB_MODELS:
             index = split.train
-            if model == "xgb-target":  # what a user without xfer-jax has: the new platform's own few programs
-                held = data.platform_names.index(split.held_out[0])
-                index = index[data.platform[index] == held]
+            if model == "xgb-target":  # what a user without xfer-jax has: the new hardware's own few programs
+                index = index[np.isin(data.group[index], data.group[split.test])]
             fit = data.subset(index)
-            return PackSumXGB(seed=self.seed).fit(fit.features, fit.mask, fit.label).predict(test.features, test.mask)
+            hardware = model == "xgb+hw"
+            booster = PackSumXGB(seed=self.seed).fit(fit.features, fit.mask, fit.label,
+                                                     fit.hardware if hardware else None)
+            return booster.predict(test.features, test.mask, test.hardware if hardware else None)
         path = self.checkpoint(model, split, init)
         return load(path).predict(test.features, test.mask, test.workload, test.hardware)
 
@@ -119,7 +125,7 @@ class Study:
                                         + ".json")
         if path.exists():
             return json.loads(path.read_text())
-        if model == "xgb-target" and split.name == "by-platform-k0":
+        if model == "xgb-target" and split.name.endswith("-k0"):
             return None
         init = init() if init else None
         report = ranking_report(self.data.subset(split.test), self._scores(model, split, init))
@@ -128,11 +134,12 @@ class Study:
         path.write_text(json.dumps(report))
         return report
 
-    def compare(self, names: list[str], models: list[str]) -> dict:
-        """{split label: {model: report}} for within-task, by-task and by-network (one held-out network each)."""
+    def compare(self, names: list[str | tuple[str, str]], models: list[str]) -> dict:
+        """{split label: {model: report}}; a name is a split, or (split, holdout) such as ("by-network", "bert_tiny")."""
         results: dict = {}
         for name in names:
-            chosen = splits.make_split(self.data, name, seed=self.seed)
+            name, holdout = (name, None) if isinstance(name, str) else name
+            chosen = splits.make_split(self.data, name, seed=self.seed, holdout=holdout)
             label = split_label(chosen)
             self.log(chosen.describe())
             results[label] = {}
@@ -141,20 +148,22 @@ class Study:
                 self._log_row(model, results[label][model])
         return results
 
-    def transfer(self, platforms: list[str], models: list[str], shots: tuple[int, ...] = SHOTS) -> dict:
-        """{platform: {"k<shots>": {model: report}}}: leave each platform out, then add k programs per task.
+    def transfer(self, holdouts: list[str], models: list[str], shots: tuple[int, ...] = SHOTS,
+                 by: str = "platform") -> dict:
+        """{holdout: {"k<shots>": {model: report}}}: leave each platform (by="platform") or each host's configs
+        (by="host") out, then add k programs per task and config.
 
-        Neural models train once without the platform (zero-shot) and are fine-tuned from there with the k
-        shots, which is what online adaptation does during tuning.
+        Neural models train once without the held-out hardware (zero-shot) and are fine-tuned from there with
+        the k shots, which is what online adaptation does during tuning.
         """
         results: dict = {}
-        for platform in platforms:
-            results[platform] = {}
-            zero_shot = splits.by_platform(self.data, platform, shots=0, seed=self.seed)
+        for holdout in holdouts:
+            results[holdout] = {}
+            zero_shot = splits.make_split(self.data, f"by-{by}", holdout=holdout, shots=0, seed=self.seed)
             for k in shots:
-                chosen = splits.by_platform(self.data, platform, shots=k, seed=self.seed)
+                chosen = splits.make_split(self.data, f"by-{by}", holdout=holdout, shots=k, seed=self.seed)
                 self.log(chosen.describe())
-                row = results[platform][f"k{k}"] = {}
+                row = results[holdout][f"k{k}"] = {}
                 for model in models:
                     fine_tune = model in _NEURAL and k > 0
                     row[model] = self.score(model, chosen, init=(lambda m=model: self.checkpoint(m, zero_shot))
@@ -173,10 +182,10 @@ class Study:
             for keep in fractions:
                 if keep >= 1.0:
                     chosen = splits.Split("by-task-full", base.train[np.isfinite(self.data.latency[base.train])],
-                                          base.test)
+                                          base.test, spec=base.spec)
                 else:
                     index = prune.select(self.data, keep, method, self.seed, within=base.train)
-                    chosen = splits.Split(f"by-task-{method}-keep{keep:g}", index, base.test)
+                    chosen = splits.Split(f"by-task-{method}-keep{keep:g}", index, base.test, spec=base.spec)
                 report = self.score(model, chosen)
                 report["kept_fraction"] = len(chosen.train) / max(measured, 1)
                 results[method][f"{keep:g}"] = report
@@ -184,15 +193,15 @@ class Study:
         return results
 
     @staticmethod
-    def flatten_transfer(results: dict) -> dict:
-        """{"by-platform-k<k>/<platform>": {model: report}} plus the mean over platforms as ".../mean"."""
+    def flatten_transfer(results: dict, by: str = "platform") -> dict:
+        """{"by-<by>-k<k>/<holdout>": {model: report}} plus the mean over holdouts as ".../mean"."""
         flat: dict = {}
-        for platform, per_k in results.items():
+        for holdout, per_k in results.items():
             for k, row in per_k.items():
-                flat[f"by-platform-{k}/{platform}"] = row
+                flat[f"by-{by}-{k}/{holdout}"] = row
         for k in next(iter(results.values()), {}):
             rows = [per_k[k] for per_k in results.values()]
-            flat[f"by-platform-{k}/mean"] = {model: mean_report([r[model] for r in rows]) for model in rows[0]}
+            flat[f"by-{by}-{k}/mean"] = {model: mean_report([r[model] for r in rows]) for model in rows[0]}
         return flat
 
     def _log_row(self, model: str, report: dict | None) -> None:

@@ -19,9 +19,10 @@ import optax
 import tqdm
 from flax import nnx
 
-from . import checkpoint, losses, metrics
+from . import checkpoint, dataset, losses, metrics, splits
 from .dataset import Dataset, store_bucket
 from .errors import UserError
+from .evaluate import ranking_report
 from .model import ModelConfig, build_model
 from .normalize import Normalizer
 
@@ -38,6 +39,11 @@ class TrainConfig:
     patience: int = 5  # evaluations without a better validation PCA before stopping
     seed: int = 0
     max_stores: int | None = None  # truncate programs with more stores (None: the dataset's maximum)
+    store_scaling: str = "log"  # log | linear | quantile: store features before standardising (normalize.py)
+
+    def __post_init__(self):
+        if self.loss not in losses.LOSSES:
+            raise UserError(f"unknown loss {self.loss!r}; choose {', '.join(losses.LOSSES)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -178,7 +184,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     else:
         stores = config.max_stores or data.mask.shape[1]
         normalizer = Normalizer.fit(train_data.features[:, :stores], train_data.mask[:, :stores],
-                                    train_data.workload, train_data.hardware)
+                                    train_data.workload, train_data.hardware, store_scaling=config.store_scaling)
 
     def inputs_of(d: Dataset) -> tuple:
         return normalizer.apply(d.features[:, :stores], d.mask[:, :stores], d.workload, d.hardware)
@@ -233,3 +239,24 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     steps_run = (history[-1]["step"] if len(history) > resumed_evals else start_step) - start_step
     return {"best": best, "history": history, "train_seconds": seconds,
             "train_samples_per_s": steps_run * config.groups_per_batch * config.programs_per_group / max(seconds, 1e-9)}
+
+
+def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0, steps=3000, loss="lambdarank",
+                       use_hardware=True, size="base", seed=0, show_progress=True) -> dict:
+    """Train the default model (or `size`) on a named split of the dataset at `data_path`, then score the best
+    checkpoint on the split's test side: train's result plus "test" (an evaluate.ranking_report)."""
+    if size not in ("base", "small"):
+        raise UserError(f"unknown model size {size!r}; choose base or small")
+    config = TrainConfig(steps=steps, loss=loss, seed=seed)
+    data = dataset.load(data_path)
+    split = splits.make_split(data, split_name, seed=seed, holdout=holdout, shots=shots)
+    print(split.describe())
+    fit, valid = splits.early_stopping_split(split.train, seed)
+    model_config = ModelConfig() if size == "base" else ModelConfig.small()
+    if not use_hardware:
+        model_config = ModelConfig(**{**model_config.to_dict(), "use_hardware": False})
+    split_info = {**split.spec, "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
+    result = train(data, fit, valid, model_config, config, pathlib.Path(out), split_info, show_progress)
+    test = data.subset(split.test)
+    scores = checkpoint.load(out).predict(test.features, test.mask, test.workload, test.hardware)
+    return {**result, "test": ranking_report(test, scores)}

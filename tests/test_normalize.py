@@ -1,0 +1,51 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from xfer_jax.normalize import Normalizer
+
+
+def _data(seed=0, n=200):
+    rng = np.random.default_rng(seed)
+    features = (np.abs(rng.normal(size=(n, 3, 164))) * 10).astype(np.float32)
+    features[:, :, 7] = 0.0  # a column that never varies
+    mask = rng.random((n, 3)) < 0.7
+    return features, mask, rng.normal(size=(n, 20)).astype(np.float32), rng.normal(size=(n, 19)).astype(np.float32)
+
+
+@pytest.mark.parametrize("scaling", ["log", "linear", "quantile"])
+def test_every_scaling_standardises_training_rows_and_round_trips_through_json(scaling):
+    features, mask, workload, hardware = _data()
+    normalizer = Normalizer.fit(features, mask, workload, hardware, store_scaling=scaling)
+    rows = normalizer.apply(features, mask, workload, hardware)[0][mask]
+    assert np.abs(rows.mean(0)).max() < 1e-3 and np.abs(rows.std(0)[np.arange(164) != 7] - 1).max() < 1e-2
+    again = Normalizer.from_dict(normalizer.to_dict())
+    np.testing.assert_array_equal(again.apply(features, mask, workload, hardware)[0],
+                                  normalizer.apply(features, mask, workload, hardware)[0])
+    in_jit = normalizer.apply(*(jnp.asarray(x) for x in (features, mask, workload, hardware)), xp=jnp)[0]
+    np.testing.assert_allclose(in_jit, normalizer.apply(features, mask, workload, hardware)[0], atol=1e-4)
+
+
+def test_quantile_scaling_saturates_outside_the_training_range_and_keeps_the_order_inside():
+    features, mask, workload, hardware = _data()
+    normalizer = Normalizer.fit(features, mask, workload, hardware, store_scaling="quantile")
+    seen_max = normalizer.apply(features, mask, workload, hardware)[0][mask].max(0)
+    far = normalizer.apply(features * 1000, mask, workload, hardware)[0][mask]
+    assert (far.max(0) <= seen_max + 1e-3).all()  # a tree would put it in its last leaf, and so do we
+    column = np.sort(features[mask][:, 3])
+    probe = np.zeros((len(column), 1, 164), np.float32)
+    probe[:, 0, 3] = column
+    mapped = normalizer.apply(probe, np.ones((len(column), 1), bool), workload[:1], hardware[:1])[0][:, 0, 3]
+    assert (np.diff(mapped) >= -1e-6).all()
+
+
+def test_a_checkpoint_before_store_scaling_reads_as_log():
+    features, mask, workload, hardware = _data()
+    old = Normalizer.fit(features, mask, workload, hardware).to_dict()
+    del old["store_scaling"]
+    assert Normalizer.from_dict(old).store_scaling == "log"
+
+
+def test_an_unknown_scaling_is_refused():
+    with pytest.raises(ValueError, match="unknown store scaling 'cube'"):
+        Normalizer.fit(*_data(), store_scaling="cube")

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from conftest import synthetic_shards
+from xfer_jax import dataset, splits
+from xfer_jax.errors import UserError
+
+
+@pytest.fixture()
+def two_hosts(tmp_path):
+    """Configs a-1t@h1, a-2t@h1, a-1t@h2 and an unlabelled one."""
+    return dataset.load(synthetic_shards(tmp_path / "data", platforms=("a-1t@h1", "a-2t@h1", "a-1t@h2", "old")))
+
+
+def test_host_of_reads_the_label_after_the_at_sign():
+    assert splits.host_of("avx2-2t@znver5") == "znver5"
+    assert splits.host_of("avx2-2t") == splits.UNLABELLED_HOST
+
+
+def test_by_host_holds_out_every_config_of_the_host_and_keeps_sibling_configs_out_of_training(two_hosts):
+    data = two_hosts
+    assert splits.hosts(data) == ["h1", "h2", splits.UNLABELLED_HOST]
+    split = splits.by_host(data, "h1", seed=0)
+    on_h1 = [data.platform_names.index(p) for p in ("a-1t@h1", "a-2t@h1")]
+    assert not np.isin(data.platform[split.train], on_h1).any()
+    assert set(data.platform[split.test]) == set(on_h1)
+    assert split.name == "by-host-k0" and split.held_out == ("h1",)
+    # every held-out group is tested on half of its programs
+    for group in np.unique(data.group[split.test]):
+        assert (data.group[split.test] == group).sum() == ((data.group == group).sum() + 1) // 2
+
+
+def test_by_host_shots_come_from_the_untested_half_and_leave_the_test_set_unchanged(two_hosts):
+    data = two_hosts
+    zero, few = splits.by_host(data, "h1", shots=3, seed=1), splits.by_host(data, "h1", shots=0, seed=1)
+    assert np.array_equal(zero.test, few.test)
+    on_h1 = np.isin(data.platform[zero.train], [0, 1])
+    assert on_h1.sum() == 3 * len(np.unique(data.group[np.isin(data.platform, [0, 1])]))
+    assert not set(zero.train) & set(zero.test)
+
+
+def test_by_host_refuses_an_unknown_host_in_one_line(two_hosts):
+    with pytest.raises(UserError, match="unknown host 'nosuch'.*h1, h2"):
+        splits.make_split(two_hosts, "by-host", holdout="nosuch")
