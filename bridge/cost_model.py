@@ -25,7 +25,7 @@ from xfer_jax.hardware import hardware_vector
 
 from .featurize import workload_features
 from .platforms import Platform, get_platform
-from .records import FAILED_RUN_SECS
+from .records import latency_s
 from .tasks import workload_hash
 
 
@@ -43,10 +43,7 @@ def store_features(extractor, context, candidates, max_stores: int) -> tuple[np.
 
 def measured_latency(results) -> np.ndarray:
     """Mean seconds per MetaSchedule RunnerResult; inf for a failed build or run."""
-    latency = np.array([np.mean([float(s) for s in r.run_secs]) if r.run_secs is not None and not r.error_msg
-                        else np.inf for r in results])
-    latency[latency >= FAILED_RUN_SECS] = np.inf
-    return latency
+    return np.array([latency_s(r.run_secs, r.error_msg) for r in results])
 
 
 @derived_object

@@ -36,7 +36,7 @@ class FeaturizeSummary:
     programs: int = 0
     failed: int = 0
     skipped_corrupt: int = 0  # unparsable database lines
-    skipped_nonfinite: int = 0  # NaN or inf latencies
+    skipped_nonfinite: int = 0  # missing, empty, NaN, inf or non-positive latencies
     skipped_unknown_workload: int = 0
     tasks_all_failed: int = 0
 
@@ -64,7 +64,7 @@ def _collections(root: pathlib.Path) -> list[pathlib.Path]:
 def _done_ranges(out: pathlib.Path) -> dict[str, int]:
     """source -> number of record lines already featurized."""
     done: dict[str, int] = {}
-    for path in sorted(out.glob("shard-*.npz")):
+    for path in ds.shard_files(out):
         meta = ds.read_shard_meta(path)
         source = meta["source"]
         done[source["name"]] = max(done.get(source["name"], 0), source["records_end"])
@@ -142,7 +142,7 @@ def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
             summary.skipped_unknown_workload += 1
             continue
         secs = records.run_secs_of(line)
-        if secs is None or not all(math.isfinite(s) for s in secs):
+        if not secs or not all(math.isfinite(s) and s > 0 for s in secs):
             summary.skipped_nonfinite += 1
             continue
         try:
@@ -183,8 +183,8 @@ def _write(out, source, platform, networks, task_info, workloads, batch, phases,
             counts.append(len(feats))
             workload_rows.append(task_features[task_hash])
             secs = [float(s) for s in record.run_secs]
-            failed = min(secs) >= records.FAILED_RUN_SECS
-            latency.append(np.inf if failed else float(np.mean(secs)))
+            latency.append(records.latency_s(secs))
+            failed = not np.isfinite(latency[-1])
             costs = repeats.get(number) or secs
             spread.append(0.0 if failed else float(np.std(costs)))
             phase.append(ds.PHASES.get(phases.get(number), -1))
@@ -194,7 +194,7 @@ def _write(out, source, platform, networks, task_info, workloads, batch, phases,
             summary.programs += int(not failed)
     for task_hash in set(hashes):
         summary.tasks_all_failed += all(np.isinf(lat) for lat, h in zip(latency, hashes) if h == task_hash)
-    index = max((int(path.stem.split("-")[1]) + 1 for path in out.glob("shard-*.npz")), default=0)
+    index = max((int(path.stem.split("-")[1]) + 1 for path in ds.shard_files(out)), default=0)
     ds.write_shard(
         out / f"shard-{index:05d}.npz",
         store_rows=np.concatenate(rows) if rows else np.zeros((0, ds.NUM_STORE_FEATURES), np.float32),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import os
 import pathlib
 from typing import Any, Iterator
@@ -90,6 +91,15 @@ def append_lines(path: pathlib.Path, lines: list[str]) -> None:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
+
+
+def latency_s(run_secs, error_msg: str | None = None) -> float:
+    """The one definition of a measured program's latency: the mean of its repeats, in seconds; inf for a
+    failure (an error, no repeats, a non-finite or non-positive repeat, or TVM's FAILED_RUN_SECS marker)."""
+    secs = [float(s) for s in run_secs] if run_secs is not None and not error_msg else []
+    if not secs or not all(math.isfinite(s) and 0 < s < FAILED_RUN_SECS for s in secs):
+        return math.inf
+    return sum(secs) / len(secs)
 
 
 def run_secs_of(record_json: list) -> list[float] | None:

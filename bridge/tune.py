@@ -21,7 +21,8 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from xfer_jax.baselines import PackSumXGB
-from xfer_jax.curves import plot_curves, seconds_to_baseline, trials_to_baseline
+from xfer_jax.curves import seconds_to_baseline, trials_to_baseline
+from xfer_jax.plots import tuning_curves
 from xfer_jax.evaluate import checkpoint_split
 from xfer_jax.errors import UserError
 
@@ -64,8 +65,7 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
         for result in runner_results:
-            if result.run_secs is not None and not result.error_msg:
-                self.best[task_id] = min(self.best[task_id], float(np.mean([float(s) for s in result.run_secs])))
+            self.best[task_id] = min(self.best[task_id], records.latency_s(result.run_secs, result.error_msg))
         self.trials += len(measure_candidates)
         finished = time.time()
         if self.runner.finished_at:  # batches whose builds all failed never reach the runner
@@ -91,7 +91,7 @@ def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Plat
     candidates = [ms.MeasureCandidate(tvm.s_tir.Schedule(t.mod), ms.arg_info.ArgInfo.from_prim_func(t.mod["main"]))
                   for t in tasks]
     outcomes = build_and_run(builder, runner, platform, target, candidates)
-    latencies = [float(np.mean(secs)) if secs is not None else float("inf") for secs, _ in outcomes]
+    latencies = [records.latency_s(secs, error) for secs, error in outcomes]
     path.write_text(json.dumps(latencies))
     return latencies
 
@@ -234,5 +234,5 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     report["trials_to_baseline"] = trials_to_baseline(report["models"])
     report["seconds_to_baseline"] = seconds_to_baseline(report["models"])
     (out / "tune.json").write_text(json.dumps(report, indent=1))
-    plot_curves(report, out / "tune.png")
+    tuning_curves(report, out / "tune.png")
     return report

@@ -136,8 +136,9 @@ def train_command(
     shots: int = typer.Option(0, "--shots", min=0,
                               help="by-platform, by-host: programs per task of the held-out hardware in training"),
     out: pathlib.Path = typer.Option(..., "--out", help="checkpoint folder; rerun to resume"),
-    steps: int = typer.Option(3000, "--steps", min=1),
-    loss: str = typer.Option("lambdarank", "--loss", help="lambdarank | pairwise | lambdarank+pairwise | mse"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="default: TrainConfig.steps"),
+    loss: Optional[str] = typer.Option(None, "--loss", help="lambdarank | pairwise | lambdarank+pairwise | mse "
+                                       "(default: TrainConfig.loss)"),
     no_hardware: bool = typer.Option(False, "--no-hardware", help="ablation: drop the hardware input"),
     size: str = typer.Option("base", "--size", help="base | small"),
     seed: int = typer.Option(0, "--seed"),
@@ -146,8 +147,9 @@ def train_command(
     with user_errors():
         from xfer_jax.train import train_and_evaluate
 
-        result = train_and_evaluate(data, split, out, holdout=holdout, shots=shots, steps=steps, loss=loss,
-                                use_hardware=not no_hardware, size=size, seed=seed)
+        given = {"steps": steps, "loss": loss}
+        result = train_and_evaluate(data, split, out, holdout=holdout, shots=shots, use_hardware=not no_hardware,
+                                    size=size, seed=seed, **{k: v for k, v in given.items() if v is not None})
     typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1),
                            "test": {m: result["test"][m] for m in ("pca", "top1", "top5")}}))
 

@@ -87,12 +87,13 @@ def test_featurize_skips_corrupt_lines_and_nonfinite_latencies(collection, tmp_p
     shutil.copytree(root / "raw", raw)
     net_dir = next(raw.glob("*/tiny"))
     good = [v for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)][0]
-    nan_record = json.dumps([good[0], [good[1][0], [float("nan")], good[1][2], good[1][3]]])
+    bad_latencies = [json.dumps([good[0], [good[1][0], secs, good[1][2], good[1][3]]])
+                     for secs in ([float("nan")], [], [-1.0], [0.0])]
     with open(net_dir / records.RECORD_FILE, "w") as f:
-        f.write("{this is not json\n" + nan_record + "\n" + json.dumps(good)[:50])  # truncated last line
+        f.write("{this is not json\n" + "\n".join(bad_latencies) + "\n" + json.dumps(good)[:50])  # truncated last
     result = featurize.featurize(raw, tmp_path / "data", show_progress=False)
     assert result.skipped_corrupt == 1  # the truncated last line may still be in flight: left for later
-    assert result.skipped_nonfinite == 1
+    assert result.skipped_nonfinite == 4  # NaN, no repeats, a negative and a zero latency: never "measured"
     assert result.programs == summary.measured
     records.append_lines(net_dir / records.RECORD_FILE, [json.dumps(good)])  # closes off the truncated line
     later = featurize.featurize(raw, tmp_path / "data", show_progress=False)
@@ -250,3 +251,10 @@ def test_a_new_network_reuses_its_platform_folder_descriptor_despite_bandwidth_n
     collect._write_platform_once(tmp_path / here.name, second, here)
     stored = [json.loads((d / "platform.json").read_text())["platform"]["descriptor"] for d in (first, second)]
     assert stored[0] == stored[1] and stored[1]["mem_bw_gbs"] == 1.5
+
+
+def test_latency_is_the_mean_of_the_repeats_and_every_kind_of_failure_is_inf():
+    assert records.latency_s([1.0, 3.0]) == 2.0
+    for secs, error in [(None, None), ([], None), ([1.0], "build: timeout"), ([records.FAILED_RUN_SECS], None),
+                        ([1.0, float("nan")], None), ([-1.0], None), ([0.0], None)]:
+        assert records.latency_s(secs, error) == float("inf"), (secs, error)

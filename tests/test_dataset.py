@@ -77,3 +77,43 @@ def test_shards_hold_no_pickles(synthetic_dataset):
     for path in pathlib.Path(synthetic_dataset).glob("shard-*.npz"):
         with np.load(path, allow_pickle=False) as shard:
             assert all(shard[k].dtype != object for k in shard.files)
+
+
+def test_a_half_written_shard_is_ignored_and_a_finished_one_is_never_replaced(tmp_path):
+    root = synthetic_shards(tmp_path / "d")
+    whole = len(ds.load(root))
+    (root / "shard-00007.tmp.npz").write_bytes(b"PK\x03\x04 cut off mid-write")  # featurize killed midway
+    assert len(ds.load(root)) == whole
+    assert [p.name for p in ds.shard_files(root)] == ["shard-00000.npz", "shard-00001.npz"]
+    with np.load(root / "shard-00000.npz") as shard:
+        arrays = dict(shard)
+    meta = json.loads(arrays["meta"].tobytes())
+    with pytest.raises(ds.DatasetError, match="written once"):
+        ds.write_shard(root / "shard-00000.npz", store_rows=arrays["store_rows"], store_count=arrays["store_count"],
+                       workload=arrays["workload"], latency=arrays["latency"], latency_std=arrays["latency_std"],
+                       phase=arrays["phase"], record=arrays["record"], platform=meta["platform"],
+                       task_hashes=meta["task_hashes"], tables={})
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text", "missing array", "meta not utf-8"])
+def test_a_damaged_shard_is_one_line_that_names_it(tmp_path, damage):
+    root = synthetic_shards(tmp_path / "d")
+    path = root / "shard-00001.npz"
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    elif damage == "text":
+        path.write_text("not a shard at all\n")
+    else:
+        with np.load(path) as shard:
+            arrays = dict(shard)
+        if damage == "missing array":
+            del arrays["latency"]
+        else:
+            arrays["meta"] = np.frombuffer(b"\xff\xfe\x00 not json", np.uint8)
+        path.unlink()
+        np.savez(path, **arrays)
+    for read in (ds.load, lambda r: ds.read_shard_meta(r / "shard-00001.npz"),
+                 lambda r: ds.write_subset(r, np.arange(3), tmp_path / "out", {})):
+        with pytest.raises(ds.DatasetError, match="shard-00001.npz is not a valid dataset shard") as caught:
+            read(root)
+        assert "\n" not in str(caught.value) and "allow_pickle" not in str(caught.value)

@@ -49,3 +49,15 @@ def test_a_checkpoint_before_store_scaling_reads_as_log():
 def test_an_unknown_scaling_is_refused():
     with pytest.raises(ValueError, match="unknown store scaling 'cube'"):
         Normalizer.fit(*_data(), store_scaling="cube")
+
+
+def test_hardware_entries_that_never_varied_in_training_are_zeroed_when_asked():
+    features, mask, workload, _ = _data(n=4)
+    hardware = np.array([[1.0, 2.0, 3.0], [1.0, 5.0, 3.0]] * 2, np.float32)  # only the middle entry varies
+    kept = Normalizer.fit(features, mask, workload, hardware)
+    varied = Normalizer.fit(features, mask, workload, hardware, only_varied_hardware=True)
+    unseen = np.array([[9.0, 9.0, 9.0]], np.float32)
+    np.testing.assert_allclose(varied.apply(features[:1], mask[:1], workload[:1], unseen)[3], [[0.0, 5.5, 0.0]])
+    np.testing.assert_allclose(kept.apply(features[:1], mask[:1], workload[:1], unseen)[3], [[8.0, 5.5, 6.0]])
+    assert Normalizer.from_dict(varied.to_dict()).hardware_varied.tolist() == [0.0, 1.0, 0.0]
+    assert Normalizer.from_dict(kept.to_dict()).hardware_varied is None

@@ -72,5 +72,5 @@ def test_cached_results_are_keyed_by_the_model_definition(monkeypatch):
 
     before = study.model_version("xfer")
     assert len({before, study.model_version("noHW"), study.model_version("xgb")}) == 3
-    monkeypatch.setitem(study._NEURAL, "xfer", ModelConfig(store_hidden=128))
+    monkeypatch.setitem(study._NEURAL, "xfer", ModelConfig(store_hidden=64))
     assert study.model_version("xfer") != before  # a changed default never reads the old model's results

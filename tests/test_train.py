@@ -171,3 +171,15 @@ def test_a_model_with_a_per_store_mlp_round_trips_through_its_checkpoint(synthet
     test = data.subset(split.test)
     scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
     assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
+
+
+def test_train_and_eval_commands_refuse_bad_input_in_one_line(synthetic_dataset, tmp_path):
+    cli = [sys.executable, "-m", "xfer_jax.cli"]
+    cases = [["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck"), "--loss", "nosuch"],
+             ["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck"), "--split", "by-host",
+              "--holdout", "nosuch"],
+             ["eval", "--data", str(synthetic_dataset), "--checkpoint", str(tmp_path / "missing")]]
+    for args in cases:
+        out = subprocess.run(cli + args, capture_output=True, text=True)
+        assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-800:])
+        assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]

@@ -192,6 +192,8 @@ def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
         ["tune", "--onnx", str(tiny), "--checkpoint", str(tmp_path / "missing")],
         ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--rpc-tracker", f"127.0.0.1:{_free_port()}",
          "--rpc-key", "nobody"],
+        ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--compare", "xgb-pretrained", "--data",
+         str(tmp_path / "no-dataset")],
     ]
     for args in cases:
         out = subprocess.run(CLI + args + ["--out", str(tmp_path / "o")], capture_output=True, text=True)

@@ -1,14 +1,10 @@
-"""Tuning curves (pure numpy): trials to the baseline's final latency, and the curve plot.
+"""Tuning curves: trials and seconds to the baseline's final latency (plots.tuning_curves draws them).
 
 A curve is a list of [trials, wall seconds, estimated network latency in ms or None] points, one per measured
 batch, as `xfer-jax tune` writes them.
 """
 
 from __future__ import annotations
-
-import pathlib
-
-import numpy as np
 
 
 def _first_reach(models: dict, column: int) -> dict:
@@ -32,32 +28,3 @@ def trials_to_baseline(models: dict) -> dict:
 def seconds_to_baseline(models: dict) -> dict:
     """Per model: tuning seconds until its estimated latency first reaches xgb's final estimate (None: never)."""
     return _first_reach(models, 1)
-
-
-def plot_curves(report: dict, path: pathlib.Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name, entry in report["models"].items():
-        points = [(t, s, e) for t, s, e in entry["curve"] if e is not None]
-        if not points:
-            continue
-        trials, seconds, latency = zip(*points)
-        best = np.minimum.accumulate(latency)
-        axes[0].step(trials, best, where="post", label=name)
-        axes[1].step(seconds, best, where="post", label=name)
-    axes[0].set_xlabel("trials")
-    axes[1].set_xlabel("wall time (s)")
-    for axis in axes:
-        axis.set_ylabel("estimated latency (ms)")
-        axis.set_yscale("log")  # untuned tasks dominate the start; the tuned end differs by a few percent
-        axis.grid(alpha=0.3)
-        if axis.get_lines():
-            axis.legend()
-    fig.suptitle(f"{report['network']} on {report['platform']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

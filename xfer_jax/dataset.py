@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,8 @@ def write_shard(path: pathlib.Path, *, store_rows: np.ndarray, store_count: np.n
     """
     if store_rows.shape[1] != NUM_STORE_FEATURES or workload.shape[1] != NUM_WORKLOAD_FEATURES:
         raise ValueError(f"shard {path}: features {store_rows.shape}, workload {workload.shape}")
+    if path.exists():
+        raise DatasetError(f"{path} exists; shards are written once and never replaced")
     meta = {"schema_version": SCHEMA_VERSION, "platform": platform, "task_hashes": task_hashes, **tables}
     temporary = path.with_suffix(".tmp.npz")
     np.savez_compressed(temporary, store_rows=store_rows.astype(np.float32), store_count=store_count.astype(np.int32),
@@ -149,9 +152,25 @@ def write_shard(path: pathlib.Path, *, store_rows: np.ndarray, store_count: np.n
     temporary.replace(path)
 
 
+SHARD_ARRAYS = ("store_rows", "store_count", "workload", "latency", "latency_std", "phase", "record", "meta")
+
+
+def _read_shard(path: pathlib.Path, arrays: tuple[str, ...] = SHARD_ARRAYS) -> dict:
+    """The shard's arrays with its meta decoded and checked; a damaged file is one DatasetError."""
+    try:
+        with np.load(path, allow_pickle=False) as shard:
+            part = {k: shard[k] for k in arrays}
+        part["meta"] = _from_json_array(part["meta"])
+    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as err:
+        reason = f"array {err} is missing" if isinstance(err, KeyError) else type(err).__name__
+        raise DatasetError(f"{path} is not a valid dataset shard ({reason}); move it away or featurize "
+                           "its collection again") from None
+    part["meta"] = _check_meta(path, part["meta"])
+    return part
+
+
 def read_shard_meta(path: pathlib.Path) -> dict:
-    with np.load(path, allow_pickle=False) as shard:
-        return _check_meta(path, _from_json_array(shard["meta"]))
+    return _read_shard(path, ("meta",))["meta"]
 
 
 def _check_meta(path: pathlib.Path, meta: dict) -> dict:
@@ -161,11 +180,16 @@ def _check_meta(path: pathlib.Path, meta: dict) -> dict:
     return meta
 
 
+def shard_files(root: pathlib.Path) -> list[pathlib.Path]:
+    """The finished shards under `root` (a write killed midway leaves a shard-*.tmp.npz, which is not one)."""
+    return sorted(p for p in pathlib.Path(root).glob("**/shard-*.npz") if not p.name.endswith(".tmp.npz"))
+
+
 def shard_paths(root: pathlib.Path) -> list[pathlib.Path]:
     root = pathlib.Path(root)
     if not root.is_dir():
         raise DatasetError(f"no dataset at {root} (expected a folder of shard-*.npz)")
-    paths = sorted(root.glob("**/shard-*.npz"))
+    paths = shard_files(root)
     if not paths:
         raise DatasetError(f"{root} holds no shard-*.npz files; run `xfer-jax featurize` first")
     return paths
@@ -176,12 +200,7 @@ def load(root: str | pathlib.Path, max_stores: int | None = None) -> Dataset:
     root = pathlib.Path(root)
     parts = []
     for path in shard_paths(root):
-        try:
-            with np.load(path, allow_pickle=False) as shard:
-                part = {k: shard[k] for k in shard.files}
-        except (OSError, ValueError) as err:
-            raise DatasetError(f"cannot read shard {path}: {err}") from None
-        part["meta"] = _check_meta(path, _from_json_array(part["meta"]))
+        part = _read_shard(path)
         if part["store_rows"].shape[1:] != (NUM_STORE_FEATURES,):
             raise DatasetError(f"{path}: store features have {part['store_rows'].shape[1:]} columns, "
                                f"expected {NUM_STORE_FEATURES}")
@@ -205,9 +224,8 @@ def write_subset(root: str | pathlib.Path, keep: np.ndarray, out: str | pathlib.
     out.mkdir(parents=True, exist_ok=True)
     offset, written = 0, 0
     for number, path in enumerate(shard_paths(pathlib.Path(root))):
-        with np.load(path, allow_pickle=False) as shard:
-            part = {k: shard[k] for k in shard.files}
-        meta = _check_meta(path, _from_json_array(part.pop("meta")))
+        part = _read_shard(path)
+        meta = part.pop("meta")
         n = len(part["latency"])
         chosen = np.isin(np.arange(offset, offset + n), keep)
         offset += n

@@ -57,7 +57,7 @@ def checkpoint_split(checkpoint_path, data_path, *, split=None) -> tuple[Dataset
     info = predictor.metadata.get("split", {})
     name = split or info.get("name")
     if name is None:
-        raise CheckpointError(f"{checkpoint_path} records no split; pass --split")
+        raise CheckpointError(f"{checkpoint_path} records no split, so which programs it trained on is unknown")
     if info.get("name") and name != info["name"]:
         raise UserError(f"{checkpoint_path} was trained on the {info['name']} split; its {name} test set would "
                         f"hold training programs (evaluate it on {info['name']}, or train on {name})")

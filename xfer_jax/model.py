@@ -28,7 +28,7 @@ class ModelConfig:
     layers: int = 2  # blocks of (self-attention, cross-attention to hardware, MLP)
     hardware_tokens: int = 4  # the hardware vector becomes this many tokens
     mlp_ratio: int = 2
-    store_hidden: int = 0  # > 0: each store row passes an MLP (features -> store_hidden -> dim) before attention
+    store_hidden: int = 128  # > 0: each store row passes an MLP (features -> store_hidden -> dim) before attention
     use_hardware: bool = True  # False is the noHW ablation: no hardware input at all
     hardware_cross: bool = True  # program tokens cross-attend to hardware tokens in every block
     hardware_in_stores: bool = False  # the hardware vector joins every store row before the store embedding
@@ -38,7 +38,7 @@ class ModelConfig:
 
     @classmethod
     def small(cls) -> "ModelConfig":
-        return cls(dim=32, heads=2, layers=1, hardware_tokens=2)
+        return cls(dim=32, heads=2, layers=1, hardware_tokens=2, store_hidden=0)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -38,6 +38,8 @@ class Normalizer:
     input by its raw difference instead of blowing up. The hardware vector is only centred, never scaled: it
     is already in documented units (flags, log2 sizes), and a std fitted on a handful of training platforms
     turns an unseen platform into an extreme input (leave-one-platform-out PCA 0.54 scaled, 0.70 centred).
+    With `hardware_varied`, hardware entries that never varied in training (the cache sizes of a dataset from
+    one host, say) are zeroed: the model learned nothing about them, so an unseen value would only add noise.
     """
 
     store_mean: np.ndarray
@@ -48,10 +50,11 @@ class Normalizer:
     hardware_std: np.ndarray
     store_scaling: str = "log"
     store_knots: np.ndarray | None = None  # [QUANTILE_KNOTS, F] for "quantile"
+    hardware_varied: np.ndarray | None = None  # [H] 1.0 where the entry varied in training; None: keep all
 
     @classmethod
     def fit(cls, features: np.ndarray, mask: np.ndarray, workload: np.ndarray, hardware: np.ndarray,
-            store_scaling: str = "log") -> "Normalizer":
+            store_scaling: str = "log", only_varied_hardware: bool = False) -> "Normalizer":
         if store_scaling not in STORE_SCALINGS:
             raise ValueError(f"unknown store scaling {store_scaling!r}; choose {', '.join(STORE_SCALINGS)}")
         rows, knots = features[mask], None
@@ -67,7 +70,9 @@ class Normalizer:
             return x.mean(0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
         hardware_mean, _ = stats(hardware)
-        return cls(*stats(scaled), *stats(workload), hardware_mean, np.ones_like(hardware_mean), store_scaling, knots)
+        varied = (np.ptp(hardware, axis=0) > 1e-6).astype(np.float32) if only_varied_hardware and len(hardware) else None
+        return cls(*stats(scaled), *stats(workload), hardware_mean, np.ones_like(hardware_mean), store_scaling, knots,
+                   varied)
 
     @staticmethod
     def _scale(rows, scaling: str, knots, xp):
@@ -81,23 +86,27 @@ class Normalizer:
         """Normalised (features, mask, workload, hardware); xp=jax.numpy runs it inside a jit."""
         rows = self._scale(features, self.store_scaling, self.store_knots, xp)
         store = ((rows - self.store_mean) / self.store_std) * mask[..., None]
+        hardware = (hardware - self.hardware_mean) / self.hardware_std
+        if self.hardware_varied is not None:
+            hardware = hardware * self.hardware_varied
         return (store.astype(xp.float32), mask,
-                ((workload - self.workload_mean) / self.workload_std).astype(xp.float32),
-                ((hardware - self.hardware_mean) / self.hardware_std).astype(xp.float32))
+                ((workload - self.workload_mean) / self.workload_std).astype(xp.float32), hardware.astype(xp.float32))
 
     def to_dict(self) -> dict:
         arrays = {name: getattr(self, name).tolist() for name in self._arrays()}
-        knots = {} if self.store_knots is None else {"store_knots": self.store_knots.tolist()}
-        return {**arrays, "store_scaling": self.store_scaling, **knots}
+        optional = {name: getattr(self, name).tolist() for name in ("store_knots", "hardware_varied")
+                    if getattr(self, name) is not None}
+        return {**arrays, "store_scaling": self.store_scaling, **optional}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Normalizer":
         """Checkpoints written before store_scaling existed always used "log"."""
-        knots = values.get("store_knots")
+        optional = {name: np.asarray(values[name], np.float32) for name in ("store_knots", "hardware_varied")
+                    if values.get(name) is not None}
         return cls(**{name: np.asarray(values[name], np.float32) for name in cls._arrays()},
-                   store_scaling=values.get("store_scaling", "log"),
-                   store_knots=None if knots is None else np.asarray(knots, np.float32))
+                   store_scaling=values.get("store_scaling", "log"), **optional)
 
     @classmethod
     def _arrays(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls) if f.name not in ("store_scaling", "store_knots")]
+        return [f.name for f in dataclasses.fields(cls)
+                if f.name not in ("store_scaling", "store_knots", "hardware_varied")]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import curves, dataset, prune, splits
+from . import curves, dataset, plots, prune, splits
 from .errors import UserError
 from .study import KEEP, MODELS, SHOTS, TRANSFER_MODELS, Study, mean_report
 
@@ -79,33 +79,6 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def _plot(path: pathlib.Path, panels: list[tuple[str, str, dict[str, tuple[list, list]]]], title: str,
-          columns: int | None = None) -> None:
-    """panels: (x label, y label, {line name: (xs, ys)}), laid out `columns` to a row (default: one row)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    columns = columns or len(panels)
-    rows = -(-len(panels) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 4 * rows), squeeze=False)
-    for axis, (xlabel, ylabel, lines) in zip(axes.ravel(), panels):
-        for name, (xs, ys) in lines.items():
-            points = [(x, y) for x, y in zip(xs, ys) if y is not None]
-            if points:
-                axis.plot(*zip(*points), marker="o", label=name)
-        axis.set_xlabel(xlabel)
-        axis.set_ylabel(ylabel)
-        axis.grid(alpha=0.3)
-        if axis.get_lines():
-            axis.legend(fontsize=8)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def _cell(entry: dict | None, metric: str) -> str:
     """mean over seeds, with the spread (max - min over seeds) where there are several."""
     if not entry or entry.get(metric) is None:
@@ -142,7 +115,7 @@ def transfer_section(table: dict, out: pathlib.Path, plan: Plan) -> str:
                   _table(["shots", "model", "PCA", "top-1", "top-5"], rows),
                   f"Per held-out {by}, PCA / top-5:", _table([f"held-out {by}", "shots", *plan.transfer_models],
                                                              per_holdout)]
-    _plot(out / "transfer.png", panels, "transfer to unseen hardware (mean over held-out hosts / configs and seeds)",
+    plots.line_panels(out / "transfer.png", panels, "transfer to unseen hardware (mean over held-out hosts / configs and seeds)",
           columns=2)
     return "\n\n".join([
         "## Transfer to unseen hardware",
@@ -192,7 +165,7 @@ def pruning_section(study: Study, out: pathlib.Path, fractions: tuple[float, ...
                         "pca": report["pca"], "full_pca": full}
     rows = [[m, k, f"{r['kept_fraction']:.2f}"] + [_fmt(r.get(x)) for x in METRICS]
             for m, per_keep in results.items() for k, r in per_keep.items()]
-    _plot(out / "pruning.png", [("fraction of training programs kept", metric,
+    plots.line_panels(out / "pruning.png", [("fraction of training programs kept", metric,
                                  {m: ([r["kept_fraction"] for r in per_keep.values()],
                                       [r.get(metric) for r in per_keep.values()]) for m, per_keep in results.items()})
                                 for metric in ("pca", "top5")], f"pruning (by-task split, {model})")
@@ -215,7 +188,7 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
     for path in reports:
         report = json.loads(path.read_text())
         models = report["models"]
-        curves.plot_curves(report, path.with_suffix(".png"))
+        plots.tuning_curves(report, path.with_suffix(".png"))
         to_base, time_to_base = curves.trials_to_baseline(models), curves.seconds_to_baseline(models)
         baseline = models.get("xgb")
         for name, entry in models.items():

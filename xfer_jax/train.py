@@ -29,7 +29,7 @@ from .normalize import Normalizer
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    loss: str = "lambdarank"  # lambdarank | pairwise | mse
+    loss: str = "lambdarank+pairwise"  # a key of losses.LOSSES
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     groups_per_batch: int = 32  # split across devices; must be divisible by the device count
@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 0
     max_stores: int | None = None  # truncate programs with more stores (None: the dataset's maximum)
     store_scaling: str = "log"  # log | linear | quantile: store features before standardising (normalize.py)
+    only_varied_hardware: bool = True  # zero the hardware entries that never varied in training (normalize.py)
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -184,7 +185,8 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     else:
         stores = config.max_stores or data.mask.shape[1]
         normalizer = Normalizer.fit(train_data.features[:, :stores], train_data.mask[:, :stores],
-                                    train_data.workload, train_data.hardware, store_scaling=config.store_scaling)
+                                    train_data.workload, train_data.hardware, store_scaling=config.store_scaling,
+                                    only_varied_hardware=config.only_varied_hardware)
 
     def inputs_of(d: Dataset) -> tuple:
         return normalizer.apply(d.features[:, :stores], d.mask[:, :stores], d.workload, d.hardware)
@@ -241,13 +243,15 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
             "train_samples_per_s": steps_run * config.groups_per_batch * config.programs_per_group / max(seconds, 1e-9)}
 
 
-def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0, steps=3000, loss="lambdarank",
-                       use_hardware=True, size="base", seed=0, show_progress=True) -> dict:
+def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0, use_hardware=True, size="base",
+                       seed=0, show_progress=True, **train_fields) -> dict:
     """Train the default model (or `size`) on a named split of the dataset at `data_path`, then score the best
-    checkpoint on the split's test side: train's result plus "test" (an evaluate.ranking_report)."""
+    checkpoint on the split's test side: train's result plus "test" (an evaluate.ranking_report).
+
+    `train_fields` override TrainConfig's defaults (steps, loss, ...)."""
     if size not in ("base", "small"):
         raise UserError(f"unknown model size {size!r}; choose base or small")
-    config = TrainConfig(steps=steps, loss=loss, seed=seed)
+    config = TrainConfig(**{**train_fields, "seed": seed})
     data = dataset.load(data_path)
     split = splits.make_split(data, split_name, seed=seed, holdout=holdout, shots=shots)
     print(split.describe())
