@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 
 from xfer_jax import dataset as ds
 
-from conftest import write_matmul_onnx, write_relu_onnx
+from helpers import CLI, write_matmul_onnx, write_relu_onnx
 
 tvm = pytest.importorskip("tvm")
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -25,7 +24,6 @@ from tvm.s_tir import meta_schedule as ms  # noqa: E402
 from xfer_jax.bridge import collect, featurize, networks, platforms, records  # noqa: E402
 
 pytestmark = pytest.mark.tvm
-CLI = [sys.executable, "-m", "xfer_jax.cli"]
 
 
 @pytest.fixture(scope="module")

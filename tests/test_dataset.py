@@ -6,7 +6,7 @@ import pytest
 
 from xfer_jax import dataset as ds
 
-from conftest import synthetic_shards
+from helpers import synthetic_shards
 
 
 def test_shards_round_trip_with_padding_masks_and_group_labels(synthetic_dataset):

@@ -1,10 +1,10 @@
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from helpers import CLI
 from xfer_jax import dataset, prune
 
 
@@ -41,7 +41,7 @@ def test_dedup_drops_exact_duplicates_first(synthetic_dataset, tmp_path):
 
 def test_prune_command_writes_a_valid_dataset_with_provenance_and_never_overwrites(synthetic_dataset, tmp_path):
     out = tmp_path / "pruned"
-    command = [sys.executable, "-m", "xfer_jax.cli", "prune", "--data", str(synthetic_dataset), "--keep", "0.5",
+    command = [*CLI, "prune", "--data", str(synthetic_dataset), "--keep", "0.5",
                "--method", "stratified", "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
@@ -49,7 +49,7 @@ def test_prune_command_writes_a_valid_dataset_with_provenance_and_never_overwrit
     assert 0.4 < len(pruned) / np.isfinite(source.latency).sum() < 0.6
     assert pruned.platform_names == source.platform_names and pruned.networks == source.networks
     assert np.allclose(pruned.label.max(), 1.0)
-    info = subprocess.run([sys.executable, "-m", "xfer_jax.cli", "info", str(out), "--json"], capture_output=True,
+    info = subprocess.run([*CLI, "info", str(out), "--json"], capture_output=True,
                           text=True)
     assert json.loads(info.stdout)["derived_from"]["method"] == "stratified"
     again = subprocess.run(command, capture_output=True, text=True)

@@ -1,8 +1,7 @@
 import json
 import subprocess
-import sys
 
-from conftest import synthetic_shards
+from helpers import CLI, synthetic_shards
 from xfer_jax import report
 
 # a small model set and few steps; the full study runs in `xfer-jax report` (bench, not CI)
@@ -61,7 +60,7 @@ def test_report_rejects_bad_input_in_one_line(synthetic_dataset, tmp_path):
     for args in (["--data", str(tmp_path / "missing")], ["--keep-fractions", "0,2"], ["--keep-fractions", "abc"],
                  ["--seeds", "x"], ["--data", str(synthetic_dataset), "--hosts", "nosuch"],
                  ["--data", str(synthetic_dataset), "--networks", "nosuch"]):
-        done = subprocess.run([sys.executable, "-m", "xfer_jax.cli", "report", "--out", str(tmp_path / "r"), *args],
+        done = subprocess.run([*CLI, "report", "--out", str(tmp_path / "r"), *args],
                               capture_output=True, text=True)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 

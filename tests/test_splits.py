@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import synthetic_shards
+from helpers import synthetic_shards
 from xfer_jax import dataset, splits
 from xfer_jax.errors import UserError
 

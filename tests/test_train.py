@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import xfer_jax
+from helpers import CLI
 from xfer_jax import checkpoint, dataset, metrics, splits, train
 from xfer_jax.model import ModelConfig
 
@@ -139,7 +140,7 @@ def test_splits_are_deterministic_and_disjoint(synthetic_dataset):
 
 
 def test_eval_refuses_a_split_or_dataset_the_checkpoint_was_not_trained_on(synthetic_dataset, tmp_path):
-    from conftest import synthetic_shards
+    from helpers import synthetic_shards
     from xfer_jax.errors import UserError
     from xfer_jax.evaluate import evaluate_checkpoint
 
@@ -174,12 +175,11 @@ def test_a_model_with_a_per_store_mlp_round_trips_through_its_checkpoint(synthet
 
 
 def test_train_and_eval_commands_refuse_bad_input_in_one_line(synthetic_dataset, tmp_path):
-    cli = [sys.executable, "-m", "xfer_jax.cli"]
     cases = [["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck"), "--loss", "nosuch"],
              ["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck"), "--split", "by-host",
               "--holdout", "nosuch"],
              ["eval", "--data", str(synthetic_dataset), "--checkpoint", str(tmp_path / "missing")]]
     for args in cases:
-        out = subprocess.run(cli + args, capture_output=True, text=True)
+        out = subprocess.run(CLI + args, capture_output=True, text=True)
         assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-800:])
         assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]

@@ -16,7 +16,7 @@ from xfer_jax import dataset, splits, train
 from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
-from conftest import write_matmul_onnx
+from helpers import CLI, write_matmul_onnx
 
 tvm = pytest.importorskip("tvm")
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -29,12 +29,11 @@ from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # 
 from xfer_jax.bridge.tune import TuneConfig, tune_network  # noqa: E402
 
 pytestmark = pytest.mark.tvm
-CLI = [sys.executable, "-m", "xfer_jax.cli"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    from conftest import synthetic_shards
+    from helpers import synthetic_shards
 
     root = tmp_path_factory.mktemp("ckpt")
     data = dataset.load(synthetic_shards(root / "data"))
@@ -80,7 +79,7 @@ def test_frozen_model_never_updates(checkpoint, tiny, tmp_path):
 
 
 def test_pretrained_xgb_boosts_on_its_own_measurements_and_saves_json_not_pickle(tiny, tmp_path):
-    from conftest import synthetic_shards
+    from helpers import synthetic_shards
 
     data = dataset.load(synthetic_shards(tmp_path / "data"))
     platform = platforms.get_platform("auto")

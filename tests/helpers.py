@@ -1,0 +1,70 @@
+"""Shared test helpers: a synthetic dataset, tiny ONNX models for the TVM tests, and the CLI command."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+
+from xfer_jax import dataset as ds
+from xfer_jax.hardware import HardwareDescriptor, hardware_vector
+
+CLI = [sys.executable, "-m", "xfer_jax.cli"]  # the `xfer-jax` command of this Python
+
+
+def synthetic_shards(root: pathlib.Path, seed: int = 0, platforms=("cpu-a", "cpu-b"), tasks: int = 6,
+                     programs: int = 24) -> pathlib.Path:
+    """Shards whose latency is a known function of the features and the hardware, so a model can learn it."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    hashes = [f"{t:016x}" for t in range(tasks)]
+    direction = rng.normal(size=ds.NUM_STORE_FEATURES)
+    for p, name in enumerate(platforms):
+        descriptor = HardwareDescriptor(kind="cpu", vector_bits=256, fma=True, threads=p + 1, l1_kib=32,
+                                        l2_kib=512, l3_kib=8192, clock_ghz=2.0, peak_gflops=64.0 * (p + 1))
+        counts = rng.integers(1, 4, size=tasks * programs)
+        rows = np.abs(rng.normal(size=(counts.sum(), ds.NUM_STORE_FEATURES))).astype(np.float32)
+        offsets = np.concatenate([[0], np.cumsum(counts)])
+        quality = np.array([rows[offsets[i]:offsets[i + 1]].mean(0) @ direction for i in range(len(counts))])
+        latency = np.exp(-quality / 4) * (1e-3 / (p + 1))
+        latency[::17] = np.inf  # some failures
+        ds.write_shard(
+            root / f"shard-{p:05d}.npz", store_rows=rows, store_count=counts,
+            workload=np.repeat(rng.normal(size=(tasks, ds.NUM_WORKLOAD_FEATURES)), programs, axis=0),
+            latency=latency, latency_std=latency * 0.02, phase=np.zeros(len(counts), np.int8),
+            record=np.arange(len(counts)),
+            platform={"name": name, "descriptor": descriptor.to_dict(), "vector": hardware_vector(descriptor).tolist()},
+            task_hashes=[hashes[i // programs] for i in range(len(counts))],
+            tables={"tasks": {h: {"name": f"task{i}", "flops": 1e6} for i, h in enumerate(hashes)},
+                    "networks": {"net-x": {h: 1 for h in hashes[:4]}, "net-y": {h: 2 for h in hashes[3:]}},
+                    "source": {"name": f"{name}/synthetic", "records_begin": 0, "records_end": len(counts)}},
+        )
+    return root
+
+
+def write_matmul_onnx(path: pathlib.Path, n: int = 64) -> pathlib.Path:
+    """A one-layer ONNX model (MatMul + Relu): one cheap tuning task."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.random.default_rng(0).normal(size=(n, n)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["z"])], "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, n])], initializer=[weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def write_relu_onnx(path: pathlib.Path, n: int = 64) -> pathlib.Path:
+    """A lone Relu: one task whose design space is so small that the search runs out of new programs."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["z"])], "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, n])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
