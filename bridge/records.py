@@ -31,11 +31,34 @@ def segments(path: pathlib.Path) -> list[pathlib.Path]:
     return sorted(path.parent.glob(path.name + ".*.gz"), key=lambda p: int(p.name.split(".")[-2]))
 
 
+def _sealed_twice(path: pathlib.Path) -> bool:
+    """True when the plain file still holds exactly its newest segment's lines: a seal killed between writing
+    the segment and removing the plain file. Sizes are compared first (gzip keeps the size in its last 4 bytes),
+    so the contents are read only in that rare case."""
+    newest = segments(path)[-1:]
+    if not newest or not path.exists():
+        return False
+    size = path.stat().st_size
+    with open(newest[0], "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        sealed_size = int.from_bytes(f.read(4), "little")
+    if sealed_size not in (size % 2**32, (size + 1) % 2**32):  # seal closes off a last line without newline
+        return False
+    data = path.read_bytes()
+    with gzip.open(newest[0], "rb") as f:
+        return f.read() == (data if data.endswith(b"\n") else data + b"\n")
+
+
+def _finish_interrupted_seal(path: pathlib.Path) -> None:
+    if _sealed_twice(path):
+        path.unlink()
+
+
 def _raw_lines(path: pathlib.Path) -> Iterator[bytes]:
     for segment in segments(path):
         with gzip.open(segment, "rb") as f:
             yield from f
-    if path.exists():
+    if path.exists() and not _sealed_twice(path):
         with open(path, "rb") as f:
             yield from f
 
@@ -59,7 +82,11 @@ def count_complete_lines(path: pathlib.Path) -> int:
 
 
 def seal(path: pathlib.Path) -> None:
-    """Move the plain file's lines into a new gzip segment (written under a temporary name, then renamed)."""
+    """Move the plain file's lines into a new gzip segment (written under a temporary name, then renamed).
+
+    Killed after the rename and before the plain file is removed, every line exists twice for a moment: readers
+    skip such a plain file, and the next seal or append removes it."""
+    _finish_interrupted_seal(path)
     if not path.exists() or path.stat().st_size == 0:
         return
     first = sum(1 for segment in segments(path) for _ in gzip.open(segment, "rb"))
@@ -78,6 +105,7 @@ def append_lines(path: pathlib.Path, lines: list[str]) -> None:
     """Append whole lines and fsync. A truncated last line (a killed writer) is closed off, never rewritten."""
     if not lines:
         return
+    _finish_interrupted_seal(path)
     prefix = ""
     if path.exists() and path.stat().st_size:
         with open(path, "rb") as f:

@@ -6,6 +6,7 @@ import dataclasses
 import gzip
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -256,3 +257,18 @@ def test_latency_is_the_mean_of_the_repeats_and_every_kind_of_failure_is_inf():
     for secs, error in [(None, None), ([], None), ([1.0], "build: timeout"), ([records.FAILED_RUN_SECS], None),
                         ([1.0, float("nan")], None), ([-1.0], None), ([0.0], None)]:
         assert records.latency_s(secs, error) == float("inf"), (secs, error)
+
+
+def test_a_seal_killed_before_it_removes_the_plain_file_neither_duplicates_nor_loses_lines(tmp_path, monkeypatch):
+    path = tmp_path / records.MEASUREMENTS_FILE
+    records.append_lines(path, ['{"a":1}', '{"a":2}'])
+    records.seal(path)
+    records.append_lines(path, ['{"a":3}'])
+    monkeypatch.setattr(pathlib.Path, "unlink", lambda self, missing_ok=False: None)  # killed right there
+    records.seal(path)
+    monkeypatch.undo()
+    assert path.exists() and len(records.segments(path)) == 2  # the crash window: line 3 in both places
+    assert [v["a"] for _, v in records.iter_json_lines(path)] == [1, 2, 3]
+    records.append_lines(path, ['{"a":4}'])  # the collector resumes
+    assert [v["a"] for _, v in records.iter_json_lines(path)] == [1, 2, 3, 4]
+    assert path.read_text() == '{"a":4}\n'
