@@ -183,3 +183,23 @@ def test_train_and_eval_commands_refuse_bad_input_in_one_line(synthetic_dataset,
         out = subprocess.run(CLI + args, capture_output=True, text=True)
         assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-800:])
         assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]
+
+
+@pytest.mark.parametrize("damage", ["params deleted", "params truncated", "metadata corrupt"])
+def test_a_damaged_checkpoint_is_one_line_naming_its_folder(synthetic_dataset, tmp_path, damage):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "ck", show_progress=False)
+    step = next((tmp_path / "ck" / "best").glob("[0-9]*"))
+    if damage == "metadata corrupt":
+        (step / "metadata" / "metadata").write_text("{not json")
+    else:
+        files = sorted(p for p in (step / "params").rglob("*") if p.is_file() and p.stat().st_size > 100)
+        for path in files:
+            if damage == "params deleted":
+                path.unlink()
+            else:
+                path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {tmp_path / 'ck'}") as caught:
+        xfer_jax.load(tmp_path / "ck")
+    assert "\n" not in str(caught.value)

@@ -167,15 +167,23 @@ def load(path: str | pathlib.Path) -> Predictor:
     best = path / "best"
     if not best.is_dir():
         raise CheckpointError(f"no checkpoint at {path} (expected {best}/<step>/ written by `xfer-jax train`)")
-    with ocp.CheckpointManager(best) as manager:
-        step = manager.latest_step()
-        if step is None:
-            raise CheckpointError(f"checkpoint {path} holds no saved step")
-        meta = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
-        _check_metadata(path, meta)
-        model = build_model(ModelConfig(**meta["model"]), nnx.Rngs(0))
-        graphdef, params = nnx.split(model, nnx.Param)
-        abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(params))
-        restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
-    nnx.replace_by_pure_dict(params, restored["params"])
+    try:
+        with ocp.CheckpointManager(best) as manager:
+            step = manager.latest_step()
+            if step is None:
+                raise CheckpointError(f"checkpoint {path} holds no saved step")
+            meta = manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+            if not isinstance(meta, dict):
+                raise CheckpointError(f"checkpoint {path} has no readable metadata")
+            _check_metadata(path, meta)
+            model = build_model(ModelConfig(**meta["model"]), nnx.Rngs(0))
+            graphdef, params = nnx.split(model, nnx.Param)
+            abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(params))
+            restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))
+        nnx.replace_by_pure_dict(params, restored["params"])
+    except CheckpointError:
+        raise
+    except Exception as err:  # orbax and tensorstore raise many types for damaged files; the user needs one line
+        raise CheckpointError(f"checkpoint {path} is damaged and cannot be read ({type(err).__name__}); "
+                              "retrain it or restore the folder") from None
     return Predictor(graphdef, params, meta)
