@@ -8,6 +8,7 @@ The tuning curve estimates the network latency after every measured batch as sum
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
@@ -103,7 +104,9 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     if name == "xfer":
         return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen)
     if name == "xgb-pretrained":
-        return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data, work_dir / "pretrained-booster.json"))
+        key = hashlib.sha256(f"{pathlib.Path(checkpoint).resolve()}|{pathlib.Path(config.data).resolve()}".encode())
+        return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data,
+                                                         work_dir / f"pretrained-{key.hexdigest()[:10]}.json"))
     if name == "xgb":
         return TimedCostModel(ms.cost_model.XGBModel(num_tuning_cores=max(platform.num_threads, 1)))
     if name == "random":
@@ -160,8 +163,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
            "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {})}
-    records.write_once(out / "settings.json", job, compare_keys=tuple(job))  # a rerun resumes only the same job
+    # validate the checkpoint and build every model first: a typo must not claim the folder for a job
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out / name) for name in models}
+    records.write_once(out / "settings.json", job, compare_keys=tuple(job))  # a rerun resumes only the same job
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.trials < len(tasks) * config.trials_per_round:

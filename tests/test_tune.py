@@ -199,3 +199,10 @@ def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
         assert out.returncode == 2, (args, out.stderr[-800:])
         assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]
         assert "Traceback" not in out.stderr
+
+
+def test_a_bad_checkpoint_does_not_claim_the_work_folder(tiny, tmp_path):
+    out = subprocess.run(CLI + ["tune", "--onnx", str(tiny), "--checkpoint", str(tmp_path / "typo"), "--out",
+                                str(tmp_path / "o")], capture_output=True, text=True)
+    assert out.returncode == 2 and "no checkpoint" in out.stderr
+    assert not list((tmp_path / "o").rglob("settings.json"))  # the corrected rerun is not "a different job"
