@@ -57,6 +57,14 @@ class Platform:
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> "Platform":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(spec) - known
+        if unknown:  # a misspelled key would otherwise be ignored silently (num_thread -> 0 threads)
+            raise ValueError(f"unknown platform fields {sorted(unknown)}; known: {sorted(known)}")
+        if not isinstance(spec.get("target"), dict) or spec["target"].get("kind") not in ("llvm", "cuda"):
+            raise ValueError(f"target must be a table with kind 'llvm' or 'cuda', got {spec.get('target')!r}")
+        if not isinstance(spec.get("num_threads", 0), int) or isinstance(spec.get("num_threads", 0), bool):
+            raise ValueError(f"num_threads must be an integer, got {spec['num_threads']!r}")
         return cls(
             name=spec["name"],
             target=spec["target"],

@@ -272,3 +272,21 @@ def test_a_seal_killed_before_it_removes_the_plain_file_neither_duplicates_nor_l
     records.append_lines(path, ['{"a":4}'])  # the collector resumes
     assert [v["a"] for _, v in records.iter_json_lines(path)] == [1, 2, 3, 4]
     assert path.read_text() == '{"a":4}\n'
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ('num_thread = 2', "unknown platform fields \\['num_thread'\\]"),
+    ('num_threads = 2\n[descriptor]\nkind = "cpu"\nthreads = "two"', "'threads' must be of type int"),
+    ('num_threads = "2"', "num_threads must be an integer"),
+])
+def test_a_platform_file_with_a_typo_or_a_wrong_type_is_refused_in_one_line(tmp_path, mistake, message):
+    body = 'name = "mine"\ntarget = {kind = "llvm", mcpu = "core-avx2"}\n' + mistake
+    if "[descriptor]" not in body:
+        body += '\n[descriptor]\nkind = "cpu"\nthreads = 2'
+    (tmp_path / "mine.toml").write_text(body + "\n")
+    with pytest.raises(platforms.PlatformError, match=message):
+        platforms.get_platform(str(tmp_path / "mine.toml"))
+    (tmp_path / "kind.toml").write_text('name = "m"\nnum_threads = 1\ntarget = {kind = "vulkan"}\n'
+                                        '[descriptor]\nkind = "cpu"\n')
+    with pytest.raises(platforms.PlatformError, match="kind 'llvm' or 'cuda'"):
+        platforms.get_platform(str(tmp_path / "kind.toml"))

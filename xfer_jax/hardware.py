@@ -49,7 +49,22 @@ class HardwareDescriptor:
             raise ValueError(f"unknown hardware descriptor fields: {sorted(unknown)}; known: {sorted(known)}")
         if fields.get("kind") not in ("cpu", "gpu"):
             raise ValueError(f"hardware descriptor 'kind' must be 'cpu' or 'gpu', got {fields.get('kind')!r}")
+        for field in dataclasses.fields(cls):
+            if field.name in fields and not _fits(fields[field.name], field.type):
+                raise ValueError(f"hardware descriptor field {field.name!r} must be of type {field.type}, "
+                                 f"got {fields[field.name]!r}")
         return cls(**fields)
+
+
+def _fits(value: Any, kind: str) -> bool:
+    """Whether a JSON/TOML value may fill a descriptor field annotated `kind` (an int is a fine float)."""
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, str)
 
 
 def _log2p(x: float) -> float:
