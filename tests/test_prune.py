@@ -57,3 +57,11 @@ def test_prune_command_writes_a_valid_dataset_with_provenance_and_never_overwrit
     bad = subprocess.run(command[:-2] + ["--out", str(tmp_path / "x"), "--keep", "1.5"], capture_output=True,
                          text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_prune_refuses_an_out_inside_its_source_or_onto_a_file(synthetic_dataset, tmp_path):
+    (tmp_path / "a-file").write_text("x")
+    for out, message in [(synthetic_dataset / "pruned", "inside the source dataset"), (tmp_path / "a-file", "is a file")]:
+        with pytest.raises(dataset.DatasetError, match=message):
+            dataset.write_subset(synthetic_dataset, np.arange(5), out, {})
+    assert not (synthetic_dataset / "pruned").exists()  # refused before anything was written

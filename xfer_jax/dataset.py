@@ -219,6 +219,10 @@ def write_subset(root: str | pathlib.Path, keep: np.ndarray, out: str | pathlib.
     A dataset is never rewritten in place, so `out` must not hold shards yet.
     """
     root, out = pathlib.Path(root), pathlib.Path(out)
+    if out.resolve().is_relative_to(root.resolve()):  # load reads subfolders: the source would grow
+        raise DatasetError(f"--out {out} lies inside the source dataset {root}; choose a folder outside it")
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out} is a file; choose a new folder")
     if out.exists() and any(out.glob("**/shard-*.npz")):
         raise DatasetError(f"{out} already holds a dataset; choose a new --out (datasets are never rewritten)")
     out.mkdir(parents=True, exist_ok=True)
