@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import pathlib
+import sys
 from typing import Optional
 
 import typer
@@ -18,12 +20,19 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 @contextlib.contextmanager
 def user_errors():
-    """A user's mistake becomes one line on stderr and exit code 2, never a traceback."""
+    """A user's mistake becomes one line on stderr and exit code 2, never a traceback; so does Ctrl-C (130)."""
     try:
         yield
     except UserError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        # leave at once: background threads (orbax saves, TVM workers) can crash a normal interpreter teardown;
+        # every file this tool writes is written whole (temporary name, then rename) or appended line by line
+        os._exit(130)
 
 
 @app.command()

@@ -203,3 +203,20 @@ def test_a_damaged_checkpoint_is_one_line_naming_its_folder(synthetic_dataset, t
     with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {tmp_path / 'ck'}") as caught:
         xfer_jax.load(tmp_path / "ck")
     assert "\n" not in str(caught.value)
+
+
+def test_ctrl_c_during_training_is_one_line_and_exit_code_130(synthetic_dataset, tmp_path):
+    import signal
+    import time
+
+    command = CLI + ["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck"), "--steps", "100000",
+                     "--size", "small"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "ck" / "state").exists() and time.time() < deadline:  # training has started
+        time.sleep(0.5)
+    time.sleep(2)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130, stderr[-800:]
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
