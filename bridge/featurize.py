@@ -39,6 +39,7 @@ class FeaturizeSummary:
     skipped_nonfinite: int = 0  # missing, empty, NaN, inf or non-positive latencies
     skipped_unknown_workload: int = 0
     tasks_all_failed: int = 0
+    damaged_files: list[str] = dataclasses.field(default_factory=list)  # skipped: damaged segments, platform.json
 
 
 def workload_features(mod: tvm.IRModule, name: str, ms_flags: np.ndarray) -> np.ndarray:
@@ -79,14 +80,25 @@ def featurize(root: pathlib.Path, out: pathlib.Path, show_progress: bool = True)
     out.mkdir(parents=True, exist_ok=True)
     done = _done_ranges(out)
     summary = FeaturizeSummary()
-    todo = {d: records.count_complete_lines(d / records.RECORD_FILE) - done.get(_source_name(root, d), 0)
+    damaged: list[pathlib.Path] = []
+    todo = {d: records.count_complete_lines(d / records.RECORD_FILE, damaged) - done.get(_source_name(root, d), 0)
             for d in dirs}
     bar = tqdm.tqdm(total=sum(max(n, 0) for n in todo.values()), unit="prog", desc="featurize",
                     disable=not show_progress, dynamic_ncols=True)
     for net_dir in dirs:
-        _featurize_collection(root, net_dir, out, done.get(_source_name(root, net_dir), 0), summary, bar)
+        try:
+            _featurize_collection(root, net_dir, out, done.get(_source_name(root, net_dir), 0), summary, bar, damaged)
+        except PlatformFileError as err:
+            damaged.append(err.path)
     bar.close()
+    summary.damaged_files = sorted({str(path) for path in damaged})
     return summary
+
+
+class PlatformFileError(Exception):
+    def __init__(self, path: pathlib.Path):
+        super().__init__(str(path))
+        self.path = path
 
 
 def _source_name(root: pathlib.Path, net_dir: pathlib.Path) -> str:
@@ -104,31 +116,36 @@ def _platform_networks(platform_dir: pathlib.Path) -> tuple[dict, dict]:
     return networks, tasks
 
 
-def _featurize_collection(root, net_dir, out, start, summary, bar) -> None:
-    spec = json.loads((net_dir / "platform.json").read_text())["platform"]
-    descriptor = HardwareDescriptor.from_dict(spec["descriptor"])
+def _featurize_collection(root, net_dir, out, start, summary, bar, damaged: list) -> None:
+    """Featurize the records of one collection past `start`; damaged segments are skipped and noted in `damaged`,
+    a damaged platform.json skips the collection (PlatformFileError)."""
+    try:
+        spec = json.loads((net_dir / "platform.json").read_text())["platform"]
+        descriptor = HardwareDescriptor.from_dict(spec["descriptor"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise PlatformFileError(net_dir / "platform.json") from None
     platform = {"name": spec["name"], "descriptor": descriptor.to_dict(),
                 "vector": hardware_vector(descriptor).tolist(), "target": spec["target"]}
     networks, task_info = _platform_networks(net_dir.parent)
     source = _source_name(root, net_dir)
 
     workloads = {}
-    for number, value in records.iter_json_lines(net_dir / records.WORKLOAD_FILE):
+    for number, value in records.iter_json_lines(net_dir / records.WORKLOAD_FILE, damaged):
         if value is None:
             continue
         try:
             workloads[number] = ms.database.Workload.from_json(value)
         except Exception:  # a line that parses as JSON but not as a workload is corrupt too
             continue
-    provenance = {v["record"]: v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)
-                  if v is not None and "record" in v}
+    provenance = {v["record"]: v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE, damaged)
+                  if isinstance(v, dict) and "record" in v}
     phases = {k: v.get("phase") for k, v in provenance.items()}
     repeats = {k: v.get("costs_s") for k, v in provenance.items()}
 
     batch: list[tuple[int, int, ms.database.TuningRecord]] = []
     end = start
-    complete = records.count_complete_lines(net_dir / records.RECORD_FILE)
-    for number, line in records.iter_json_lines(net_dir / records.RECORD_FILE):
+    complete = records.count_complete_lines(net_dir / records.RECORD_FILE, damaged)
+    for number, line in records.iter_json_lines(net_dir / records.RECORD_FILE, damaged):
         if number < start:
             continue
         if number >= complete:

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import pathlib
+import zlib
 from typing import Any, Iterator
 
 from xfer_jax.errors import UserError
@@ -54,18 +55,42 @@ def _finish_interrupted_seal(path: pathlib.Path) -> None:
         path.unlink()
 
 
-def _raw_lines(path: pathlib.Path) -> Iterator[bytes]:
+class DamagedRecordsError(UserError):
+    """A sealed segment that cannot be decompressed (truncated, or not gzip at all)."""
+
+
+def _segment_start(segment: pathlib.Path) -> int:
+    return int(segment.name.split(".")[-2])
+
+
+def _numbered_lines(path: pathlib.Path, damaged: list | None = None) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) over the sealed segments, then the plain file.
+
+    A segment's name carries its first line number, so a damaged segment loses only its own unread lines: with
+    a `damaged` list it is noted there and skipped, without one it is a DamagedRecordsError naming the file."""
+    number = 0
     for segment in segments(path):
-        with gzip.open(segment, "rb") as f:
-            yield from f
+        number = _segment_start(segment)
+        try:
+            with gzip.open(segment, "rb") as f:
+                for line in f:
+                    yield number, line
+                    number += 1
+        except (OSError, EOFError, zlib.error) as err:
+            if damaged is None:
+                raise DamagedRecordsError(f"{segment} is damaged ({type(err).__name__}: {err}); move it away to "
+                                          "use the rest of the collection") from None
+            damaged.append(segment)
     if path.exists() and not _sealed_twice(path):
         with open(path, "rb") as f:
-            yield from f
+            for line in f:
+                yield number, line
+                number += 1
 
 
-def iter_json_lines(path: pathlib.Path) -> Iterator[tuple[int, Any | None]]:
+def iter_json_lines(path: pathlib.Path, damaged: list | None = None) -> Iterator[tuple[int, Any | None]]:
     """(line number, parsed value or None when the line is corrupt or truncated) for every line."""
-    for number, line in enumerate(_raw_lines(path)):
+    for number, line in _numbered_lines(path, damaged):
         try:
             yield number, json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -73,12 +98,14 @@ def iter_json_lines(path: pathlib.Path) -> Iterator[tuple[int, Any | None]]:
 
 
 def count_lines(path: pathlib.Path) -> int:
-    return sum(1 for _ in _raw_lines(path))
+    """The number the next appended line will get (the line count, when nothing is damaged)."""
+    return max((number + 1 for number, _ in _numbered_lines(path)), default=0)
 
 
-def count_complete_lines(path: pathlib.Path) -> int:
-    """Lines that end in a newline: a line still being written by a live collector is not counted."""
-    return sum(1 for line in _raw_lines(path) if line.endswith(b"\n"))
+def count_complete_lines(path: pathlib.Path, damaged: list | None = None) -> int:
+    """One past the last line that ends in a newline: a line still being written by a live collector is not
+    counted."""
+    return max((number + 1 for number, line in _numbered_lines(path, damaged) if line.endswith(b"\n")), default=0)
 
 
 def seal(path: pathlib.Path) -> None:
@@ -89,7 +116,8 @@ def seal(path: pathlib.Path) -> None:
     _finish_interrupted_seal(path)
     if not path.exists() or path.stat().st_size == 0:
         return
-    first = sum(1 for segment in segments(path) for _ in gzip.open(segment, "rb"))
+    first = max((_segment_start(seg) + sum(1 for _ in gzip.open(seg, "rb")) for seg in segments(path)[-1:]),
+                default=0)
     data = path.read_bytes()
     if not data.endswith(b"\n"):
         data += b"\n"

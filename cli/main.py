@@ -94,7 +94,9 @@ def featurize(
         from xfer_jax.bridge.featurize import featurize as run_featurize
 
         summary = run_featurize(collection, out)
-        typer.echo(json.dumps(dataclasses.asdict(summary)))
+    for path in summary.damaged_files:
+        typer.echo(f"warning: skipped damaged {path}", err=True)
+    typer.echo(json.dumps(dataclasses.asdict(summary)))
 
 
 @app.command()

@@ -100,6 +100,28 @@ def test_featurize_skips_corrupt_lines_and_nonfinite_latencies(collection, tmp_p
     assert len(ds.load(tmp_path / "data")) == summary.measured + summary.failed + 1
 
 
+def test_featurize_skips_a_damaged_segment_or_platform_file_and_featurizes_the_rest(collection, tmp_path):
+    root, summary = collection
+    raw = tmp_path / "raw"
+    shutil.copytree(root / "raw", raw)
+    intact = next(raw.glob("*/tiny")).parent
+    copies = {damage: raw / f"{intact.name}-{damage}" for damage in ("truncated", "not-gzip", "platform")}
+    for copy in copies.values():
+        shutil.copytree(intact, copy)
+    truncated = records.segments(copies["truncated"] / "tiny" / records.RECORD_FILE)[0]
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    not_gzip = records.segments(copies["not-gzip"] / "tiny" / records.RECORD_FILE)[0]
+    not_gzip.write_text("these are not the records you are looking for\n")
+    (copies["platform"] / "tiny" / "platform.json").write_text("{broken")
+    result = featurize.featurize(raw, tmp_path / "data", show_progress=False)
+    assert set(result.damaged_files) == {str(truncated), str(not_gzip),
+                                         str(copies["platform"] / "tiny" / "platform.json")}
+    measured = summary.measured
+    assert measured <= result.programs < 2 * measured  # the intact copy whole, the truncated one in part
+    with pytest.raises(records.DamagedRecordsError, match="move it away"):  # the collector must not go on blind
+        records.count_lines(not_gzip.parent / records.RECORD_FILE)
+
+
 def test_rerunning_a_finished_collection_writes_nothing(collection):
     root, _ = collection
     platform_dir = _net_dir(root).parent
