@@ -9,6 +9,7 @@ import collections
 import dataclasses
 import os
 import shutil
+import socket
 import statistics
 import time
 import weakref
@@ -155,6 +156,10 @@ def check_tracker(address: str, key: str | None) -> tuple[str, int]:
         raise MeasureError(f"--rpc-tracker must be HOST:PORT, got {address!r}")
     if not key:
         raise MeasureError("--rpc-tracker needs --rpc-key")
+    try:  # a plain socket first: TVM's connect_tracker retries for about a minute before it gives up
+        socket.create_connection((host, int(port_text)), timeout=3).close()
+    except OSError as err:
+        raise MeasureError(f"cannot reach the RPC tracker at {address}: {err}") from None
     try:
         summary = rpc.connect_tracker(host, int(port_text)).summary()
     except Exception as err:  # socket errors arrive as several TVM and OS types

@@ -29,7 +29,7 @@ from xfer_jax.errors import UserError
 
 from . import records
 from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel
-from .measure import MeasureConfig, SyncRunner, build_and_run, make_builder, make_runner
+from .measure import MeasureConfig, SyncRunner, build_and_run, check_tracker, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
 from .tasks import Task, extract_tasks
@@ -163,7 +163,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
            "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {})}
-    # validate the checkpoint and build every model first: a typo must not claim the folder for a job
+    # validate the tracker, the checkpoint and every model first: a typo must not claim the folder for a job
+    if config.measure.rpc_tracker:
+        check_tracker(config.measure.rpc_tracker, config.measure.rpc_key)
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out / name) for name in models}
     records.write_once(out / "settings.json", job, compare_keys=tuple(job))  # a rerun resumes only the same job
     tasks = extract_tasks(network, target)
