@@ -53,16 +53,21 @@ class TuneConfig:
 
 @derived_object
 class CurveRecorder(ms.measure_callback.PyMeasureCallback):
-    """After every measured batch: trials so far, seconds when that batch finished measuring, estimated latency."""
+    """After every measured batch: trials so far, seconds when that batch finished measuring, estimated latency.
 
-    def __init__(self, weights: list[float], untuned_s: list[float], trials_before: int, runner: SyncRunner,
-                 bar: tqdm.tqdm, names: list[str]):
+    Each point is appended to `log_path` as it lands ({"trials", "s", "est_ms", "model_s"}), so an interrupted
+    tune keeps its curve; a resumed one continues from the last point and from the best latencies measured."""
+
+    def __init__(self, weights: list[float], best_s: list[float], runner: SyncRunner, bar: tqdm.tqdm,
+                 names: list[str], log_path: pathlib.Path, model_seconds):
         super().__init__()
         self.weights, self.runner, self.bar, self.names = weights, runner, bar, names
-        self.best = list(untuned_s)  # a task not tuned yet runs its unscheduled code in the compiled network
-        self.trials = trials_before
+        self.best = list(best_s)  # a task not tuned yet runs its unscheduled code in the compiled network
+        self.log_path, self.model_seconds = log_path, model_seconds
+        self.points = read_curve(log_path)
+        last = self.points[-1] if self.points else {"trials": 0, "s": 0.0, "model_s": 0.0}
+        self.trials, self.offset_s, self.offset_model_s = last["trials"], last["s"], last["model_s"]
         self.start = time.time()
-        self.curve: list[list[float]] = []
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
         for result in runner_results:
@@ -75,14 +80,37 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
                 self.runner.finished_at.popleft()
                 finished = stamp
         estimate = self.estimate_ms()
-        self.curve.append([self.trials, round(finished - self.start, 2), estimate])
+        point = {"trials": self.trials, "s": round(self.offset_s + finished - self.start, 2), "est_ms": estimate,
+                 "model_s": round(self.offset_model_s + self.model_seconds(), 3)}
+        self.points.append(point)
+        records.append_lines(self.log_path, [records.dumps(point)])
         self.bar.update(len(measure_candidates))
         self.bar.set_postfix(task=self.names[task_id][:20], est_ms="-" if estimate is None else f"{estimate:.2f}")
+
+    @property
+    def curve(self) -> list[list]:
+        """[trials, seconds, estimated ms] per point, as the report stores it."""
+        return [[p["trials"], p["s"], p["est_ms"]] for p in self.points]
 
     def estimate_ms(self) -> float | None:
         if not all(np.isfinite(self.best)):
             return None
         return float(sum(w * b for w, b in zip(self.weights, self.best)) * 1e3)
+
+
+def read_curve(path: pathlib.Path) -> list[dict]:
+    return [v for _, v in records.iter_json_lines(path) if isinstance(v, dict)] if path.exists() else []
+
+
+def best_measured(database, tasks: list[Task], untuned_s: list[float]) -> list[float]:
+    """Per task: the best latency in the database (a resumed tune), else its untuned code's."""
+    best = list(untuned_s)
+    for i, task in enumerate(tasks):
+        if database.has_workload(task.mod):
+            top = database.get_top_k(database.commit_workload(task.mod), 1)
+            if top:
+                best[i] = min(best[i], records.latency_s(top[0].run_secs))
+    return best
 
 
 def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Platform, path: pathlib.Path) -> list[float]:
@@ -199,26 +227,23 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         work_dir.mkdir(exist_ok=True)
         database = ms.database.JSONDatabase(work_dir=str(work_dir))
         done = len(database.get_all_tuning_records())
-        progress_path = work_dir / "curve.json"
-        previous = json.loads(progress_path.read_text()) if progress_path.exists() else {"curve": [], "wall_s": 0,
-                                                                                         "model_s": 0}
         cost_model = cost_models[name]
+        result_path = work_dir / "result.json"
+        if done >= config.trials and result_path.exists():  # finished before: measured once is enough
+            report["models"][name] = json.loads(result_path.read_text())
+            continue
         bar = tqdm.tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{network.name}/{name}",
                         unit="trial", disable=not show_progress, dynamic_ncols=True)
         runner.finished_at.clear()
-        recorder = CurveRecorder(weights, untuned, done, runner, bar, [t.name for t in tasks])
-        start = time.time()
+        recorder = CurveRecorder(weights, best_measured(database, tasks, untuned), runner, bar,
+                                 [t.name for t in tasks], work_dir / "curve.jsonl", lambda: cost_model.seconds)
         if done < config.trials:  # resume: only the remaining budget is measured
             ms.tune_tasks(tasks=_contexts(tasks, target, config), task_weights=weights, work_dir=str(work_dir),
                           max_trials_global=config.trials - done, num_trials_per_iter=config.trials_per_round,
                           builder=builder, runner=runner, database=database, cost_model=cost_model,
                           measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), recorder])
         bar.close()
-        wall = previous["wall_s"] + time.time() - start
-        offset = previous["wall_s"]
-        curve = previous["curve"] + [[t, round(s + offset, 2), e] for t, s, e in recorder.curve]
-        model_s = previous["model_s"] + cost_model.seconds
-        progress_path.write_text(json.dumps({"curve": curve, "wall_s": wall, "model_s": model_s}))
+        last = recorder.points[-1] if recorder.points else {"s": 0.0, "model_s": 0.0}
 
         with target:
             executable = ms.relax_integration.compile_relax(database, network.mod, target, None)
@@ -227,15 +252,17 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         output, mean_ms, std_ms = _run(network, executable, inputs, config)
         matches = bool(np.allclose(output, reference, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(reference).max())))
         entry = {"final_latency_ms": mean_ms, "latency_spread_ms": std_ms,
-                 "trials": len(database.get_all_tuning_records()), "wall_s": round(wall, 1),
-                 "model_s": round(model_s, 2), "curve": curve, "output_matches_untuned": matches,
+                 "trials": len(database.get_all_tuning_records()), "wall_s": round(last["s"], 1),
+                 "model_s": round(last["model_s"], 2), "curve": recorder.curve, "output_matches_untuned": matches,
                  "library": str(library), "database": str(work_dir)}
         if isinstance(cost_model, XferCostModel):
             entry["online_updates"] = cost_model.updates
         if isinstance(cost_model, PretrainedXGBCostModel):
             entry["online_updates"] = {"boosted": cost_model.updates}
         report["models"][name] = entry
-        if not matches:
+        if matches:
+            result_path.write_text(json.dumps(entry, indent=1))
+        else:
             raise UserError(f"{name}: the tuned {network.name} disagrees with the untuned build; see {work_dir}")
     report["trials_to_baseline"] = trials_to_baseline(report["models"])
     report["seconds_to_baseline"] = seconds_to_baseline(report["models"])

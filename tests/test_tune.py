@@ -135,6 +135,9 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     assert set(saved["models"]) == {"xfer", "random"}
     again = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
     assert again["models"]["random"]["trials"] == 16  # resumed from the database: nothing measured again
+    assert again["models"]["random"] == report["models"]["random"]  # nor compiled and timed again
+    points = [json.loads(line) for line in (tmp_path / "random" / "curve.jsonl").read_text().splitlines()]
+    assert [[p["trials"], p["s"], p["est_ms"]] for p in points] == report["models"]["random"]["curve"]
     with pytest.raises(UserError, match="different seed"):  # another job must not resume these databases
         tune_network(network, platform, ["random"], tmp_path, dataclasses.replace(config, seed=1), checkpoint,
                      show_progress=False)
