@@ -112,8 +112,10 @@ def test_a_damaged_shard_is_one_line_that_names_it(tmp_path, damage):
             arrays["meta"] = np.frombuffer(b"\xff\xfe\x00 not json", np.uint8)
         path.unlink()
         np.savez(path, **arrays)
-    for read in (ds.load, lambda r: ds.read_shard_meta(r / "shard-00001.npz"),
-                 lambda r: ds.write_subset(r, np.arange(3), tmp_path / "out", {})):
+    readers = [ds.load, lambda r: ds.write_subset(r, np.arange(3), tmp_path / "out", {})]
+    if damage != "missing array":  # read_shard_meta reads the meta alone
+        readers.append(lambda r: ds.read_shard_meta(r / "shard-00001.npz"))
+    for read in readers:
         with pytest.raises(ds.DatasetError, match="shard-00001.npz is not a valid dataset shard") as caught:
             read(root)
         assert "\n" not in str(caught.value) and "allow_pickle" not in str(caught.value)
