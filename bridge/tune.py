@@ -45,7 +45,7 @@ class TuneConfig:
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
-    data: pathlib.Path = pathlib.Path("data/v1/dataset")  # xgb-pretrained fits on the checkpoint's programs of it
+    data: str = "data/v1/dataset"  # xgb-pretrained fits on the checkpoint's training programs of this dataset
     e2e_number: int = 5
     e2e_repeat: int = 5
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
@@ -142,7 +142,7 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     raise UserError(f"unknown cost model {name!r}; choose from {', '.join(COST_MODELS)}")
 
 
-def pretrained_booster(checkpoint: pathlib.Path, data_path: pathlib.Path, cache: pathlib.Path) -> PackSumXGB:
+def pretrained_booster(checkpoint: pathlib.Path, data_path: str, cache: pathlib.Path) -> PackSumXGB:
     """Pack-sum XGBoost fitted on the very programs `checkpoint` trained on (cached as XGBoost JSON)."""
     if cache.exists():
         return PackSumXGB.load(cache)

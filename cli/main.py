@@ -219,7 +219,7 @@ def tune(
         if not network and onnx is None:
             raise NetworkError("give --network NAME or --onnx PATH")
         models = ["xfer"] + [m.strip() for m in compare.split(",") if m.strip() and m.strip() != "xfer"]
-        config = TuneConfig(trials=trials, trials_per_round=trials_per_round, seed=seed, frozen=frozen, data=data,
+        config = TuneConfig(trials=trials, trials_per_round=trials_per_round, seed=seed, frozen=frozen, data=str(data),
                             measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config, checkpoint)
