@@ -66,10 +66,16 @@ def test_report_rejects_bad_input_in_one_line(synthetic_dataset, tmp_path):
 
 
 def test_cached_results_are_keyed_by_the_model_definition(monkeypatch):
-    from xfer_jax import study
+    import dataclasses
+
+    from xfer_jax import study, train
     from xfer_jax.model import ModelConfig
 
     before = study.model_version("xfer")
     assert len({before, study.model_version("noHW"), study.model_version("xgb")}) == 3
     monkeypatch.setitem(study._NEURAL, "xfer", ModelConfig(store_hidden=64))
     assert study.model_version("xfer") != before  # a changed default never reads the old model's results
+    monkeypatch.undo()
+    longer = dataclasses.replace(train.TrainConfig(), patience=50)
+    monkeypatch.setattr(study.train, "TrainConfig", lambda: longer)
+    assert study.model_version("xfer") != before  # nor does a changed training default
