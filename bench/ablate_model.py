@@ -5,8 +5,9 @@
 
 A variant is comma-separated FIELD=VALUE pairs of ModelConfig or TrainConfig (`seed` sets the training seed;
 values are ints, floats, true/false or words; `ensemble=N` averages N seeds); "" is the default model; a bare `xgb` or `xgb+hw` names the
-pack-sum baseline without or with the hardware vector (`xgb+hw,seed=1`). One JSON line per variant on stdout: validation PCA, and test
-PCA / top-1 / top-5 on the split's test side.
+pack-sum baseline without or with the hardware vector (`xgb+hw,seed=1`); "A | B" blends variants by averaging their
+z-scored scores (each variant trains once per run, however many blends name it). One JSON line per variant on stdout:
+validation PCA, and test PCA / top-1 / top-5 on the split's test side.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import json
 import pathlib
 import tempfile
 import time
+
+import numpy as np
 
 import xfer_jax
 from xfer_jax import dataset, splits, train
@@ -36,7 +39,23 @@ def parse_value(text: str):
     return text
 
 
-def scores_of(variant: str, data, split, steps: int) -> tuple[list, dict]:
+def zscore(scores: np.ndarray) -> np.ndarray:
+    return (scores - scores.mean()) / max(scores.std(), 1e-9)
+
+
+def blended_scores(variant: str, data, split, steps: int, trained: dict) -> tuple[np.ndarray, dict]:
+    """Scores of one variant, or the mean z-score of the " | "-separated variants it names; `trained` keeps
+    every variant's scores so that each trains once."""
+    parts = [part.strip() for part in variant.split("|")]
+    if len(parts) == 1:
+        if variant not in trained:
+            trained[variant] = scores_of(variant, data, split, steps)
+        return trained[variant]
+    runs = [blended_scores(part, data, split, steps, trained) for part in parts]
+    return sum(zscore(s) for s, _ in runs) / len(runs), {"members": [extra for _, extra in runs]}
+
+
+def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
     """(test scores, extra fields of the JSON line)."""
     fields = {}
     for pair in filter(None, variant.split(",")):
@@ -50,8 +69,7 @@ def scores_of(variant: str, data, split, steps: int) -> tuple[list, dict]:
         runs = [scores_of(",".join(f"{k}={text(v)}" for k, v in {**fields, "seed": seed + i}.items()), data, split,
                           steps)
                 for i in range(members)]
-        z = [(s - s.mean()) / max(s.std(), 1e-9) for s, _ in runs]
-        return sum(z) / members, {"members": [extra for _, extra in runs]}
+        return sum(zscore(s) for s, _ in runs) / members, {"members": [extra for _, extra in runs]}
     if fields.get("kind") in ("xgb", "xgb+hw"):
         fit = data.subset(split.train)
         hw = fields["kind"] == "xgb+hw"
@@ -83,9 +101,10 @@ def main() -> None:
     data = dataset.load(args.data)
     split = splits.make_split(data, args.split, seed=args.split_seed, holdout=args.holdout)
     print(split.describe(), flush=True)
+    trained = {}
     for variant in args.variants:
         start = time.time()
-        scores, extra = scores_of(variant, data, split, args.steps)
+        scores, extra = blended_scores(variant, data, split, args.steps, trained)
         report = ranking_report(data.subset(split.test), scores)
         print(json.dumps({"variant": variant or "default", "split": split.name, "holdout": args.holdout,
                           "steps": args.steps, **extra,

@@ -1,6 +1,6 @@
 """Predict and train speed of the cost model on this machine.
 
-    python bench/speed.py [--checkpoint checkpoints/default] [--json]
+    python bench/speed.py [--checkpoint PATH (default: the shipped model)] [--json]
 
 Prints (or, with --json, one JSON line with) predict_512_ms, predict_4096_ms and train_samples_per_s.
 Predict times are medians over 20 calls after warm-up, with every program using all of the checkpoint's store
@@ -70,7 +70,7 @@ def train_samples_per_s(steps: int = 50) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="checkpoints/default")
+    parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     predictor = xfer_jax.load(args.checkpoint)

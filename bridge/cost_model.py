@@ -1,6 +1,6 @@
 """XferCostModel: the JAX model as a drop-in MetaSchedule cost model.
 
-    cost_model = XferCostModel.from_checkpoint("checkpoints/default", platform="avx2-2t")
+    cost_model = XferCostModel.from_checkpoint(platform="avx2-2t")  # the shipped default model
     ms.tune_tir(mod, target, work_dir, max_trials_global=64, cost_model=cost_model)
 
 Features cross the boundary as float64 from TVM, go to the predictor as float32, and scores return as float64.
@@ -64,7 +64,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.seconds = 0.0  # featurising, predicting and updating
 
     @classmethod
-    def from_checkpoint(cls, path, platform: str | Platform, frozen: bool = False, **kwargs) -> "XferCostModel":
+    def from_checkpoint(cls, path=None, platform: str | Platform = "auto", frozen: bool = False,
+                        **kwargs) -> "XferCostModel":
+        """path None: the shipped default model."""
         platform = get_platform(platform) if isinstance(platform, str) else platform
         return cls(xfer_jax.load(path), platform, frozen=frozen, **kwargs)
 

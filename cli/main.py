@@ -195,7 +195,8 @@ def tune(
     platform: str = typer.Option("auto", "--platform", "-p"),
     trials: int = typer.Option(128, "--trials", min=1, help="measured programs per cost model"),
     trials_per_round: int = typer.Option(8, "--trials-per-round", min=1, help="programs measured per search round"),
-    checkpoint: pathlib.Path = typer.Option(pathlib.Path("checkpoints/default"), "--checkpoint"),
+    checkpoint: Optional[pathlib.Path] = typer.Option(None, "--checkpoint",
+                                                     help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
                                 "(fitted on the checkpoint's training programs of --data), random"),
     data: pathlib.Path = typer.Option(pathlib.Path("data/v1/dataset"), "--data",
@@ -215,6 +216,7 @@ def tune(
         from xfer_jax.bridge.networks import NetworkError, get_network
         from xfer_jax.bridge.platforms import get_platform
         from xfer_jax.bridge.tune import TuneConfig, tune_network
+        from xfer_jax.checkpoint import default_path as default_checkpoint
 
         if not network and onnx is None:
             raise NetworkError("give --network NAME or --onnx PATH")
@@ -222,7 +224,8 @@ def tune(
         config = TuneConfig(trials=trials, trials_per_round=trials_per_round, seed=seed, frozen=frozen, data=str(data),
                             measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
-        report = tune_network(net, get_platform(platform), models, out / net.name, config, checkpoint)
+        report = tune_network(net, get_platform(platform), models, out / net.name, config,
+                              checkpoint or default_checkpoint())
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=1))

@@ -5,7 +5,7 @@ from flax import nnx
 
 from xfer_jax import dataset
 from xfer_jax.hardware import NUM_HARDWARE_FEATURES
-from xfer_jax.model import ModelConfig, build_model
+from xfer_jax.model import ModelConfig, build_model, piecewise_linear_bins
 
 
 def _inputs(n=6, stores=3, seed=0):
@@ -50,3 +50,22 @@ def test_logsumexp_readout_adds_the_time_of_an_extra_store_and_ignores_padding()
 def test_an_unknown_readout_is_refused():
     with pytest.raises(ValueError, match="unknown readout 'max'"):
         build_model(ModelConfig(readout="max"), nnx.Rngs(0))
+
+
+def test_piecewise_linear_bins_fill_in_order_and_average_back_to_the_input():
+    x = jnp.array([[0.0, 0.3, 0.5, 1.0]])
+    bins = np.asarray(piecewise_linear_bins(x, 4)).reshape(4, 4)
+    np.testing.assert_allclose(bins[1], [1.0, 0.2, 0.0, 0.0], atol=1e-6)  # 0.3 fills the first bin, 0.2 of the next
+    np.testing.assert_allclose(bins.mean(-1), x[0], atol=1e-6)
+    assert (np.diff(bins, axis=-1) <= 0).all()
+
+
+def test_a_binned_model_scores_padded_programs_like_their_unpadded_selves():
+    features, workload = _inputs(stores=3)
+    features = jnp.clip(features * 0.2 + 0.5, 0.0, 1.0)  # quantile-scaled inputs live in [0, 1]
+    model = build_model(ModelConfig(store_hidden=16, store_bins=4), nnx.Rngs(0))
+    hardware = jnp.zeros((1, NUM_HARDWARE_FEATURES))
+    short = model(features[:, :2], jnp.ones((len(features), 2), bool), workload, hardware)
+    padded = features.at[:, 2].set(0.0)
+    mask = jnp.ones(features.shape[:2], bool).at[:, 2].set(False)
+    np.testing.assert_allclose(model(padded, mask, workload, hardware), short, rtol=1e-4, atol=1e-5)

@@ -161,9 +161,18 @@ def _normalized_score(params, features, mask, workload, hardware, *, graphdef, n
     return nnx.merge(graphdef, params)(*inputs)
 
 
-def load(path: str | pathlib.Path) -> Predictor:
-    """The best model of a checkpoint folder, ready to score programs."""
-    path = pathlib.Path(path).absolute()
+def default_path() -> pathlib.Path:
+    """The shipped default model: inside an installed wheel, or `checkpoints/default` of a source checkout."""
+    package = pathlib.Path(__file__).resolve().parent
+    for candidate in (package / "checkpoints" / "default", package.parent / "checkpoints" / "default"):
+        if (candidate / "best").is_dir():
+            return candidate
+    raise CheckpointError("the shipped default checkpoint is missing from this install; pass a checkpoint path")
+
+
+def load(path: str | pathlib.Path | None = None) -> Predictor:
+    """The best model of a checkpoint folder (None: the shipped default), ready to score programs."""
+    path = default_path() if path is None else pathlib.Path(path).absolute()
     best = path / "best"
     if not best.is_dir():
         raise CheckpointError(f"no checkpoint at {path} (expected {best}/<step>/ written by `xfer-jax train`)")

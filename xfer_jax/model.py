@@ -29,6 +29,7 @@ class ModelConfig:
     hardware_tokens: int = 4  # the hardware vector becomes this many tokens
     mlp_ratio: int = 2
     store_hidden: int = 128  # > 0: each store row passes an MLP (features -> store_hidden -> dim) before attention
+    store_bins: int = 0  # > 0: each store feature (quantile-scaled, in [0, 1]) becomes this many piecewise-linear bins
     use_hardware: bool = True  # False is the noHW ablation: no hardware input at all
     hardware_cross: bool = True  # program tokens cross-attend to hardware tokens in every block
     hardware_in_stores: bool = False  # the hardware vector joins every store row before the store embedding
@@ -59,6 +60,16 @@ def _masked_attention(query, key, value, key_mask, heads: int):
 
 
 READOUTS = ("mean", "logsumexp")
+
+
+def piecewise_linear_bins(x, bins: int):
+    """x [..., F] in [0, 1] -> [..., F * bins]: bin t holds clip(x * bins - t, 0, 1), so x = mean over bins.
+
+    The piecewise-linear encoding of Gorishniy et al. (2022): on quantile-scaled inputs its bins are quantile
+    bins, and one linear layer on top can put a threshold anywhere, as a tree's split does."""
+    steps = jnp.arange(bins, dtype=x.dtype)
+    encoded = jnp.clip(x[..., None] * bins - steps, 0.0, 1.0)
+    return encoded.reshape(*x.shape[:-1], x.shape[-1] * bins)
 
 
 class Attention(nnx.Module):
@@ -108,7 +119,7 @@ class CostModel(nnx.Module):
             raise ValueError(f"unknown readout {config.readout!r}; choose {', '.join(READOUTS)}")
         self.config = config
         dim = config.dim
-        row_width = config.store_features + (config.hardware_features if self._hardware_in_stores else 0)
+        row_width = config.store_features * max(config.store_bins, 1) + (config.hardware_features if self._hardware_in_stores else 0)
         if config.store_hidden:
             self.store_hidden = nnx.Linear(row_width, config.store_hidden, rngs=rngs)
             self.store_embed = nnx.Linear(config.store_hidden, dim, rngs=rngs)
@@ -132,7 +143,7 @@ class CostModel(nnx.Module):
 
     def __call__(self, features, mask, workload, hardware):
         """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once."""
-        rows = features
+        rows = piecewise_linear_bins(features, self.config.store_bins) if self.config.store_bins else features
         if self._hardware_in_stores:
             per_row = jnp.broadcast_to(hardware[:, None, :], (features.shape[0], features.shape[1], hardware.shape[-1]))
             rows = jnp.concatenate([features, per_row], axis=-1)

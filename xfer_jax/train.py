@@ -188,6 +188,9 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
                                     train_data.workload, train_data.hardware, store_scaling=config.store_scaling,
                                     only_varied_hardware=config.only_varied_hardware)
 
+    if model_config.store_bins and normalizer.store_scaling != "quantile":
+        raise UserError("store_bins needs store_scaling='quantile' (its bins read features in [0, 1])")
+
     def inputs_of(d: Dataset) -> tuple:
         return normalizer.apply(d.features[:, :stores], d.mask[:, :stores], d.workload, d.hardware)
 

@@ -1,0 +1,37 @@
+"""The package as a user installs it: the shipped default model loads from any folder, from a checkout or a wheel."""
+
+import os
+import pathlib
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LOAD_DEFAULT = "import xfer_jax; p = xfer_jax.load(); print(xfer_jax.__file__); print(p.config.kind)"
+
+
+def test_the_shipped_default_loads_without_a_path_from_outside_the_checkout(tmp_path):
+    done = subprocess.run([sys.executable, "-c", LOAD_DEFAULT], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "xfer"
+
+
+def test_a_built_wheel_carries_the_default_model_and_loads_it_outside_the_checkout(tmp_path):
+    pytest.importorskip("wheel", reason="building a wheel offline needs the wheel package")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                            "-w", str(tmp_path / "dist"), str(REPO)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("xfer_jax-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        archive.extractall(site)
+    assert any(name.startswith("xfer_jax/checkpoints/default/best/") for name in names)
+    assert not any(name.startswith(("checkpoints/", "xfer_jax/checkpoints/lopo")) for name in names)
+    env = {**os.environ, "PYTHONPATH": str(site)}  # ahead of the editable install of this checkout
+    done = subprocess.run([sys.executable, "-c", LOAD_DEFAULT], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module_file, kind = done.stdout.split()[-2:]
+    assert pathlib.Path(module_file).is_relative_to(site) and kind == "xfer"
