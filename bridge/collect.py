@@ -130,11 +130,12 @@ def _platform_payload(platform_dir: pathlib.Path, platform: Platform) -> dict:
         existing = json.loads(written[0].read_text())
         if not _same_host(existing["host"], host):
             d = existing["host"]["descriptor"]
-            base = platform.name.partition("@")[0]
+            base, _, label = platform.name.partition("@")
+            apart = f"{base}@{label}-2" if label else f"{base}@host"  # same CPU name, other machine: a new label
             raise CollectError(
                 f"{platform_dir} was measured on another host ({d['model']}, L2 {d['l2_kib']:g} KiB, "
                 f"L3 {d['l3_kib']:g} KiB, {d['clock_ghz']} GHz, {d['vector_bits']}-bit); name this host's "
-                f"config apart, e.g. --platform {base}@host")
+                f"config apart, e.g. --platform {apart}")
         return {"platform": existing["platform"], "host": existing["host"]}
     return {"platform": platform.to_dict(), "host": host}
 
@@ -220,6 +221,44 @@ def _diagnose(errors: collections.Counter) -> str:
     return f"{count} measurements in a row failed, e.g. '{error[:160]}': {hint}"
 
 
+@dataclasses.dataclass
+class _Session:
+    """What every batch of one collect() call shares: where and how it measures, and the running totals."""
+
+    platform: Platform
+    target: Any
+    config: CollectConfig
+    store: TaskStore
+    builder: Any
+    runner: Any
+    guard: LoadGuard
+    summary: CollectSummary
+    bar: Any
+    recent_errors: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    last_ratio: float = 1.0
+
+    def log_reference(self, ratio: float, note: str) -> None:
+        records.append_lines(self.store.net_dir / "reference.jsonl", [records.dumps(
+            {"t": round(time.time(), 1), "ratio": round(ratio, 4), "baseline_s": self.guard.baseline_s,
+             "note": note})])
+
+    def gave_up(self, failures_in_a_row: int) -> bool:
+        return _gave_up(failures_in_a_row, self.recent_errors, self.config)
+
+
+@dataclasses.dataclass
+class _TaskState:
+    """One task in progress: its in-memory database (prior and new records), its XGBoost guide, its counters."""
+
+    task: Task
+    workload: Any
+    workload_index: int
+    database: Any
+    cost_model: Any
+    written: int = 0
+    failures_in_a_row: int = 0
+
+
 def collect(platform: Platform, network: Network, out: pathlib.Path, config: CollectConfig,
             show_progress: bool = True) -> CollectSummary:
     """Measure `config.programs_per_task` programs for every task of `network` on `platform`."""
@@ -240,8 +279,52 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     _write_platform_once(platform_dir, net_dir, platform)  # after tasks.json: a folder with it is complete
 
     store = TaskStore(net_dir, platform_dir)
-    measured_before, exhausted = store.measured(), store.exhausted()
+    measured_before = store.measured()
     summary = CollectSummary(net_dir, len(tasks), 0, 0, 0, 0, 0, 0.0)
+    pending = _pending_tasks(tasks, measured_before, store.exhausted(), config, summary)
+    if not pending:  # nothing to measure: leave a finished collection as it is, sealed
+        if not config.max_tasks:
+            _seal(net_dir)  # a run killed between its last batch and sealing
+        return summary
+    records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
+        "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
+        "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}})])
+    builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
+    bar = tqdm.tqdm(total=sum(config.programs_per_task - len(measured_before[t.workload_hash]) for t in pending),
+                    desc=f"{platform.name}/{network.name}", unit="prog", disable=not show_progress,
+                    dynamic_ncols=True)
+    session = _Session(platform, target, config, store, builder, runner,
+                       LoadGuard(platform, target, builder, runner, threshold=config.load_threshold), summary, bar)
+    start = time.time()
+    session.last_ratio = session.guard.ratio()
+    session.log_reference(session.last_ratio, "start")
+    failed_tasks_in_a_row = 0
+    for task in pending:
+        done = measured_before[task.workload_hash]
+        state = _collect_task(session, task, done)
+        if session.gave_up(state.failures_in_a_row):
+            summary.tasks_given_up += 1
+            failed_tasks_in_a_row += 1
+            bar.write(f"{task.name}: {state.failures_in_a_row} programs in a row failed; skipping the task")
+            if failed_tasks_in_a_row >= 3 or len(tasks) == 1:
+                raise CollectError(_diagnose(session.recent_errors))
+        else:
+            failed_tasks_in_a_row = 0
+            measured_now = len(done) + state.written
+            if measured_now < config.programs_per_task:  # the search came up short: a rerun would too
+                store.mark_exhausted(task.workload_hash, measured_now)
+                summary.tasks_given_up += 1
+    bar.close()
+    session.log_reference(session.guard.ratio(), "end")
+    if not config.max_tasks:
+        _seal(net_dir)
+    summary.seconds = time.time() - start
+    return summary
+
+
+def _pending_tasks(tasks: list[Task], measured_before: dict, exhausted: set[str], config: CollectConfig,
+                   summary: CollectSummary) -> list[Task]:
+    """The tasks still short of programs; the others are counted in `summary` as shared or given up."""
     pending = []
     for task in tasks:
         done = measured_before[task.workload_hash]
@@ -252,138 +335,133 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
             summary.tasks_given_up += 1  # its search ran out, or everything measured for it failed
         else:
             pending.append(task)
-    if not pending:  # nothing to measure: leave a finished collection as it is, sealed
-        if not config.max_tasks:
-            _seal(net_dir)  # a run killed between its last batch and sealing
-        return summary
-    records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
-        "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
-        "versions": {"tvm": tvm.__version__, "python": pyplatform.python_version()}})])
-    builder, runner = make_builder(config.measure), make_runner(platform, config.measure)
-    guard = LoadGuard(platform, target, builder, runner, threshold=config.load_threshold)
-    recent_errors: collections.Counter = collections.Counter()
-    failed_tasks_in_a_row = 0
-    start = time.time()
-    last_ratio = guard.ratio()
+    return pending
 
-    def log_reference(ratio: float, note: str) -> None:
-        records.append_lines(net_dir / "reference.jsonl", [records.dumps(
-            {"t": round(time.time(), 1), "ratio": round(ratio, 4), "baseline_s": guard.baseline_s, "note": note})])
 
-    log_reference(last_ratio, "start")
-    bar = tqdm.tqdm(total=sum(config.programs_per_task - len(measured_before[t.workload_hash]) for t in pending),
-                    desc=f"{platform.name}/{network.name}", unit="prog", disable=not show_progress,
-                    dynamic_ncols=True)
-    for task in pending:
-        done = measured_before[task.workload_hash]
-        consecutive_failures, lines_written = 0, 0
-        memory_db = ms.database.MemoryDatabase()
-        workload = memory_db.commit_workload(task.mod)
-        cost_model = ms.cost_model.XGBModel(num_warmup_samples=config.batch_size, verbose_eval=0,
-                                            num_tuning_cores=1)
-        prior = store.load_records(task, workload)
-        for record in prior:
-            memory_db.commit_tuning_record(record)
-        workload_idx = store.workload_index(task)
-        n_random_target = round(config.programs_per_task * config.random_fraction)
-        n_random_done = sum(1 for d in done if d.get("phase") == "random")
-        phases = [("random", max(n_random_target - n_random_done, 0)),
-                  ("search", config.programs_per_task - max(n_random_target, n_random_done)
-                   - sum(1 for d in done if d.get("phase") == "search"))]
-        for phase, budget in phases:
-            if budget <= 0:
-                continue
-            # the seed depends on what is already measured, so a resumed run proposes new programs
-            seed = int(hashlib.sha1(f"{config.seed}/{task.workload_hash}/{phase}/{len(done)}".encode())
-                       .hexdigest()[:7], 16)
-            strategy = (ms.search_strategy.ReplayTrace() if phase == "random" else
-                        ms.search_strategy.EvolutionarySearch(population_size=config.population_size,
-                                                              init_min_unmeasured=config.population_size // 4,
-                                                              genetic_num_iters=config.genetic_iters))
-            ctx = ms.TuneContext(task.mod, target=target, space_generator="post-order-apply",
+def _collect_task(session: _Session, task: Task, done: list[dict]) -> _TaskState:
+    """Bring one task up to `programs_per_task`: the random share first, then the cost-model-guided search.
+
+    Collection drives the search strategy by hand rather than through `ms.tune_tasks`, because a dataset needs
+    what tuning does not: a fixed number of programs per task (tune_tasks spreads trials by its task scheduler),
+    a random phase beside the search, every batch re-measured while the machine is loaded, provenance for every
+    record, and a resume that reuses the programs measured for another network of the same platform."""
+    config, store = session.config, session.store
+    database = ms.database.MemoryDatabase()
+    workload = database.commit_workload(task.mod)
+    state = _TaskState(task, workload, store.workload_index(task), database,
+                       ms.cost_model.XGBModel(num_warmup_samples=config.batch_size, verbose_eval=0,
+                                              num_tuning_cores=1))
+    prior = store.load_records(task, workload)
+    for record in prior:
+        database.commit_tuning_record(record)
+    random_target = round(config.programs_per_task * config.random_fraction)
+    random_done = sum(1 for d in done if d.get("phase") == "random")
+    phases = [("random", max(random_target - random_done, 0)),
+              ("search", config.programs_per_task - max(random_target, random_done)
+               - sum(1 for d in done if d.get("phase") == "search"))]
+    for phase, budget in phases:
+        if budget <= 0:
+            continue
+        # the seed depends on what is already measured, so a resumed run proposes new programs
+        seed = int(hashlib.sha1(f"{config.seed}/{task.workload_hash}/{phase}/{len(done)}".encode())
+                   .hexdigest()[:7], 16)
+        strategy = (ms.search_strategy.ReplayTrace() if phase == "random" else
+                    ms.search_strategy.EvolutionarySearch(population_size=config.population_size,
+                                                          init_min_unmeasured=config.population_size // 4,
+                                                          genetic_num_iters=config.genetic_iters))
+        context = ms.TuneContext(task.mod, target=session.target, space_generator="post-order-apply",
                                  search_strategy=strategy, task_name=task.name, rand_state=seed)
-            if phase == "search" and prior:
-                _update_cost_model(cost_model, ctx, prior)
-            spaces = ctx.space_generator.generate_design_space(task.mod)
-            ctx.search_strategy.pre_tuning(budget, config.batch_size, spaces, memory_db,
-                                           cost_model if phase == "search" else None)
-            round_index, remaining = 0, budget
-            while remaining > 0:
-                tick = time.time()
-                candidates = ctx.search_strategy.generate_measure_candidates()
-                if not candidates:
-                    break  # the design space (or the search) is exhausted
-                candidates = candidates[:remaining]
-                summary.search_s += time.time() - tick
-                tick = time.time()
-                outcomes, attempts = build_and_run(builder, runner, platform, target, candidates), 1
-                summary.measure_s += time.time() - tick
-                tick = time.time()
-                last_ratio = guard.ratio()
-                summary.guard_s += time.time() - tick
-                while last_ratio > config.load_threshold and attempts < 3:
-                    log_reference(last_ratio, "loaded: waiting, then measuring the batch again")
-                    last_ratio = guard.wait_until_idle()
-                    outcomes, attempts = build_and_run(builder, runner, platform, target, candidates), attempts + 1
-                    last_ratio = guard.ratio()
-                    summary.remeasured_batches += 1
-                results, lines = [], []
-                for candidate, (secs, error) in zip(candidates, outcomes):
-                    run_secs = secs if secs is not None else [records.FAILED_RUN_SECS]
-                    results.append(ms.runner.RunnerResult(run_secs=secs, error_msg=error))
-                    record = ms.database.TuningRecord(candidate.sch.trace, workload, run_secs, target,
-                                                      candidate.args_info)
-                    memory_db.commit_tuning_record(record)
-                    lines.append((record, {"task": task.workload_hash, "phase": phase, "round": round_index,
-                                           "costs_s": secs, "error": error, "load": round(last_ratio, 4),
-                                           "attempts": attempts, "t": round(time.time(), 1)}))
-                    if error:
-                        recent_errors[error] += 1
-                        consecutive_failures += 1
-                    else:
-                        consecutive_failures = 0
-                        recent_errors.clear()
-                store.append(workload_idx, lines)
-                lines_written += len(lines)
-                if attempts > 1:
-                    log_reference(last_ratio, f"batch measured {attempts} times")
-                n_failed = sum(1 for s, _ in outcomes if s is None)
-                summary.measured += len(candidates) - n_failed
-                summary.failed += n_failed
-                if _gave_up(consecutive_failures, recent_errors, config):
-                    break  # this task fails wholesale; the check below decides whether everything does
-                if phase == "search":
-                    tick = time.time()
-                    cost_model.update(ctx, candidates, results)
-                    summary.search_s += time.time() - tick
-                ctx.search_strategy.notify_runner_results(candidates, results)
-                remaining -= len(candidates)
-                round_index += 1
-                bar.update(len(candidates))
-                bar.set_postfix(task=task.name[:20], phase=phase, failed=summary.failed, load=f"{last_ratio:.2f}")
-            ctx.search_strategy.post_tuning()
-            if _gave_up(consecutive_failures, recent_errors, config):
-                break
-            if phase == "random":
-                prior = store.load_records(task, workload)
-        if _gave_up(consecutive_failures, recent_errors, config):
-            summary.tasks_given_up += 1
-            failed_tasks_in_a_row += 1
-            bar.write(f"{task.name}: {consecutive_failures} programs in a row failed; skipping the task")
-            if failed_tasks_in_a_row >= 3 or len(tasks) == 1:
-                raise CollectError(_diagnose(recent_errors))
+        if phase == "search" and prior:
+            _update_cost_model(state.cost_model, context, prior)
+        spaces = context.space_generator.generate_design_space(task.mod)
+        context.search_strategy.pre_tuning(budget, config.batch_size, spaces, database,
+                                           state.cost_model if phase == "search" else None)
+        _run_phase(session, state, context, phase, budget)
+        context.search_strategy.post_tuning()
+        if session.gave_up(state.failures_in_a_row):
+            break
+        if phase == "random":
+            prior = store.load_records(task, workload)
+    return state
+
+
+def _run_phase(session: _Session, state: _TaskState, context, phase: str, budget: int) -> None:
+    """Search rounds until `budget` programs are measured, the search runs dry, or the task fails wholesale."""
+    summary, round_index, remaining = session.summary, 0, budget
+    while remaining > 0:
+        tick = time.time()
+        candidates = context.search_strategy.generate_measure_candidates()
+        if not candidates:
+            break  # the design space (or the search) is exhausted
+        candidates = candidates[:remaining]
+        summary.search_s += time.time() - tick
+        outcomes, attempts = _measure_batch(session, candidates)
+        results = _record_batch(session, state, candidates, outcomes, attempts, phase, round_index)
+        if session.gave_up(state.failures_in_a_row):
+            break  # this task fails wholesale; collect() decides whether everything does
+        if phase == "search":
+            tick = time.time()
+            state.cost_model.update(context, candidates, results)
+            summary.search_s += time.time() - tick
+        context.search_strategy.notify_runner_results(candidates, results)
+        remaining -= len(candidates)
+        round_index += 1
+        session.bar.update(len(candidates))
+        session.bar.set_postfix(task=state.task.name[:20], phase=phase, failed=summary.failed,
+                                load=f"{session.last_ratio:.2f}")
+
+
+def _measure_batch(session: _Session, candidates: list) -> tuple[list, int]:
+    """(per candidate (run seconds or None, error), attempts): a batch measured while the machine was loaded
+    is measured again after waiting, up to three times in all."""
+    summary, config = session.summary, session.config
+
+    def build_and_run_timed() -> list:
+        tick = time.time()
+        outcomes = build_and_run(session.builder, session.runner, session.platform, session.target, candidates)
+        summary.measure_s += time.time() - tick
+        return outcomes
+
+    outcomes, attempts = build_and_run_timed(), 1
+    tick = time.time()
+    session.last_ratio = session.guard.ratio()
+    summary.guard_s += time.time() - tick
+    while session.last_ratio > config.load_threshold and attempts < 3:
+        session.log_reference(session.last_ratio, "loaded: waiting, then measuring the batch again")
+        session.last_ratio = session.guard.wait_until_idle()
+        outcomes, attempts = build_and_run_timed(), attempts + 1
+        session.last_ratio = session.guard.ratio()
+        summary.remeasured_batches += 1
+    if attempts > 1:
+        session.log_reference(session.last_ratio, f"batch measured {attempts} times")
+    return outcomes, attempts
+
+
+def _record_batch(session: _Session, state: _TaskState, candidates: list, outcomes: list, attempts: int,
+                  phase: str, round_index: int) -> list:
+    """Append the batch's records and provenance; returns the runner results for the search to learn from."""
+    results, lines = [], []
+    for candidate, (secs, error) in zip(candidates, outcomes):
+        run_secs = secs if secs is not None else [records.FAILED_RUN_SECS]
+        results.append(ms.runner.RunnerResult(run_secs=secs, error_msg=error))
+        record = ms.database.TuningRecord(candidate.sch.trace, state.workload, run_secs, session.target,
+                                          candidate.args_info)
+        state.database.commit_tuning_record(record)
+        lines.append((record, {"task": state.task.workload_hash, "phase": phase, "round": round_index,
+                               "costs_s": secs, "error": error, "load": round(session.last_ratio, 4),
+                               "attempts": attempts, "t": round(time.time(), 1)}))
+        if error:
+            session.recent_errors[error] += 1
+            state.failures_in_a_row += 1
         else:
-            failed_tasks_in_a_row = 0
-            measured_now = len(done) + lines_written
-            if measured_now < config.programs_per_task:  # the search came up short: a rerun would too
-                store.mark_exhausted(task.workload_hash, measured_now)
-                summary.tasks_given_up += 1
-    bar.close()
-    log_reference(guard.ratio(), "end")
-    if not config.max_tasks:
-        _seal(net_dir)
-    summary.seconds = time.time() - start
-    return summary
+            state.failures_in_a_row = 0
+            session.recent_errors.clear()
+    session.store.append(state.workload_index, lines)
+    state.written += len(lines)
+    failed = sum(1 for secs, _ in outcomes if secs is None)
+    session.summary.measured += len(candidates) - failed
+    session.summary.failed += failed
+    return results
 
 
 def _seal(net_dir: pathlib.Path) -> None:

@@ -214,11 +214,12 @@ def runnable_platform_names() -> list[str]:
 
 
 def auto_platform() -> Platform:
-    """The local host at its best ISA level and all of its cores."""
+    """The local host at its best ISA level and all of its cores, labelled with the host (`avx2-2t@znver3`):
+    the same ISA x threads on another machine is other hardware."""
     flags = host_cpu_flags()
     level = [lvl for lvl in _ISA_LEVELS if set(lvl[4]) <= flags][-1]
     threads = os.cpu_count() or 1
-    return cpu_platform(f"{level[0]}-{threads}t", level[1], threads, level[2], level[3], level[4])
+    return cpu_platform(f"{level[0]}-{threads}t@{host_cpu_name()}", level[1], threads, level[2], level[3], level[4])
 
 
 def load_platform_file(path: pathlib.Path) -> Platform:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import json
 import os
 import pathlib
@@ -13,6 +14,20 @@ from typing import Optional
 import typer
 
 from xfer_jax.errors import UserError
+from xfer_jax.losses import LOSSES
+from xfer_jax.prune import METHODS
+from xfer_jax.splits import SPLITS
+
+
+def _choices(name: str, values) -> type[enum.Enum]:
+    """A str Enum of a library's names: --help lists them and typer refuses a typo in one line."""
+    return enum.Enum(name, {value: value for value in values}, type=str)
+
+
+Split = _choices("Split", SPLITS)
+PruneMethod = _choices("PruneMethod", METHODS)
+Loss = _choices("Loss", LOSSES)
+Size = _choices("Size", ("base", "small"))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cross-hardware learned cost model for TVM MetaSchedule.")
@@ -35,6 +50,11 @@ def user_errors():
         os._exit(130)
 
 
+def given(**options) -> dict:
+    """The options the user set: the rest keep their config dataclass's default (one owner per default)."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
 @app.command()
 def platforms(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List the built-in hardware configs and whether this host can run them."""
@@ -55,11 +75,13 @@ def collect(
     network: list[str] = typer.Option(None, "--network", "-n", help="zoo network (repeatable)"),
     onnx: Optional[pathlib.Path] = typer.Option(None, "--onnx", help="your own ONNX model instead of --network"),
     out: pathlib.Path = typer.Option(..., "--out", help="collection folder; rerun to resume"),
-    programs_per_task: int = typer.Option(96, "--programs-per-task", "-k", min=1),
+    programs_per_task: Optional[int] = typer.Option(None, "--programs-per-task", "-k", min=1,
+                                                    help="[default: CollectConfig.programs_per_task]"),
     batch: int = typer.Option(1, "--batch", min=1, help="network batch size"),
     max_tasks: Optional[int] = typer.Option(None, "--max-tasks", min=1, help="only the heaviest N tasks"),
     seed: int = typer.Option(0, "--seed"),
-    run_timeout: float = typer.Option(15.0, "--run-timeout", min=0.001, help="seconds per candidate run"),
+    run_timeout: Optional[float] = typer.Option(None, "--run-timeout", min=0.001,
+                                                help="seconds per candidate run [default: MeasureConfig.run_timeout_s]"),
 ) -> None:
     """Run MetaSchedule and measure every proposed program, appending MetaSchedule JSON databases."""
     with user_errors():
@@ -70,8 +92,9 @@ def collect(
 
         if not network and onnx is None:
             raise NetworkError("give --network NAME (repeatable) or --onnx PATH")
-        config = CollectConfig(programs_per_task=programs_per_task, max_tasks=max_tasks, seed=seed,
-                               measure=MeasureConfig(run_timeout_s=run_timeout))
+        measure = MeasureConfig(**given(run_timeout_s=run_timeout))
+        config = CollectConfig(**given(programs_per_task=programs_per_task), max_tasks=max_tasks, seed=seed,
+                               measure=measure)
         chosen = [get_platform(p) for p in platform]
         for target_platform in chosen:
             target_platform.check_runnable()
@@ -120,7 +143,7 @@ def info(
 def prune(
     data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
     keep: float = typer.Option(..., "--keep", help="fraction of each group's programs to keep, in (0, 1]"),
-    method: str = typer.Option("kcenter", "--method", help="random | dedup | stratified | kcenter"),
+    method: PruneMethod = typer.Option("kcenter", "--method"),
     out: pathlib.Path = typer.Option(..., "--out", help="new dataset folder (never an existing dataset)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -130,37 +153,35 @@ def prune(
         from xfer_jax.prune import select
 
         loaded = dataset.load(data)
-        keep_index = select(loaded, keep, method, seed)
-        provenance = {"source": str(data.absolute()), "method": method, "keep": keep, "seed": seed,
+        keep_index = select(loaded, keep, method.value, seed)
+        provenance = {"source": str(data.absolute()), "method": method.value, "keep": keep, "seed": seed,
                       "source_programs": int((~loaded.failed).sum())}
         written = dataset.write_subset(data, keep_index, out, provenance)
     typer.echo(f"kept {written} of {provenance['source_programs']} measured programs "
-               f"({written / max(provenance['source_programs'], 1):.1%}) with {method}: {out}")
+               f"({written / max(provenance['source_programs'], 1):.1%}) with {method.value}: {out}")
 
 
 @app.command("train")
 def train_command(
     data: pathlib.Path = typer.Option(..., "--data", help="dataset folder"),
-    split: str = typer.Option("within-task", "--split",
-                              help="within-task | by-task | by-network | by-platform | by-host"),
+    split: Split = typer.Option("within-task", "--split"),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="network, platform or host to hold out"),
     shots: int = typer.Option(0, "--shots", min=0,
                               help="by-platform, by-host: programs per task of the held-out hardware in training"),
     out: pathlib.Path = typer.Option(..., "--out", help="checkpoint folder; rerun to resume"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="default: TrainConfig.steps"),
-    loss: Optional[str] = typer.Option(None, "--loss", help="lambdarank | pairwise | lambdarank+pairwise | mse "
-                                       "(default: TrainConfig.loss)"),
+    loss: Optional[Loss] = typer.Option(None, "--loss", help="[default: TrainConfig.loss]"),
     no_hardware: bool = typer.Option(False, "--no-hardware", help="ablation: drop the hardware input"),
-    size: str = typer.Option("base", "--size", help="base | small"),
+    size: Size = typer.Option("base", "--size"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train the cost model on a split of a dataset (jit + pmap over all local devices)."""
     with user_errors():
         from xfer_jax.train import train_and_evaluate
 
-        given = {"steps": steps, "loss": loss}
-        result = train_and_evaluate(data, split, out, holdout=holdout, shots=shots, use_hardware=not no_hardware,
-                                    size=size, seed=seed, **{k: v for k, v in given.items() if v is not None})
+        result = train_and_evaluate(data, split.value, out, holdout=holdout, shots=shots,
+                                    use_hardware=not no_hardware, size=size.value, seed=seed,
+                                    **given(steps=steps, loss=loss and loss.value))
     typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1),
                            "test": {m: result["test"][m] for m in ("pca", "top1", "top5")}}))
 
@@ -193,14 +214,17 @@ def tune(
     network: Optional[str] = typer.Option(None, "--network", "-n", help="zoo network"),
     onnx: Optional[pathlib.Path] = typer.Option(None, "--onnx", help="your own ONNX model instead of --network"),
     platform: str = typer.Option("auto", "--platform", "-p"),
-    trials: int = typer.Option(128, "--trials", min=1, help="measured programs per cost model"),
-    trials_per_round: int = typer.Option(8, "--trials-per-round", min=1, help="programs measured per search round"),
+    trials: Optional[int] = typer.Option(None, "--trials", min=1,
+                                         help="measured programs per cost model [default: TuneConfig.trials]"),
+    trials_per_round: Optional[int] = typer.Option(None, "--trials-per-round", min=1,
+                                                   help="programs measured per search round "
+                                                   "[default: TuneConfig.trials_per_round]"),
     checkpoint: Optional[pathlib.Path] = typer.Option(None, "--checkpoint",
                                                      help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
                                 "(fitted on the checkpoint's training programs of --data), random"),
-    data: pathlib.Path = typer.Option(pathlib.Path("data/v1/dataset"), "--data",
-                                      help="xgb-pretrained: the dataset the checkpoint was trained on"),
+    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "
+                                                "was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs/tune"), "--out",
                                      help="work folder, OUT/NETWORK per job; rerun the same job to resume"),
@@ -221,8 +245,8 @@ def tune(
         if not network and onnx is None:
             raise NetworkError("give --network NAME or --onnx PATH")
         models = ["xfer"] + [m.strip() for m in compare.split(",") if m.strip() and m.strip() != "xfer"]
-        config = TuneConfig(trials=trials, trials_per_round=trials_per_round, seed=seed, frozen=frozen, data=str(data),
-                            measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
+        config = TuneConfig(**given(trials=trials, trials_per_round=trials_per_round, data=data and str(data)),
+                            seed=seed, frozen=frozen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config,
                               checkpoint or default_checkpoint())
@@ -256,13 +280,12 @@ def report(
     with user_errors():
         from xfer_jax.report import Plan, build, parse_fractions, parse_list
 
-        given = {"seeds": parse_list(seeds, int, "--seeds"), "steps": steps, "finetune_steps": finetune_steps,
-                 "shots": shots and parse_list(shots, int, "--shots"),
-                 "networks": networks and parse_list(networks, str, "--networks"),
-                 "platforms": platforms and parse_list(platforms, str, "--platforms"),
-                 "hosts": hosts and parse_list(hosts, str, "--hosts"), "pruning": pruning,
-                 "fractions": keep_fractions and parse_fractions(keep_fractions)}
-        plan = Plan(**{k: v for k, v in given.items() if v is not None})
+        plan = Plan(**given(seeds=parse_list(seeds, int, "--seeds"), steps=steps, finetune_steps=finetune_steps,
+                            shots=shots and parse_list(shots, int, "--shots"),
+                            networks=networks and parse_list(networks, str, "--networks"),
+                            platforms=platforms and parse_list(platforms, str, "--platforms"),
+                            hosts=hosts and parse_list(hosts, str, "--hosts"), pruning=pruning,
+                            fractions=keep_fractions and parse_fractions(keep_fractions)))
         summary = build(data, out, plan, log=typer.echo, jobs=jobs)
     for label in ("by-task", "by-network/mean", "by-platform-k0/mean", "by-host-k0/mean"):
         margin = summary["xfer_minus_best_baseline"].get(label, {}).get("pca")

@@ -246,19 +246,29 @@ def test_a_task_is_given_up_after_one_batch_of_build_timeouts_or_two_of_other_fa
     assert not _gave_up(40, collections.Counter({None: 1, "run: segfault": 39}), config)  # something ran
 
 
-def test_another_host_cannot_add_to_a_platform_folder_but_a_host_label_keeps_it_apart(tmp_path):
-    here = platforms.get_platform("auto")
+@pytest.mark.parametrize("labelled", [False, True])
+def test_another_host_cannot_add_to_a_platform_folder_but_a_host_label_keeps_it_apart(tmp_path, labelled):
+    here = platforms.get_platform("auto")  # labelled with this host's CPU name
+    base, _, cpu = here.name.partition("@")
+    hint = f"{here.name}-2" if labelled else f"{base}@host"  # the same CPU name on another machine needs a new one
+    if not labelled:
+        here = platforms.get_platform(base)
     other = dataclasses.replace(here, descriptor=dataclasses.replace(here.descriptor, l3_kib=here.descriptor.l3_kib + 1))
     written = tmp_path / here.name / "other-net"
     written.mkdir(parents=True)
     (written / "platform.json").write_text(json.dumps({"platform": other.to_dict(), "host": collect._host_fingerprint(other)}))
     net = networks.onnx_network(write_matmul_onnx(tmp_path / "tiny.onnx"))
-    with pytest.raises(collect.CollectError, match=f"another host.*{here.name}@host"):
+    with pytest.raises(collect.CollectError, match=f"another host.*{hint}"):
         collect.collect(here, net, tmp_path, collect.CollectConfig(programs_per_task=8))
     assert not (tmp_path / here.name / "tiny" / "platform.json").exists()
 
-    labelled = platforms.get_platform(f"{here.name}@host")
-    assert labelled.name == f"{here.name}@{platforms.host_cpu_name()}"
+
+def test_auto_and_at_host_name_this_machine_and_keep_its_target_and_descriptor():
+    here = platforms.get_platform("auto")
+    base, _, label = here.name.partition("@")
+    assert label == platforms.host_cpu_name()
+    labelled = platforms.get_platform(f"{base}@host")
+    assert labelled.name == here.name
     assert (labelled.target, labelled.descriptor) == (here.target, here.descriptor)
 
 

@@ -359,10 +359,7 @@ def parse_list(text: str, kind=str, what: str = "values") -> tuple:
 
 
 def parse_fractions(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        values = ()
-    if not values or any(not 0 < v <= 1 for v in values):
+    values = parse_list(text, float, "--keep-fractions")
+    if any(not 0 < v <= 1 for v in values):
         raise UserError(f"--keep-fractions must be fractions in (0, 1], got {text!r}")
     return values
