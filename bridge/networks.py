@@ -54,8 +54,10 @@ def _global_avg_pool(x: nn.Tensor) -> nn.Tensor:
 
 
 class ConvAct(nn.Module):
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: str = "relu"):
-        self.conv = nn.Conv2D(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=True)
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: str = "relu",
+                 dilation: int = 1):
+        self.conv = nn.Conv2D(cin, cout, kernel, stride, dilation * (kernel // 2), dilation=dilation, groups=groups,
+                              bias=True)
         self.act = act
 
     def forward(self, x: nn.Tensor) -> nn.Tensor:
@@ -87,6 +89,23 @@ class Bottleneck(nn.Module):
         self.conv1 = ConvAct(cin, width, 1)
         self.conv2 = ConvAct(width, width, 3, stride)
         self.conv3 = ConvAct(width, out, 1, act="none")
+        self.down = ConvAct(cin, out, 1, stride, act="none") if stride != 1 or cin != out else None
+
+    def forward(self, x):
+        shortcut = self.down(x) if self.down else x
+        return nn.op.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+
+
+class GroupedBottleneck(nn.Module):
+    """ResNeXt's block: a grouped 3x3 convolution (32 groups) between two 1x1 convolutions."""
+
+    expansion = 2
+
+    def __init__(self, cin: int, width: int, stride: int, groups: int = 32):
+        inner, out = width * 2, width * 2
+        self.conv1 = ConvAct(cin, inner, 1)
+        self.conv2 = ConvAct(inner, inner, 3, stride, groups=groups)
+        self.conv3 = ConvAct(inner, out, 1, act="none")
         self.down = ConvAct(cin, out, 1, stride, act="none") if stride != 1 or cin != out else None
 
     def forward(self, x):
@@ -285,6 +304,152 @@ class ViT(nn.Module):
         return self.head(pooled)
 
 
+class CausalDecoderLayer(nn.Module):
+    """A GPT block: pre-norm causal self-attention and MLP."""
+
+    def __init__(self, dim: int, heads: int):
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.mlp_in, self.mlp_out = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+
+    def forward(self, x):
+        batch, seq, dim = x.shape
+        q, k, v = nn.op.split(nn.op.reshape(self.qkv(self.norm1(x)), [batch, seq, 3, self.heads, dim // self.heads]),
+                              3, axis=2)
+        shape = [batch, seq, self.heads, dim // self.heads]
+        attended = nn.op.scaled_dot_product_attention(nn.op.reshape(q, shape), nn.op.reshape(k, shape),
+                                                      nn.op.reshape(v, shape), is_causal=True)
+        x = x + self.out(nn.op.reshape(attended, [batch, seq, dim]))
+        return x + self.mlp_out(nn.op.gelu(self.mlp_in(self.norm2(x))))
+
+
+class GPT(nn.Module):
+    """A decoder-only language model: causal attention and the large vocabulary projection of every position."""
+
+    def __init__(self, layers: int, dim: int, heads: int, vocab: int = 50257, seq: int = 128):
+        self.embed = nn.Embedding(vocab, dim)
+        self.position = nn.Parameter((seq, dim))
+        self.layers = nn.ModuleList([CausalDecoderLayer(dim, heads) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+        self.logits = nn.Linear(dim, vocab, bias=False)
+
+    def forward(self, tokens):
+        x = self.embed(tokens) + self.position
+        for layer in self.layers:
+            x = layer(x)
+        return self.logits(self.norm(x))
+
+
+class MixerLayer(nn.Module):
+    """MLP-Mixer: an MLP across the patches (on the transposed tokens), then one across the channels."""
+
+    def __init__(self, patches: int, dim: int, token_hidden: int, channel_hidden: int):
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.token_in, self.token_out = nn.Linear(patches, token_hidden), nn.Linear(token_hidden, patches)
+        self.channel_in, self.channel_out = nn.Linear(dim, channel_hidden), nn.Linear(channel_hidden, dim)
+
+    def forward(self, x):
+        mixed = nn.op.permute_dims(self.norm1(x), [0, 2, 1])  # [B, dim, patches]
+        x = x + nn.op.permute_dims(self.token_out(nn.op.gelu(self.token_in(mixed))), [0, 2, 1])
+        return x + self.channel_out(nn.op.gelu(self.channel_in(self.norm2(x))))
+
+
+class Mixer(nn.Module):
+    def __init__(self, image: int, patch: int, dim: int, depth: int, num_classes: int = 1000):
+        self.patches = (image // patch) ** 2
+        self.embed = nn.Conv2D(3, dim, patch, patch, 0, bias=True)
+        self.layers = nn.ModuleList([MixerLayer(self.patches, dim, dim // 2, 4 * dim) for _ in range(depth)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.embed(x)
+        batch, dim = x.shape[0], x.shape[1]
+        x = nn.op.permute_dims(nn.op.reshape(x, [batch, dim, self.patches]), [0, 2, 1])
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(nn.op.wrap_nested(relax.op.mean(self.norm(x)._expr, axis=[1]), name="token_mean"))
+
+
+class DeepLab(nn.Module):
+    """Semantic segmentation with dilated convolutions: a stride-8 encoder whose last stage is dilated, an ASPP
+    head of parallel dilated 3x3 convolutions, and bilinear upsampling back to the input size."""
+
+    def __init__(self, classes: int = 21, rates: tuple[int, ...] = (6, 12, 18)):
+        self.stem = ConvAct(3, 32, 3, 2)
+        self.encoder = nn.ModuleList([ConvAct(32, 64, 3, 2), ConvAct(64, 128, 3, 2), ConvAct(128, 128, 3),
+                                      ConvAct(128, 256, 3, dilation=2), ConvAct(256, 256, 3, dilation=2)])
+        self.branches = nn.ModuleList([ConvAct(256, 128, 1)] + [ConvAct(256, 128, 3, dilation=r) for r in rates])
+        self.project = ConvAct(128 * (len(rates) + 1), 128, 1)
+        self.classify = ConvAct(128, classes, 1, act="none")
+
+    def forward(self, x):
+        size = x.shape[2:]
+        x = self.stem(x)
+        for layer in self.encoder:
+            x = layer(x)
+        x = self.project(nn.op.concat([branch(x) for branch in self.branches], dim=1))
+        return nn.op.interpolate(self.classify(x), size=(size[0], size[1]), mode="bilinear")
+
+
+class UpConv(nn.Module):
+    """A 2x2 stride-2 transposed convolution: the decoder's learned upsampling."""
+
+    def __init__(self, cin: int, cout: int):
+        self.weight = nn.Parameter((cin, cout, 2, 2))
+
+    def forward(self, x):
+        return nn.op.wrap_nested(relax.op.nn.conv2d_transpose(x._expr, self.weight._expr, strides=2), name="upconv")
+
+
+class UNet(nn.Module):
+    """An encoder-decoder: max-pooled downsampling, transposed-convolution upsampling, skip concatenations."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), classes: int = 2):
+        self.down = nn.ModuleList([ConvAct(cin, cout, 3) for cin, cout in zip((3,) + widths[:-2], widths[:-1])])
+        self.bottom = ConvAct(widths[-2], widths[-1], 3)
+        self.up = nn.ModuleList([UpConv(cin, cout) for cin, cout in zip(widths[:0:-1], widths[-2::-1])])
+        self.merge = nn.ModuleList([ConvAct(2 * w, w, 3) for w in widths[-2::-1]])
+        self.classify = ConvAct(widths[0], classes, 1, act="none")
+
+    def forward(self, x):
+        skips = []
+        for layer in self.down:
+            x = layer(x)
+            skips.append(x)
+            x = _pool(x, "max", 2, 2)
+        x = self.bottom(x)
+        for up, merge, skip in zip(self.up, self.merge, reversed(skips)):
+            x = merge(nn.op.concat([up(x), skip], dim=1))
+        return self.classify(x)
+
+
+class LSTM(nn.Module):
+    """Stacked LSTM cells unrolled over the sequence: small matrix-vector products and gate elementwise ops."""
+
+    def __init__(self, features: int, hidden: int, layers: int, steps: int):
+        self.hidden, self.steps = hidden, steps
+        sizes = [features] + [hidden] * (layers - 1)
+        self.inputs = nn.ModuleList([nn.Linear(size, 4 * hidden) for size in sizes])
+        self.recurrent = nn.ModuleList([nn.Linear(hidden, 4 * hidden, bias=False) for _ in sizes])
+
+    def forward(self, x):  # [B, steps, features]
+        batch = x.shape[0]
+        sequence = [nn.op.reshape(t, [batch, x.shape[2]]) for t in nn.op.split(x, self.steps, axis=1)]
+        for inputs, recurrent in zip(self.inputs, self.recurrent):
+            h = c = nn.op.zeros([batch, self.hidden], "float32")
+            outputs = []
+            for step in sequence:
+                i, f, g, o = nn.op.split(inputs(step) + recurrent(h), 4, axis=1)
+                c = nn.op.sigmoid(f) * c + nn.op.sigmoid(i) * nn.op.tanh(g)
+                h = nn.op.sigmoid(o) * nn.op.tanh(c)
+                outputs.append(h)
+            sequence = outputs
+        return sequence[-1]
+
+
 # --- registry ------------------------------------------------------------------------------------------------
 
 _IMAGE = ("x", (3, 224, 224), "float32")
@@ -300,6 +465,12 @@ ZOO: dict[str, tuple[Callable[[], nn.Module], tuple]] = {
     "bert_tiny": (lambda: Bert(layers=2, dim=128, heads=2, ffn=512), _TOKENS),
     "bert_base": (lambda: Bert(layers=12, dim=768, heads=12, ffn=3072), _TOKENS),
     "vit_tiny": (lambda: ViT(image=224, patch=16, dim=192, depth=12, heads=3), _IMAGE),
+    "resnext50": (lambda: ResNet(GroupedBottleneck, [3, 4, 6, 3]), _IMAGE),
+    "deeplab_tiny": (DeepLab, ("x", (3, 256, 256), "float32")),
+    "unet_tiny": (UNet, ("x", (3, 128, 128), "float32")),
+    "gpt_tiny": (lambda: GPT(layers=2, dim=256, heads=4), _TOKENS),
+    "mixer_tiny": (lambda: Mixer(image=224, patch=16, dim=256, depth=4), _IMAGE),
+    "lstm": (lambda: LSTM(features=128, hidden=512, layers=2, steps=32), ("x", (32, 128), "float32")),
 }
 
 
@@ -327,7 +498,13 @@ def zoo_network(name: str, batch: int = 1, seed: int = 0) -> Network:
     full_shape = (batch, *shape)
     mod, params = model.export_tvm(spec={"forward": {input_name: nn.spec.Tensor(list(full_shape), dtype)}})
     mod = _rename_entry(mod, "forward", "main")
-    return Network(name, _bind_random_weights(mod, params, seed), {input_name: (full_shape, dtype)})
+    return Network(_batched_name(name, batch), _bind_random_weights(mod, params, seed),
+                   {input_name: (full_shape, dtype)})
+
+
+def _batched_name(name: str, batch: int) -> str:
+    """A batch above 1 is another network (other tasks, its own collection folder): resnet18-b8."""
+    return name if batch == 1 else f"{name}-b{batch}"
 
 
 def _rename_entry(mod: tvm.IRModule, old: str, new: str) -> tvm.IRModule:
@@ -356,7 +533,8 @@ def onnx_network(path: pathlib.Path, batch: int = 1) -> Network:
         raise NetworkError("--onnx needs the onnx package: pip install 'xfer-jax[onnx]'") from None
     except Exception as err:  # onnx raises many unrelated types for a bad file
         raise NetworkError(f"cannot read ONNX model {path}: {str(err).splitlines()[0][:200]}") from None
-    return Network(path.stem, mod, shapes)
+    dynamic = any(d.dim_value <= 0 for value in model.graph.input for d in value.type.tensor_type.shape.dim)
+    return Network(_batched_name(path.stem, batch) if dynamic else path.stem, mod, shapes)
 
 
 def get_network(name: str | None = None, onnx_path: pathlib.Path | None = None, batch: int = 1) -> Network:
