@@ -78,8 +78,8 @@ def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
     train_names = {f.name for f in dataclasses.fields(train.TrainConfig)}
     train_fields = {k: v for k, v in fields.items() if k in train_names}
     model_fields = {k: v for k, v in fields.items() if k not in train_names}
-    fit, valid = splits.early_stopping_split(split.train, seed)
     config = train.TrainConfig(**{"steps": steps, **train_fields, "seed": seed})
+    fit, valid = splits.early_stopping_split(data, split, seed, config.validation)
     with tempfile.TemporaryDirectory() as out:
         result = train.train(data, fit, valid, ModelConfig(**model_fields), config, pathlib.Path(out),
                              {"name": split.name, "holdout": list(split.held_out), "seed": seed},

@@ -105,9 +105,24 @@ def by_host(data: Dataset, host: str, shots: int = 0, seed: int = 0) -> Split:
     return Split(f"by-host-k{shots}", train, test, (host,), _spec("by-host", seed, host, shots))
 
 
-def early_stopping_split(train_index: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fit, valid): 10% of the training programs held out for early stopping, deterministic from the seed."""
-    valid = np.random.default_rng(seed + 1).random(len(train_index)) < 0.1
+VALIDATIONS = ("auto", "programs", "tasks")
+
+
+def early_stopping_split(data: Dataset, split: Split, seed: int, by: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    """(fit, valid) of split.train, deterministic from the seed: 10% of the training programs ("programs"), or
+    every program of 10% of the training tasks ("tasks"). "auto" validates as the split tests: on programs of
+    seen tasks for within-task, on unseen tasks otherwise, so early stopping picks the model that generalises
+    to what the test holds, not the one that best memorises the training tasks."""
+    if by not in VALIDATIONS:
+        raise UserError(f"unknown validation {by!r}; choose {', '.join(VALIDATIONS)}")
+    train_index = split.train
+    rng = np.random.default_rng(seed + 1)
+    if by == "programs" or (by == "auto" and split.name == "within-task"):
+        valid = rng.random(len(train_index)) < 0.1
+    else:
+        tasks = np.unique(data.task[train_index])
+        held = rng.permutation(tasks)[: max(1, round(0.1 * len(tasks)))] if len(tasks) > 1 else tasks[:0]
+        valid = np.isin(data.task[train_index], held)
     return train_index[~valid], train_index[valid]
 
 

@@ -90,9 +90,9 @@ class Study:
                                                     f"seed{self.seed}")
         if (out / "done").exists():
             return out
-        fit, valid = splits.early_stopping_split(split.train, self.seed)
         config = train.TrainConfig(steps=steps, seed=self.seed, eval_every=max(steps // 6, 1),
                                    learning_rate=3e-4 if init else 1e-3)
+        fit, valid = splits.early_stopping_split(self.data, split, self.seed, config.validation)
         info = {**split.spec, "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
         train.train(self._data_for(model), fit, valid, _NEURAL[model], config, out,
                     info, show_progress=False, init=init)

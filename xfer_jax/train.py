@@ -41,10 +41,13 @@ class TrainConfig:
     max_stores: int | None = None  # truncate programs with more stores (None: the dataset's maximum)
     store_scaling: str = "log"  # log | linear | quantile: store features before standardising (normalize.py)
     only_varied_hardware: bool = True  # zero the hardware entries that never varied in training (normalize.py)
+    validation: str = "auto"  # early stopping on held-out programs or held-out tasks (splits.early_stopping_split)
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
             raise UserError(f"unknown loss {self.loss!r}; choose {', '.join(losses.LOSSES)}")
+        if self.validation not in splits.VALIDATIONS:
+            raise UserError(f"unknown validation {self.validation!r}; choose {', '.join(splits.VALIDATIONS)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -258,7 +261,7 @@ def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0
     data = dataset.load(data_path)
     split = splits.make_split(data, split_name, seed=seed, holdout=holdout, shots=shots)
     print(split.describe())
-    fit, valid = splits.early_stopping_split(split.train, seed)
+    fit, valid = splits.early_stopping_split(data, split, seed, config.validation)
     model_config = ModelConfig() if size == "base" else ModelConfig.small()
     if not use_hardware:
         model_config = ModelConfig(**{**model_config.to_dict(), "use_hardware": False})
