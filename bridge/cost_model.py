@@ -53,6 +53,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
                  adapt_budget_s: float = 1.5, adapt_every: int = 32):
         super().__init__()
+        checkpoint.use_compilation_cache()
         self.predictor, self.platform, self.frozen = predictor, platform, frozen
         # fine-tune once per `adapt_every` new measurements, not per batch: each try costs ~1-2 s of steps
         self.adapt_every, self.measured_since_update = adapt_every, 0

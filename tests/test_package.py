@@ -35,3 +35,13 @@ def test_a_built_wheel_carries_the_default_model_and_loads_it_outside_the_checko
     assert done.returncode == 0, done.stderr[-2000:]
     module_file, kind = done.stdout.split()[-2:]
     assert pathlib.Path(module_file).is_relative_to(site) and kind == "xfer"
+
+
+def test_compiled_predict_buckets_are_kept_on_disk_for_the_next_process(tmp_path):
+    script = ("import numpy as np, xfer_jax; from xfer_jax import checkpoint\n"
+              f"checkpoint.use_compilation_cache({str(tmp_path / 'cache')!r})\n"
+              "p = xfer_jax.load()\n"
+              "p.predict(np.ones((3, 2, 164)), np.ones((3, 2), bool), np.zeros((3, 20)), np.zeros(19))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert any((tmp_path / "cache").iterdir())
