@@ -42,6 +42,7 @@ COST_MODELS = ("xfer", "xgb", "xgb-pretrained", "random")
 class TuneConfig:
     trials: int = 128  # measured programs per cost model, over all tasks
     trials_per_round: int = 8  # small rounds let a good cost model show early, and cover every task sooner
+    top_k_per_task: int | None = None  # measure only the model's k best candidates of each task (one round each)
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
@@ -190,7 +191,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            "platform": [platform.name, platform.target, platform.num_threads],
            "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
-           "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {})}
+           "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {}),
+           **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {})}
     # validate the tracker, the checkpoint and every model first: a typo must not claim the folder for a job
     if config.measure.rpc_tracker:
         check_tracker(config.measure.rpc_tracker, config.measure.rpc_key)
@@ -198,7 +200,10 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     records.write_once(out / "settings.json", job, compare_keys=tuple(job))  # a rerun resumes only the same job
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
-    if config.trials < len(tasks) * config.trials_per_round:
+    if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured
+        config = dataclasses.replace(config, trials=config.top_k_per_task * len(tasks),
+                                     trials_per_round=config.top_k_per_task)
+    elif config.trials < len(tasks) * config.trials_per_round:
         tqdm.tqdm.write(f"note: {config.trials} trials cover {config.trials // config.trials_per_round} of "
                         f"{len(tasks)} tasks once; the rest keep their untuned code "
                         f"(--trials {len(tasks) * config.trials_per_round} tunes each task once)")
@@ -240,6 +245,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         if done < config.trials:  # resume: only the remaining budget is measured
             ms.tune_tasks(tasks=_contexts(tasks, target, config), task_weights=weights, work_dir=str(work_dir),
                           max_trials_global=config.trials - done, num_trials_per_iter=config.trials_per_round,
+                          max_trials_per_task=config.top_k_per_task,
                           builder=builder, runner=runner, database=database, cost_model=cost_model,
                           measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), recorder])
         bar.close()

@@ -219,6 +219,9 @@ def tune(
     trials_per_round: Optional[int] = typer.Option(None, "--trials-per-round", min=1,
                                                    help="programs measured per search round "
                                                    "[default: TuneConfig.trials_per_round]"),
+    top_k_per_task: Optional[int] = typer.Option(None, "--top-k-per-task", min=1,
+                                                 help="measure only the model's K best candidates of each task, "
+                                                 "one search per task (replaces --trials and --trials-per-round)"),
     checkpoint: Optional[pathlib.Path] = typer.Option(None, "--checkpoint",
                                                      help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
@@ -245,7 +248,10 @@ def tune(
         if not network and onnx is None:
             raise NetworkError("give --network NAME or --onnx PATH")
         models = ["xfer"] + [m.strip() for m in compare.split(",") if m.strip() and m.strip() != "xfer"]
-        config = TuneConfig(**given(trials=trials, trials_per_round=trials_per_round, data=data and str(data)),
+        if top_k_per_task and (trials or trials_per_round):
+            raise UserError("--top-k-per-task sets the trials itself; leave out --trials and --trials-per-round")
+        config = TuneConfig(**given(trials=trials, trials_per_round=trials_per_round, data=data and str(data),
+                                    top_k_per_task=top_k_per_task),
                             seed=seed, frozen=frozen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import socket
@@ -141,6 +142,17 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     with pytest.raises(UserError, match="different seed"):  # another job must not resume these databases
         tune_network(network, platform, ["random"], tmp_path, dataclasses.replace(config, seed=1), checkpoint,
                      show_progress=False)
+
+
+def test_top_k_per_task_measures_exactly_k_programs_of_every_task(checkpoint, tiny, tmp_path):
+    network = networks.onnx_network(tiny)
+    config = TuneConfig(top_k_per_task=2, e2e_number=1, e2e_repeat=1)
+    report = tune_network(network, platforms.get_platform("auto"), ["xfer"], tmp_path, config, checkpoint,
+                          show_progress=False)
+    count = report["tasks"]
+    assert report["trials"] == 2 * count and report["models"]["xfer"]["trials"] == 2 * count
+    lines = (tmp_path / "xfer" / "database_tuning_record.json").read_text().splitlines()
+    assert sorted(collections.Counter(json.loads(line)[0] for line in lines).values()) == [2] * count
 
 
 def _free_port() -> int:
