@@ -82,35 +82,26 @@ class BasicBlock(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    expansion = 4
+    expansion = 4  # block output width over the stage width
+    groups = 1  # of the 3x3 convolution
+    inner_scale = 1  # the 3x3 convolution's width over the stage width
 
     def __init__(self, cin: int, width: int, stride: int):
-        out = width * 4
-        self.conv1 = ConvAct(cin, width, 1)
-        self.conv2 = ConvAct(width, width, 3, stride)
-        self.conv3 = ConvAct(width, out, 1, act="none")
-        self.down = ConvAct(cin, out, 1, stride, act="none") if stride != 1 or cin != out else None
-
-    def forward(self, x):
-        shortcut = self.down(x) if self.down else x
-        return nn.op.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
-
-
-class GroupedBottleneck(nn.Module):
-    """ResNeXt's block: a grouped 3x3 convolution (32 groups) between two 1x1 convolutions."""
-
-    expansion = 2
-
-    def __init__(self, cin: int, width: int, stride: int, groups: int = 32):
-        inner, out = width * 2, width * 2
+        inner, out = width * self.inner_scale, width * self.expansion
         self.conv1 = ConvAct(cin, inner, 1)
-        self.conv2 = ConvAct(inner, inner, 3, stride, groups=groups)
+        self.conv2 = ConvAct(inner, inner, 3, stride, groups=self.groups)
         self.conv3 = ConvAct(inner, out, 1, act="none")
         self.down = ConvAct(cin, out, 1, stride, act="none") if stride != 1 or cin != out else None
 
     def forward(self, x):
         shortcut = self.down(x) if self.down else x
         return nn.op.relu(self.conv3(self.conv2(self.conv1(x))) + shortcut)
+
+
+class GroupedBottleneck(Bottleneck):
+    """ResNeXt's block: a 3x3 convolution in 32 groups, twice as wide as ResNet's, between two 1x1 convolutions."""
+
+    expansion, groups, inner_scale = 2, 32, 2
 
 
 class ResNet(nn.Module):
