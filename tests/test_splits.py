@@ -44,15 +44,13 @@ def test_by_host_refuses_an_unknown_host_in_one_line(two_hosts):
         splits.make_split(two_hosts, "by-host", holdout="nosuch")
 
 
-def test_early_stopping_validates_on_unseen_tasks_unless_the_split_tests_seen_ones(two_hosts):
+def test_early_stopping_holds_out_programs_of_seen_tasks_or_whole_tasks(two_hosts):
     by_task = splits.make_split(two_hosts, "by-task", seed=0)
     fit, valid = splits.early_stopping_split(two_hosts, by_task, seed=0)
+    assert set(two_hosts.task[valid]) <= set(two_hosts.task[fit])  # programs of seen tasks
+    assert sorted(np.concatenate([fit, valid])) == sorted(by_task.train)
+    fit, valid = splits.early_stopping_split(two_hosts, by_task, seed=0, by="tasks")
     assert len(valid) and not set(two_hosts.task[fit]) & set(two_hosts.task[valid])  # whole tasks held out
     assert sorted(np.concatenate([fit, valid])) == sorted(by_task.train)
-    within = splits.make_split(two_hosts, "within-task", seed=0)
-    fit, valid = splits.early_stopping_split(two_hosts, within, seed=0)
-    assert set(two_hosts.task[valid]) <= set(two_hosts.task[fit])  # programs of seen tasks
-    fit_t, valid_t = splits.early_stopping_split(two_hosts, within, seed=0, by="tasks")
-    assert not set(two_hosts.task[fit_t]) & set(two_hosts.task[valid_t])
     with pytest.raises(UserError, match="unknown validation"):
-        splits.early_stopping_split(two_hosts, within, seed=0, by="nope")
+        splits.early_stopping_split(two_hosts, by_task, seed=0, by="nope")

@@ -105,19 +105,19 @@ def by_host(data: Dataset, host: str, shots: int = 0, seed: int = 0) -> Split:
     return Split(f"by-host-k{shots}", train, test, (host,), _spec("by-host", seed, host, shots))
 
 
-VALIDATIONS = ("auto", "programs", "tasks")
+VALIDATIONS = ("programs", "tasks")
 
 
-def early_stopping_split(data: Dataset, split: Split, seed: int, by: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+def early_stopping_split(data: Dataset, split: Split, seed: int, by: str = "programs") -> tuple[np.ndarray, np.ndarray]:
     """(fit, valid) of split.train, deterministic from the seed: 10% of the training programs ("programs"), or
-    every program of 10% of the training tasks ("tasks"). "auto" validates as the split tests: on programs of
-    seen tasks for within-task, on unseen tasks otherwise, so early stopping picks the model that generalises
-    to what the test holds, not the one that best memorises the training tasks."""
+    every program of 10% of the training tasks ("tasks"). Validating on unseen tasks sounds like the by-task
+    test, but it lost there (session 6, by-task PCA 0.726 against 0.743): a tenth of the tasks is a noisy
+    yardstick that stops early, and those tasks are lost to training."""
     if by not in VALIDATIONS:
         raise UserError(f"unknown validation {by!r}; choose {', '.join(VALIDATIONS)}")
     train_index = split.train
     rng = np.random.default_rng(seed + 1)
-    if by == "programs" or (by == "auto" and split.name == "within-task"):
+    if by == "programs":
         valid = rng.random(len(train_index)) < 0.1
     else:
         tasks = np.unique(data.task[train_index])

@@ -41,7 +41,7 @@ class TrainConfig:
     max_stores: int | None = None  # truncate programs with more stores (None: the dataset's maximum)
     store_scaling: str = "log"  # log | linear | quantile: store features before standardising (normalize.py)
     only_varied_hardware: bool = True  # zero the hardware entries that never varied in training (normalize.py)
-    validation: str = "auto"  # early stopping on held-out programs or held-out tasks (splits.early_stopping_split)
+    validation: str = "programs"  # early stopping on held-out programs or tasks (splits.early_stopping_split)
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
