@@ -277,8 +277,10 @@ def report(
     networks: Optional[str] = typer.Option(None, "--networks", help="by-network holdouts (default: two)"),
     platforms: Optional[str] = typer.Option(None, "--platforms", help="by-platform holdouts (default: all)"),
     hosts: Optional[str] = typer.Option(None, "--hosts", help="by-host holdouts (default: all)"),
-    models: Optional[str] = typer.Option(None, "--models", help="only these models, e.g. xfer,noHW,xgb,xgb+hw "
-                                         "(default: every model of the split and transfer tables)"),
+    models: Optional[str] = typer.Option(None, "--models", help="the split table's models, e.g. xfer,xgb,xgb+hw "
+                                         "[default: Plan.split_models]"),
+    transfer_models: Optional[str] = typer.Option(None, "--transfer-models", help="the transfer tables' models, e.g. "
+                                                  "xfer,noHW,xgb,xgb+hw [default: Plan.transfer_models]"),
     pruning: bool = typer.Option(True, "--pruning/--no-pruning", help="the pruning curves"),
     keep_fractions: Optional[str] = typer.Option(None, "--keep-fractions", help="pruning curve points"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="train this many models at once (processes)"),
@@ -286,7 +288,7 @@ def report(
     """Every model on every split (by-host included), transfer curves, pruning and tuning, as reports/README.md,
     PNG plots and summary.json. Trained models are cached: a rerun only trains what is missing."""
     with user_errors():
-        from xfer_jax.report import Plan, build, models_plan, parse_fractions, parse_list
+        from xfer_jax.report import Plan, build, parse_fractions, parse_list
 
         plan = Plan(**given(seeds=parse_list(seeds, int, "--seeds"), steps=steps, finetune_steps=finetune_steps,
                             shots=shots and parse_list(shots, int, "--shots"),
@@ -294,7 +296,8 @@ def report(
                             platforms=platforms and parse_list(platforms, str, "--platforms"),
                             hosts=hosts and parse_list(hosts, str, "--hosts"), pruning=pruning,
                             fractions=keep_fractions and parse_fractions(keep_fractions),
-                            **(models_plan(parse_list(models, str, "--models")) if models else {})))
+                            split_models=models and parse_list(models, str, "--models"),
+                            transfer_models=transfer_models and parse_list(transfer_models, str, "--transfer-models")))
         summary = build(data, out, plan, log=typer.echo, jobs=jobs)
     for label in ("by-task", "by-network/mean", "by-platform-k0/mean", "by-host-k0/mean"):
         margin = summary["xfer_minus_best_baseline"].get(label, {}).get("pca")

@@ -18,6 +18,19 @@ def test_the_shipped_default_loads_without_a_path_from_outside_the_checkout(tmp_
     assert done.stdout.split()[-1] == "xfer"
 
 
+@pytest.mark.parametrize("folder", sorted(p.name for p in (REPO / "checkpoints").iterdir() if p.is_dir()))
+def test_every_shipped_checkpoint_loads_and_scores_with_this_version(folder):
+    import numpy as np
+
+    import xfer_jax
+
+    predictor = xfer_jax.load(REPO / "checkpoints" / folder)
+    rng = np.random.default_rng(0)
+    scores = predictor.predict(np.abs(rng.normal(size=(5, 3, 164))), np.ones((5, 3), bool), rng.normal(size=(5, 20)),
+                               np.zeros(19))
+    assert scores.shape == (5,) and np.isfinite(scores).all() and np.ptp(scores) > 0
+
+
 def test_a_built_wheel_carries_the_default_model_and_loads_it_outside_the_checkout(tmp_path):
     pytest.importorskip("wheel", reason="building a wheel offline needs the wheel package")
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",

@@ -56,17 +56,12 @@ def test_xfer_margin_is_over_the_best_other_model_and_ignores_xgb_target():
     assert report._margin({"xgb": {"pca": 0.7}}) is None
 
 
-def test_chosen_models_keep_each_table_s_own_models_in_its_own_order():
-    plan = report.Plan(**report.models_plan(("xgb+hw", "mlp-onehot", "xfer", "xgb-target")))
-    assert plan.split_models == ("xfer", "xgb+hw")
-    assert plan.transfer_models == ("xfer", "mlp-onehot", "xgb+hw", "xgb-target")
-
-
 def test_report_rejects_bad_input_in_one_line(synthetic_dataset, tmp_path):
     for args in (["--data", str(tmp_path / "missing")], ["--keep-fractions", "0,2"], ["--keep-fractions", "abc"],
                  ["--seeds", "x"], ["--data", str(synthetic_dataset), "--hosts", "nosuch"],
                  ["--data", str(synthetic_dataset), "--networks", "nosuch"],
-                 ["--data", str(synthetic_dataset), "--models", "xfer,nosuch"]):
+                 ["--data", str(synthetic_dataset), "--models", "xfer,nosuch"],
+                 ["--data", str(synthetic_dataset), "--transfer-models", "mlp"]):
         done = subprocess.run([*CLI, "report", "--out", str(tmp_path / "r"), *args],
                               capture_output=True, text=True)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr

@@ -90,6 +90,15 @@ def restore_training(manager: ocp.CheckpointManager, params, opt_state):
     return params, restored["opt_state"], restored["metadata"]
 
 
+# model fields added after checkpoints were shipped, with the value every checkpoint written before them had
+_FIELDS_BEFORE_THEY_EXISTED = {"store_hidden": 0, "store_bins": 0}
+
+
+def model_config_of(meta: dict) -> ModelConfig:
+    """The ModelConfig a checkpoint was trained with, also for checkpoints older than some of its fields."""
+    return ModelConfig(**{**_FIELDS_BEFORE_THEY_EXISTED, **meta["model"]})
+
+
 def _check_metadata(path: pathlib.Path, meta: dict) -> None:
     expected = {"schema_version": SCHEMA_VERSION, "store_features": NUM_STORE_FEATURES,
                 "workload_features": NUM_WORKLOAD_FEATURES, "hardware_features": list(HARDWARE_FEATURE_NAMES)}
@@ -112,7 +121,7 @@ class Predictor:
 
     def __init__(self, graphdef, params, metadata: dict):
         self.graphdef, self.params, self.metadata = graphdef, params, metadata
-        self.config = ModelConfig(**metadata["model"])
+        self.config = model_config_of(metadata)
         self.normalizer = Normalizer.from_dict(metadata["normalizer"])
         self.max_stores = int(metadata["max_stores"])
         self._score = jax.jit(functools.partial(_normalized_score, graphdef=graphdef, normalizer=self.normalizer))
@@ -200,7 +209,7 @@ def load(path: str | pathlib.Path | None = None) -> Predictor:
             if not isinstance(meta, dict):
                 raise CheckpointError(f"checkpoint {path} has no readable metadata")
             _check_metadata(path, meta)
-            model = build_model(ModelConfig(**meta["model"]), nnx.Rngs(0))
+            model = build_model(model_config_of(meta), nnx.Rngs(0))
             graphdef, params = nnx.split(model, nnx.Param)
             abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(params))
             restored = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(abstract)))

@@ -358,15 +358,6 @@ def parse_list(text: str, kind=str, what: str = "values") -> tuple:
     return values
 
 
-def models_plan(names: tuple[str, ...]) -> dict:
-    """Plan fields for a chosen set of models: each table keeps the chosen models it knows, in its own order."""
-    unknown = sorted(set(names) - set(MODELS) - set(TRANSFER_MODELS))
-    if unknown:
-        raise UserError(f"unknown model {', '.join(unknown)}; choose from {', '.join(dict.fromkeys(MODELS + TRANSFER_MODELS))}")
-    return {"split_models": tuple(m for m in MODELS if m in names),
-            "transfer_models": tuple(m for m in TRANSFER_MODELS if m in names)}
-
-
 def parse_fractions(text: str) -> tuple[float, ...]:
     values = parse_list(text, float, "--keep-fractions")
     if any(not 0 < v <= 1 for v in values):

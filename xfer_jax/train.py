@@ -39,7 +39,8 @@ class TrainConfig:
     patience: int = 5  # evaluations without a better validation PCA before stopping
     seed: int = 0
     max_stores: int | None = None  # truncate programs with more stores (None: the dataset's maximum)
-    store_scaling: str = "log"  # log | linear | quantile: store features before standardising (normalize.py)
+    # log | linear | quantile (normalize.py); auto: quantile for a model that bins its store features, else log
+    store_scaling: str = "auto"
     only_varied_hardware: bool = True  # zero the hardware entries that never varied in training (normalize.py)
     validation: str = "programs"  # early stopping on held-out programs or tasks (splits.early_stopping_split)
 
@@ -48,6 +49,11 @@ class TrainConfig:
             raise UserError(f"unknown loss {self.loss!r}; choose {', '.join(losses.LOSSES)}")
         if self.validation not in splits.VALIDATIONS:
             raise UserError(f"unknown validation {self.validation!r}; choose {', '.join(splits.VALIDATIONS)}")
+
+    def scaling_for(self, model_config: ModelConfig) -> str:
+        if self.store_scaling != "auto":
+            return self.store_scaling
+        return "quantile" if model_config.store_bins else "log"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -188,7 +194,8 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     else:
         stores = config.max_stores or data.mask.shape[1]
         normalizer = Normalizer.fit(train_data.features[:, :stores], train_data.mask[:, :stores],
-                                    train_data.workload, train_data.hardware, store_scaling=config.store_scaling,
+                                    train_data.workload, train_data.hardware,
+                                    store_scaling=config.scaling_for(model_config),
                                     only_varied_hardware=config.only_varied_hardware)
 
     if model_config.store_bins and normalizer.store_scaling != "quantile":
