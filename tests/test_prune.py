@@ -65,3 +65,20 @@ def test_prune_refuses_an_out_inside_its_source_or_onto_a_file(synthetic_dataset
         with pytest.raises(dataset.DatasetError, match=message):
             dataset.write_subset(synthetic_dataset, np.arange(5), out, {})
     assert not (synthetic_dataset / "pruned").exists()  # refused before anything was written
+
+
+def test_model_methods_keep_the_fastest_and_prefer_what_the_booster_ranks_worst(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    pool = np.flatnonzero(np.isfinite(data.latency))
+    surprise = prune._surprise(data, pool, "hard", seed=0)
+    assert surprise.shape == (len(pool),) and (surprise >= 0).all() and (surprise <= 1).all()
+    for method in ("hard", "disagree"):
+        kept = prune.select(data, 0.3, method, seed=0)
+        for group in np.unique(data.group):
+            members = np.flatnonzero((data.group == group) & np.isfinite(data.latency))
+            assert members[np.argmin(data.latency[members])] in kept
+    group = data.group[pool[0]]
+    at = np.flatnonzero(data.group[pool] == group)
+    kept = set(prune.select(data, 0.3, "hard", seed=0)) & set(pool[at])
+    worst = pool[at][np.argsort(-surprise[at], kind="stable")][:2]  # the fastest may take one of these places
+    assert len(kept & set(worst)) >= 1

@@ -16,10 +16,13 @@ import xgboost
 
 
 class PackSumXGB:
-    def __init__(self, rounds: int = 300, max_depth: int = 10, eta: float = 0.2, seed: int = 43):
+    def __init__(self, rounds: int = 300, max_depth: int = 10, eta: float = 0.2, seed: int = 43,
+                 subsample: float = 1.0, colsample: float = 1.0):
         self.rounds = rounds
         self.params = {"max_depth": max_depth, "gamma": 0.001, "min_child_weight": 0, "eta": eta, "seed": seed,
                        "nthread": 2, "verbosity": 0}
+        if subsample < 1.0 or colsample < 1.0:  # row and feature sampling: boosters that see different data
+            self.params.update(subsample=subsample, colsample_bytree=colsample)
         self.booster = None
 
     @staticmethod

@@ -9,6 +9,11 @@ Methods:
     dedup       drop near-duplicate programs (equal features after rounding), then sample the rest uniformly
     stratified  evenly spaced latency quantiles of each group, always including its fastest program
     kcenter     greedy k-center in feature space, started from the fastest program: covers the design space
+    hard        what a model does not yet know: a pack-sum booster fitted on the pool ranks every group; keep the
+                fastest program, then half the quota with the largest rank errors, then a uniform sample
+    disagree    the same with the disagreement of two boosters that saw different rows and features: the
+                programs whose rank the data does not pin down, without needing their latency (so it can pick what
+                to measure on a new host)
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from .dataset import Dataset
 from .errors import UserError
 from .normalize import signed_log
 
-METHODS = ("random", "dedup", "stratified", "kcenter")
+METHODS = ("random", "dedup", "stratified", "kcenter", "hard", "disagree")
+_MODEL_METHODS = ("hard", "disagree")
 
 
 def _group_quota(size: int, keep: float) -> int:
@@ -61,6 +67,45 @@ def _kcenter(members: np.ndarray, vectors: np.ndarray, data: Dataset, quota: int
     return members[chosen]
 
 
+def _rank_in_group(values: np.ndarray) -> np.ndarray:
+    """Rank percentile of each value in its group, 0 for the largest (the fastest, for a score)."""
+    order = np.argsort(-values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    return ranks / max(len(values) - 1, 1)
+
+
+def _surprise(data: Dataset, pool: np.ndarray, method: str, seed: int) -> np.ndarray:
+    """Per pool program, higher means less known: the booster's rank error ("hard") or the rank disagreement of
+    two boosters on different halves of the rows and features ("disagree"), each within its group."""
+    from .baselines import PackSumXGB
+
+    subset = data.subset(pool)
+    if method == "hard":
+        boosters = [PackSumXGB(rounds=100, seed=seed)]
+    else:
+        boosters = [PackSumXGB(rounds=100, seed=seed + i, subsample=0.5, colsample=0.5) for i in (0, 1)]
+    scores = [b.fit(subset.features, subset.mask, subset.label).predict(subset.features, subset.mask)
+              for b in boosters]
+    surprise = np.zeros(len(pool))
+    for group in np.unique(subset.group):
+        at = np.flatnonzero(subset.group == group)
+        first = _rank_in_group(scores[0][at])
+        other = _rank_in_group(subset.label[at] if method == "hard" else scores[1][at])
+        surprise[at] = np.abs(first - other)
+    return surprise
+
+
+def _surprising(members: np.ndarray, surprise: np.ndarray, data: Dataset, quota: int,
+                rng: np.random.Generator) -> np.ndarray:
+    """The fastest program, half the quota by surprise, the rest uniformly: all-surprise sets chase label noise."""
+    fastest = members[np.argmin(data.latency[members])]
+    by_surprise = [m for m in members[np.argsort(-surprise, kind="stable")] if m != fastest][: max(quota // 2 - 1, 0)]
+    chosen = [fastest, *by_surprise]
+    rest = rng.permutation(np.setdiff1d(members, chosen))
+    return np.concatenate([chosen, rest[: quota - len(chosen)]]).astype(members.dtype)
+
+
 def select(data: Dataset, keep: float, method: str, seed: int = 0, within: np.ndarray | None = None) -> np.ndarray:
     """Sorted indices of the programs to keep; `within` restricts pruning to those indices (e.g. a train split)."""
     if method not in METHODS:
@@ -71,7 +116,8 @@ def select(data: Dataset, keep: float, method: str, seed: int = 0, within: np.nd
     pool = np.arange(len(data)) if within is None else np.asarray(within)
     pool = pool[np.isfinite(data.latency[pool])]
     vectors = _embedding(data, pool) if method == "kcenter" else None
-    position = {int(p): i for i, p in enumerate(pool)} if vectors is not None else {}
+    surprise = _surprise(data, pool, method, seed) if method in _MODEL_METHODS else None
+    position = {int(p): i for i, p in enumerate(pool)}
     kept = []
     for group in np.unique(data.group[pool]):
         members = pool[data.group[pool] == group]
@@ -82,6 +128,8 @@ def select(data: Dataset, keep: float, method: str, seed: int = 0, within: np.nd
             kept.append(_dedup(members, data, quota, rng))
         elif method == "stratified":
             kept.append(_stratified(members, data, quota))
+        elif method in _MODEL_METHODS:
+            kept.append(_surprising(members, surprise[[position[int(m)] for m in members]], data, quota, rng))
         else:
             kept.append(_kcenter(members, vectors[[position[int(m)] for m in members]], data, quota))
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
