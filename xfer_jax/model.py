@@ -30,7 +30,7 @@ class ModelConfig:
     mlp_ratio: int = 2
     store_hidden: int = 128  # > 0: each store row passes an MLP (features -> store_hidden -> dim) before attention
     # > 0: each store feature, quantile-scaled into [0, 1], becomes this many piecewise-linear bins: one linear
-    # layer on top can then cut a feature anywhere, as a tree's split does (by-task PCA +0.03, session 6)
+    # layer on top can then cut a feature anywhere, as a tree's split does (by-task PCA +0.02, session 6); xfer only
     store_bins: int = 8
     use_hardware: bool = True  # False is the noHW ablation: no hardware input at all
     hardware_cross: bool = True  # program tokens cross-attend to hardware tokens in every block
