@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import pytest
 import xfer_jax
 from helpers import CLI
 from xfer_jax import checkpoint, dataset, metrics, splits, train
+from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
 TINY = train.TrainConfig(steps=60, eval_every=30, groups_per_batch=4, programs_per_group=8, patience=3)
@@ -141,7 +143,6 @@ def test_splits_are_deterministic_and_disjoint(synthetic_dataset):
 
 def test_eval_refuses_a_split_or_dataset_the_checkpoint_was_not_trained_on(synthetic_dataset, tmp_path):
     from helpers import synthetic_shards
-    from xfer_jax.errors import UserError
     from xfer_jax.evaluate import evaluate_checkpoint
 
     data = dataset.load(synthetic_dataset)
@@ -172,6 +173,19 @@ def test_a_model_with_a_per_store_mlp_round_trips_through_its_checkpoint(synthet
     test = data.subset(split.test)
     scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
     assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
+
+
+def test_a_binned_model_trains_on_quantile_inputs_and_refuses_others(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    config = ModelConfig(dim=16, heads=2, layers=1, hardware_tokens=2, store_hidden=24, store_bins=4)
+    train.train(data, split.train, split.test, config, TINY, tmp_path / "ck", show_progress=False)
+    assert xfer_jax.load(tmp_path / "ck").normalizer.store_scaling == "quantile"  # chosen by store_scaling="auto"
+    log_scaled = dataclasses.replace(TINY, store_scaling="log")
+    with pytest.raises(UserError, match="store_bins needs store_scaling='quantile'"):
+        train.train(data, split.train, split.test, config, log_scaled, tmp_path / "other", show_progress=False)
+    mlp = ModelConfig(kind="mlp", use_hardware=False)  # TenSet's MLP keeps its signed-log inputs
+    assert TINY.scaling_for(mlp) == "log" and TINY.scaling_for(ModelConfig()) == "quantile"
 
 
 def test_train_and_eval_commands_refuse_bad_input_in_one_line(synthetic_dataset, tmp_path):
