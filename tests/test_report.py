@@ -81,3 +81,12 @@ def test_cached_results_are_keyed_by_the_model_definition(monkeypatch):
     longer = dataclasses.replace(train.TrainConfig(), patience=50)
     monkeypatch.setattr(study.train, "TrainConfig", lambda: longer)
     assert study.model_version("xfer") != before  # nor does a changed training default
+
+
+def test_transfer_and_network_means_cover_every_holdout_not_the_last_part():
+    row = lambda pca: {"xfer": {"pca": pca, "top1": pca, "top5": pca}}  # noqa: E731
+    table = {"by-host-k0/a": row(0.7), "by-host-k0/b": row(0.8), "by-host-k0/mean": row(0.8),  # b's own part mean
+             "by-network/x": row(0.6), "by-network/y": row(0.7), "by-task": row(0.5)}
+    means = report._with_means(table)
+    assert abs(means["by-host-k0/mean"]["xfer"]["pca"] - 0.75) < 1e-9
+    assert abs(means["by-network/mean"]["xfer"]["pca"] - 0.65) < 1e-9 and "by-task/mean" not in means

@@ -285,10 +285,14 @@ def over_seeds(tables: list[dict]) -> dict:
 
 
 def _with_means(table: dict) -> dict:
-    """Adds by-network/mean over the held-out networks (the transfer means come from Study.flatten_transfer)."""
-    nets = [row for label, row in table.items() if label.startswith("by-network/")]
-    if nets:
-        table["by-network/mean"] = {m: mean_report([row.get(m) for row in nets]) for m in nets[0]}
+    """Adds ".../mean" over the holdouts of by-network and of every by-host / by-platform shots row. Parts run one
+    holdout each, so a mean they carry covers that holdout alone and is recomputed here over all of them."""
+    prefixes = {label.rsplit("/", 1)[0] for label in table if "/" in label}
+    for prefix in prefixes:
+        rows = [row for label, row in table.items() if label.startswith(prefix + "/") and not label.endswith("/mean")]
+        if rows:
+            models = dict.fromkeys(m for row in rows for m in row)
+            table[f"{prefix}/mean"] = {m: mean_report([row.get(m) for row in rows]) for m in models}
     return table
 
 
