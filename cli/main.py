@@ -297,7 +297,8 @@ def report(
                             hosts=hosts and parse_list(hosts, str, "--hosts"), pruning=pruning,
                             fractions=keep_fractions and parse_fractions(keep_fractions),
                             split_models=models and parse_list(models, str, "--models"),
-                            transfer_models=transfer_models and parse_list(transfer_models, str, "--transfer-models")))
+                            transfer_models=transfer_models and parse_list(transfer_models, str,
+                                                                           "--transfer-models")))
         summary = build(data, out, plan, log=typer.echo, jobs=jobs)
     for label in ("by-task", "by-network/mean", "by-platform-k0/mean", "by-host-k0/mean"):
         margin = summary["xfer_minus_best_baseline"].get(label, {}).get("pca")

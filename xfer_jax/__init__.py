@@ -1,7 +1,8 @@
 """xfer-jax: a cost model for tensor programs that learns program and hardware features together.
 
-`xfer_jax.load(path)` returns a Predictor (`xfer_jax.load()`: the default model shipped in the package); it needs only JAX (no TVM, no training code). JAX is imported on
-first use, so that `bridge` build workers, which import `xfer_jax.hardware`, stay light.
+`xfer_jax.load(path)` returns a Predictor (`xfer_jax.load()`: the default model shipped in the package); it
+needs only JAX (no TVM, no training code). JAX is imported on first use, so that `bridge` build workers, which
+import `xfer_jax.hardware`, stay light.
 """
 
 

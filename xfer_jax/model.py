@@ -43,6 +43,11 @@ class ModelConfig:
     def small(cls) -> "ModelConfig":
         return cls(dim=32, heads=2, layers=1, hardware_tokens=2, store_hidden=0)
 
+    @property
+    def bins_stores(self) -> bool:
+        """Whether this model reads its store features through piecewise-linear bins (quantile inputs)."""
+        return self.kind == "xfer" and self.store_bins > 0
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -119,7 +124,8 @@ class CostModel(nnx.Module):
             raise ValueError(f"unknown readout {config.readout!r}; choose {', '.join(READOUTS)}")
         self.config = config
         dim = config.dim
-        row_width = config.store_features * max(config.store_bins, 1) + (config.hardware_features if self._hardware_in_stores else 0)
+        row_width = (config.store_features * max(config.store_bins, 1)
+                     + (config.hardware_features if self._hardware_in_stores else 0))
         if config.store_hidden:
             self.store_hidden = nnx.Linear(row_width, config.store_hidden, rngs=rngs)
             self.store_embed = nnx.Linear(config.store_hidden, dim, rngs=rngs)

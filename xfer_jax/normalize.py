@@ -32,8 +32,8 @@ class Normalizer:
 
     Store scalings: "log" (signed_log: sign(x) log1p|x|), "linear" (none: TVM's PerStoreFeature already
     log-scales its counts) or "quantile" (each column through its training CDF into [0, 1], so an input
-    outside the training range saturates instead of extrapolating, as a tree's split does; not standardised, so
-that the model's piecewise-linear bins see [0, 1]).
+        outside the training range saturates instead of extrapolating, as a tree's split does; not standardised, so
+    that the model's piecewise-linear bins see [0, 1]).
 
     A column that is constant in training gets std 1, so an unseen value (say, a new thread count) moves the
     input by its raw difference instead of blowing up. The hardware vector is only centred, never scaled: it
@@ -75,8 +75,8 @@ that the model's piecewise-linear bins see [0, 1]).
         store_mean, store_std = stats(scaled)
         if store_scaling == "quantile":  # already in [0, 1]; piecewise-linear bins (model.py) need it unshifted
             store_mean, store_std = np.zeros_like(store_mean), np.ones_like(store_std)
-        return cls(store_mean, store_std, *stats(workload), hardware_mean, np.ones_like(hardware_mean), store_scaling, knots,
-                   varied)
+        return cls(store_mean, store_std, *stats(workload), hardware_mean, np.ones_like(hardware_mean), store_scaling,
+                   knots, varied)
 
     @staticmethod
     def _scale(rows, scaling: str, knots, xp):

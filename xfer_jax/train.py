@@ -53,7 +53,7 @@ class TrainConfig:
     def scaling_for(self, model_config: ModelConfig) -> str:
         if self.store_scaling != "auto":
             return self.store_scaling
-        return "quantile" if model_config.kind == "xfer" and model_config.store_bins else "log"
+        return "quantile" if model_config.bins_stores else "log"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -198,7 +198,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
                                     store_scaling=config.scaling_for(model_config),
                                     only_varied_hardware=config.only_varied_hardware)
 
-    if model_config.kind == "xfer" and model_config.store_bins and normalizer.store_scaling != "quantile":
+    if model_config.bins_stores and normalizer.store_scaling != "quantile":
         raise UserError("store_bins needs store_scaling='quantile' (its bins read features in [0, 1])")
 
     def inputs_of(d: Dataset) -> tuple:
