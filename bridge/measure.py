@@ -225,7 +225,7 @@ class LoadGuard:
 
     def __init__(self, platform: Platform, target, builder, runner, threshold: float = 1.25):
         self.platform, self.runner, self.threshold = platform, runner, threshold
-        candidate = _reference_candidate()
+        candidate = _reference_candidate(platform.device_type)
         built = builder.build([ms.builder.BuilderInput(candidate.sch.mod, target)])[0]
         if built.error_msg:
             raise MeasureError(f"the reference program failed to build: {_first_line(built.error_msg)}; "
@@ -254,8 +254,9 @@ class LoadGuard:
         return ratio
 
 
-def _reference_candidate() -> ms.MeasureCandidate:
-    """A parallel 256x256x256 float32 matmul: long enough to notice a second busy core."""
+def _reference_candidate(device_type: str) -> ms.MeasureCandidate:
+    """A 256x256x256 float32 matmul, parallel over the CPU cores or spread over GPU blocks and threads:
+    long enough to notice a second busy core."""
     n = 256
     a = te.placeholder((n, n), name="A")
     b = te.placeholder((n, n), name="B")
@@ -265,8 +266,12 @@ def _reference_candidate() -> ms.MeasureCandidate:
     sch = tvm.s_tir.Schedule(tvm.IRModule({"main": func}))
     block = sch.get_sblock("C")
     i, j, k = sch.get_loops(block)
-    j_outer, j_inner = sch.split(j, [None, 8])
-    sch.reorder(i, j_outer, k, j_inner)  # unscheduled, LLVM spends ~40 s compiling this matmul
-    sch.parallel(i)
-    sch.vectorize(j_inner)
+    if device_type == "cuda":  # a GPU kernel must bind its loops to blocks and threads
+        sch.bind(i, "blockIdx.x")
+        sch.bind(j, "threadIdx.x")
+    else:
+        j_outer, j_inner = sch.split(j, [None, 8])
+        sch.reorder(i, j_outer, k, j_inner)  # unscheduled, LLVM spends ~40 s compiling this matmul
+        sch.parallel(i)
+        sch.vectorize(j_inner)
     return ms.MeasureCandidate(sch, ms.arg_info.ArgInfo.from_prim_func(func))

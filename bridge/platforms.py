@@ -205,6 +205,52 @@ H100 = Platform(
 )
 
 
+def _fp32_lanes_per_sm(compute_capability: float) -> int:
+    """fp32 lanes per SM: 64 up to the A100 (8.0), 128 from Ampere's GA10x (8.6) on."""
+    return 64 if compute_capability < 8.6 else 128
+
+
+def _measure_gpu_bw_gbs(device) -> float:
+    """Device-to-device copy bandwidth, best of 5 copies of 256 MiB, counting bytes read and written."""
+    import tvm
+
+    src = tvm.runtime.empty((64 * 1024 * 1024,), "float32", device)
+    dst = tvm.runtime.empty((64 * 1024 * 1024,), "float32", device)
+    best = float("inf")
+    for _ in range(5):
+        device.sync()
+        start = time.perf_counter()
+        src.copyto(dst)
+        device.sync()
+        best = min(best, time.perf_counter() - start)
+    return round(2 * 256 * 1024 * 1024 / best / 1e9, 1)
+
+
+def local_gpu_platform() -> Platform:
+    """This host's first CUDA GPU, described from what the driver reports: `cuda@nvidia-h100-80gb-hbm3`."""
+    import tvm
+
+    device = tvm.cuda(0)
+    if not device.exist:
+        raise PlatformError(f"platform 'cuda' describes this host's GPU, and it has none; runnable here: "
+                            f"{', '.join(runnable_platform_names())}")
+    model = str(device.device_name)
+    capability = float(device.compute_version)
+    clock = round(device.max_clock_rate / 1e6, 2)  # kHz
+    descriptor = HardwareDescriptor(
+        kind="gpu", model=model, l3_kib=round(device.l2_cache_size_bytes / 1024), clock_ghz=clock,
+        peak_gflops=round(2 * clock * device.multi_processor_count * _fp32_lanes_per_sm(capability)),
+        mem_bw_gbs=_measure_gpu_bw_gbs(device), sm_count=device.multi_processor_count,
+        shared_mem_kib=device.max_shared_memory_per_block / 1024, max_threads_per_block=device.max_threads_per_block,
+        warp_size=device.warp_size, compute_capability=capability)
+    arch = "sm_" + str(device.compute_version).replace(".", "")
+    target = {"kind": "cuda", "arch": arch, "max_threads_per_block": device.max_threads_per_block,
+              "max_shared_memory_per_block": device.max_shared_memory_per_block,
+              "thread_warp_size": device.warp_size}
+    slug = "-".join("".join(ch if ch.isalnum() else " " for ch in model.lower()).split())
+    return Platform(f"cuda@{slug}", target, 0, descriptor)
+
+
 def builtin_platform_names() -> list[str]:
     return [f"{isa[0]}-{t}t" for isa in _ISA_LEVELS for t in (1, 2)] + [H100.name]
 
@@ -240,7 +286,8 @@ def host_cpu_name() -> str:
 
 
 def get_platform(name: str) -> Platform:
-    """A built-in name (see builtin_platform_names), 'auto', or the path of a .json/.toml platform file.
+    """A built-in name (see builtin_platform_names), 'auto' (this CPU), 'cuda' (this host's GPU), or the path
+    of a .json/.toml platform file.
 
     A built-in name may carry a host label, `avx2-2t@znver5`, which names this ISA x threads config on one
     particular machine: a dataset measured on several hosts keeps their configs apart. `@host` stands for
@@ -254,6 +301,8 @@ def get_platform(name: str) -> Platform:
         return dataclasses.replace(get_platform(base), name=f"{base}@{host_cpu_name() if label == 'host' else label}")
     if name == "auto":
         return auto_platform()
+    if name == "cuda":
+        return local_gpu_platform()
     if name == H100.name:
         return H100
     if name.endswith((".json", ".toml")):
@@ -263,4 +312,4 @@ def get_platform(name: str) -> Platform:
             if name == f"{level[0]}-{threads}t":
                 return cpu_platform(name, level[1], threads, level[2], level[3], level[4])
     raise PlatformError(f"unknown platform {name!r}; choose from {', '.join(builtin_platform_names())}, "
-                        "auto, or a .json/.toml platform file")
+                        "auto, cuda (this host's GPU), or a .json/.toml platform file")

@@ -322,3 +322,34 @@ def test_a_platform_file_with_a_typo_or_a_wrong_type_is_refused_in_one_line(tmp_
                                         '[descriptor]\nkind = "cpu"\n')
     with pytest.raises(platforms.PlatformError, match="kind 'llvm' or 'cuda'"):
         platforms.get_platform(str(tmp_path / "kind.toml"))
+
+
+def test_cuda_names_this_hosts_gpu_or_says_in_one_line_that_there_is_none():
+    if tvm.cuda(0).exist:
+        gpu = platforms.get_platform("cuda")
+        assert gpu.name.startswith("cuda@") and gpu.descriptor.sm_count > 0 and gpu.target["arch"].startswith("sm_")
+    else:
+        out = subprocess.run(CLI + ["collect", "--platform", "cuda", "--network", "resnet18", "--out", "/nonexistent"],
+                             capture_output=True, text=True)
+        assert out.returncode == 2 and "Traceback" not in out.stderr
+        assert "has none" in out.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="building CUDA kernels needs nvcc")
+def test_gpu_candidates_and_the_gpu_load_reference_build_for_sm_90_without_a_gpu():
+    from xfer_jax.bridge import measure, tasks
+
+    target = platforms.get_platform("h100").tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(write_matmul_onnx(pathlib.Path(os.environ.get(
+        "TMPDIR", "/tmp")) / "xfer-jax-cuda-test.onnx")), target)[0]
+    context = ms.TuneContext(task.mod, target=target, space_generator="post-order-apply",
+                             search_strategy=ms.search_strategy.ReplayTrace(), task_name=task.name, rand_state=1)
+    database = ms.database.MemoryDatabase()
+    database.commit_workload(task.mod)
+    context.search_strategy.pre_tuning(4, 4, context.space_generator.generate_design_space(task.mod), database, None)
+    candidates = list(context.search_strategy.generate_measure_candidates()) + [measure._reference_candidate("cuda")]
+    built = measure.make_builder(measure.MeasureConfig()).build(
+        [ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
+    assert len(built) == 5 and all(b.error_msg is None for b in built), [b.error_msg for b in built]
+    source = measure.fast_build(candidates[-1].sch.mod, target).imports[0].inspect_source()
+    assert "blockIdx.x" in source and "threadIdx.x" in source  # the reference really is a GPU kernel

