@@ -96,10 +96,11 @@ def main() -> None:
     parser.add_argument("--split", default="by-task")
     parser.add_argument("--holdout", default=None, help="network, platform or host the split holds out")
     parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--shots", type=int, default=0, help="programs per task of the held-out hardware in training")
     parser.add_argument("--steps", type=int, default=1500)
     args = parser.parse_args()
     data = dataset.load(args.data)
-    split = splits.make_split(data, args.split, seed=args.split_seed, holdout=args.holdout)
+    split = splits.make_split(data, args.split, seed=args.split_seed, holdout=args.holdout, shots=args.shots)
     print(split.describe(), flush=True)
     trained = {}
     for variant in args.variants:
@@ -107,7 +108,7 @@ def main() -> None:
         scores, extra = blended_scores(variant, data, split, args.steps, trained)
         report = ranking_report(data.subset(split.test), scores)
         print(json.dumps({"variant": variant or "default", "split": split.name, "holdout": args.holdout,
-                          "steps": args.steps, **extra,
+                          "shots": args.shots, "steps": args.steps, **extra,
                           **{k: round(report[k], 4) for k in ("pca", "top1", "top5")},
                           "seconds": round(time.time() - start)}), flush=True)
 

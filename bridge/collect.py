@@ -257,6 +257,7 @@ class _TaskState:
     cost_model: Any
     written: int = 0
     failures_in_a_row: int = 0
+    no_design_space: bool = False  # TVM could not generate its search space
 
 
 def collect(platform: Platform, network: Network, out: pathlib.Path, config: CollectConfig,
@@ -302,7 +303,11 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     for task in pending:
         done = measured_before[task.workload_hash]
         state = _collect_task(session, task, done)
-        if session.gave_up(state.failures_in_a_row):
+        if state.no_design_space:
+            bar.write(f"{task.name}: TVM cannot generate its design space for {platform.name}; skipping the task")
+            store.mark_exhausted(task.workload_hash, len(done) + state.written)
+            summary.tasks_given_up += 1
+        elif session.gave_up(state.failures_in_a_row):
             summary.tasks_given_up += 1
             failed_tasks_in_a_row += 1
             bar.write(f"{task.name}: {state.failures_in_a_row} programs in a row failed; skipping the task")
@@ -369,11 +374,12 @@ def _collect_task(session: _Session, task: Task, done: list[dict]) -> _TaskState
                     ms.search_strategy.EvolutionarySearch(population_size=config.population_size,
                                                           init_min_unmeasured=config.population_size // 4,
                                                           genetic_num_iters=config.genetic_iters))
-        context = ms.TuneContext(task.mod, target=session.target, space_generator="post-order-apply",
-                                 search_strategy=strategy, task_name=task.name, rand_state=seed)
+        context, spaces = _context_and_spaces(task, session.target, strategy, seed)
+        if context is None:
+            state.no_design_space = True
+            break
         if phase == "search" and prior:
             _update_cost_model(state.cost_model, context, prior)
-        spaces = context.space_generator.generate_design_space(task.mod)
         context.search_strategy.pre_tuning(budget, config.batch_size, spaces, database,
                                            state.cost_model if phase == "search" else None)
         _run_phase(session, state, context, phase, budget)
@@ -383,6 +389,20 @@ def _collect_task(session: _Session, task: Task, done: list[dict]) -> _TaskState
         if phase == "random":
             prior = store.load_records(task, workload)
     return state
+
+
+def _context_and_spaces(task: Task, target, strategy, seed: int, tries: int = 3):
+    """(TuneContext, design spaces), or (None, None) when TVM cannot generate the task's design space.
+    TVM 0.27's CUDA schedule rules fail on some tasks with an IndexError, for some random seeds (a conv2d) or
+    for all (bert's attention): another seed is tried before the task is given up."""
+    for attempt in range(tries):
+        context = ms.TuneContext(task.mod, target=target, space_generator="post-order-apply",
+                                 search_strategy=strategy, task_name=task.name, rand_state=seed + attempt)
+        try:
+            return context, context.space_generator.generate_design_space(task.mod)
+        except Exception:  # TVM raises several types here (IndexError, TVMError, ValueError)
+            continue
+    return None, None
 
 
 def _run_phase(session: _Session, state: _TaskState, context, phase: str, budget: int) -> None:

@@ -353,3 +353,14 @@ def test_gpu_candidates_and_the_gpu_load_reference_build_for_sm_90_without_a_gpu
     assert len(built) == 5 and all(b.error_msg is None for b in built), [b.error_msg for b in built]
     source = measure.fast_build(candidates[-1].sch.mod, target).imports[0].inspect_source()
     assert "blockIdx.x" in source and "threadIdx.x" in source  # the reference really is a GPU kernel
+
+
+def test_a_task_whose_design_space_tvm_cannot_generate_is_given_up_not_fatal():
+    from xfer_jax.bridge import tasks
+
+    target = platforms.get_platform("h100").tvm_target()
+    extracted = {t.name: t for t in tasks.extract_tasks(networks.get_network("bert_tiny"), target)}
+    strategy = ms.search_strategy.ReplayTrace()
+    assert collect._context_and_spaces(extracted["attention"], target, strategy, seed=0) == (None, None)
+    context, spaces = collect._context_and_spaces(extracted["layer_norm"], target, strategy, seed=0)
+    assert context is not None and len(spaces) >= 1

@@ -25,7 +25,7 @@ class HardwareDescriptor:
     avx2: bool = False
     avx512: bool = False
     amx: bool = False
-    threads: int = 1  # worker threads the runtime uses (CPU) or 0 (GPU)
+    threads: int = 1  # worker threads the runtime uses (CPU); 1 on a GPU, where it means nothing
     l1_kib: float = 0.0  # per-core L1 data cache
     l2_kib: float = 0.0  # per-core L2
     l3_kib: float = 0.0  # shared last-level cache (GPU: L2)
