@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import inspect
 import os
 import shutil
 import socket
@@ -25,6 +26,17 @@ from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 from xfer_jax.errors import UserError
 
 from .platforms import Platform
+
+
+def _name_importlibs_frozen_files() -> None:
+    """TuneContext imports `tvm.s_tir.tensor_intrin`, whose ~500 TVMScript functions each call inspect.stack()
+    inside an import: 28 s on 2 cores, mostly inspect.getmodule scanning all of sys.modules for importlib's
+    frozen frames, whose file names it never caches. Naming their modules up front makes the import 11 s."""
+    for module in ("importlib._bootstrap", "importlib._bootstrap_external"):
+        inspect.modulesbyfile.setdefault(f"<frozen {module}>", module)
+
+
+_name_importlibs_frozen_files()
 
 
 def fast_build(mod: tvm.IRModule, target, _params=None):

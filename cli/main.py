@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import enum
 import json
+import logging
 import os
 import pathlib
 import sys
@@ -31,6 +32,16 @@ Size = _choices("Size", ("base", "small"))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cross-hardware learned cost model for TVM MetaSchedule.")
+
+
+class _DropInterruptTracebacks(logging.Filter):
+    """orbax logs a Ctrl-C that lands while it waits for a checkpoint save as an error with a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[0] is KeyboardInterrupt)
+
+
+logging.getLogger("absl").addFilter(_DropInterruptTracebacks())
 
 
 @contextlib.contextmanager

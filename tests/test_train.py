@@ -230,9 +230,9 @@ def test_ctrl_c_during_training_is_one_line_and_exit_code_130(synthetic_dataset,
                      "--size", "small"]
     run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (tmp_path / "ck" / "state").exists() and time.time() < deadline:  # training has started
-        time.sleep(0.5)
-    time.sleep(2)
+    state = tmp_path / "ck" / "state"  # the first checkpoint step folder: training is under way, not compiling
+    while not (state.exists() and any(p.name.isdigit() for p in state.iterdir())) and time.time() < deadline:
+        time.sleep(0.2)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stderr[-800:]

@@ -8,9 +8,12 @@ lists each host's devices, every host feeds its own share of groups (`host_shard
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import pathlib
+import signal
+import threading
 import time
 
 import jax
@@ -177,6 +180,28 @@ def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> n
     return out
 
 
+@contextlib.contextmanager
+def _ctrl_c_between_steps():
+    """Yields `pressed()`: a first Ctrl-C is honoured between two steps, a second one at once. Python raises
+    KeyboardInterrupt wherever the signal lands, and one landing in a finalizer or in orbax's wait for a save is
+    swallowed or logged there, and training went on."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield lambda: False
+        return
+    pressed = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(*_) -> None:
+        pressed.append(True)
+        signal.signal(signal.SIGINT, previous)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield lambda: bool(pressed)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model_config: ModelConfig,
           config: TrainConfig, out: pathlib.Path, split_info: dict | None = None,
           show_progress: bool = True, init: pathlib.Path | None = None) -> dict:
@@ -186,6 +211,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     and store count: that is fine-tuning, e.g. few-shot transfer to a new platform.
     """
     out = pathlib.Path(out).absolute()
+    checkpoint.use_compilation_cache()  # the next run of the same model and shapes skips compiling its step
     train_data = data.subset(train_index)
     valid_data = data.subset(valid_index)
     start = checkpoint.load(init) if init is not None else None
@@ -230,24 +256,27 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     bar = tqdm.tqdm(range(start_step, end_step), initial=start_step, total=config.steps, desc="train",
                     disable=not show_progress, dynamic_ncols=True)
     tick = time.time()
-    for step in bar:
-        new_params, new_opt, loss = parallel.step(*replicated, parallel.shard(sampler.next()))
-        replicated = (new_params, new_opt)
-        if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
-            params, opt_state = parallel.unreplicate(replicated)
-            scores = predict_scores(params, graphdef, valid_inputs)
-            valid_pca = metrics.pca(scores, valid_data.latency, valid_data.group)
-            history.append({"step": step + 1, "loss": float(loss[0]), "valid_pca": valid_pca})
-            bar.set_postfix(loss=f"{float(loss[0]):.4f}", valid_pca=f"{valid_pca:.4f}")
-            improved = valid_pca > best["pca"]
-            if improved:
-                best, bad_evals = {"pca": valid_pca, "step": step + 1}, 0
-            else:
-                bad_evals += 1
-            checkpoint.save(manager, step + 1, params, opt_state,
-                            {**metadata, "best": best, "history": history, "bad_evals": bad_evals}, best=improved)
-            if bad_evals >= config.patience:
-                break
+    with _ctrl_c_between_steps() as ctrl_c_pressed:
+        for step in bar:
+            if ctrl_c_pressed():
+                raise KeyboardInterrupt
+            new_params, new_opt, loss = parallel.step(*replicated, parallel.shard(sampler.next()))
+            replicated = (new_params, new_opt)
+            if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
+                params, opt_state = parallel.unreplicate(replicated)
+                scores = predict_scores(params, graphdef, valid_inputs)
+                valid_pca = metrics.pca(scores, valid_data.latency, valid_data.group)
+                history.append({"step": step + 1, "loss": float(loss[0]), "valid_pca": valid_pca})
+                bar.set_postfix(loss=f"{float(loss[0]):.4f}", valid_pca=f"{valid_pca:.4f}")
+                improved = valid_pca > best["pca"]
+                if improved:
+                    best, bad_evals = {"pca": valid_pca, "step": step + 1}, 0
+                else:
+                    bad_evals += 1
+                checkpoint.save(manager, step + 1, params, opt_state,
+                                {**metadata, "best": best, "history": history, "bad_evals": bad_evals}, best=improved)
+                if bad_evals >= config.patience:
+                    break
     bar.close()
     manager.wait_until_finished()
     seconds = time.time() - tick
