@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import sys
 from typing import Optional
 
@@ -53,12 +54,23 @@ def user_errors():
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted; rerun the same command to resume", err=True)
-        sys.stderr.flush()
-        sys.stdout.flush()
-        # leave at once: background threads (orbax saves, TVM workers) can crash a normal interpreter teardown;
-        # every file this tool writes is written whole (temporary name, then rename) or appended line by line
-        os._exit(130)
+        _leave_interrupted()
+
+
+def _leave_interrupted(*_) -> None:
+    typer.echo("\ninterrupted; rerun the same command to resume", err=True)  # below a progress bar
+    sys.stderr.flush()
+    sys.stdout.flush()
+    # leave at once: background threads (orbax saves, TVM workers) can crash a normal interpreter teardown;
+    # every file this tool writes is written whole (temporary name, then rename) or appended line by line
+    os._exit(130)
+
+
+def leave_at_once_on_ctrl_c() -> None:
+    """For commands that run TVM's C++ search loops (collect, tune): a KeyboardInterrupt raised in one of its
+    Python callbacks crashed tune with a segfault and 76 lines of native stack. Leave from the handler instead,
+    as a kill would; both commands resume from what they appended."""
+    signal.signal(signal.SIGINT, _leave_interrupted)
 
 
 def given(**options) -> dict:
@@ -95,6 +107,7 @@ def collect(
                                                 help="seconds per candidate run [default: MeasureConfig.run_timeout_s]"),
 ) -> None:
     """Run MetaSchedule and measure every proposed program, appending MetaSchedule JSON databases."""
+    leave_at_once_on_ctrl_c()
     with user_errors():
         from xfer_jax.bridge.collect import CollectConfig, collect as run_collect
         from xfer_jax.bridge.measure import MeasureConfig
@@ -249,6 +262,7 @@ def tune(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Tune a whole network with xfer (and --compare models), compile it and measure end-to-end latency."""
+    leave_at_once_on_ctrl_c()
     with user_errors():
         from xfer_jax.bridge.measure import MeasureConfig
         from xfer_jax.bridge.networks import NetworkError, get_network

@@ -221,3 +221,22 @@ def test_a_bad_checkpoint_does_not_claim_the_work_folder(tiny, tmp_path):
                                 str(tmp_path / "o")], capture_output=True, text=True)
     assert out.returncode == 2 and "no checkpoint" in out.stderr
     assert not list((tmp_path / "o").rglob("settings.json"))  # the corrected rerun is not "a different job"
+
+
+def test_ctrl_c_during_tune_is_one_line_and_exit_code_130_and_keeps_the_curve(checkpoint, tiny, tmp_path):
+    import signal
+
+    command = CLI + ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--trials", "256",
+                     "--trials-per-round", "8", "--compare", "xfer", "--out", str(tmp_path / "out")]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 600
+    while not list(tmp_path.glob("out/**/curve.jsonl")) and time.time() < deadline:  # inside TVM's search loop
+        time.sleep(0.2)
+    run.send_signal(signal.SIGINT)
+    _, stderr = run.communicate(timeout=120)
+    messages = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip() and "%|" not in line]
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr[-1500:]
+    assert messages and messages[-1] == "interrupted; rerun the same command to resume" and len(messages) <= 3, (
+        messages, stderr[-600:])
+    curve = next(tmp_path.glob("out/**/curve.jsonl"))
+    assert all(json.loads(line)["trials"] > 0 for line in curve.read_text().splitlines())

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import pathlib
 import zipfile
+import zlib
 from typing import Any
 
 import numpy as np
@@ -161,7 +162,7 @@ def _read_shard(path: pathlib.Path, arrays: tuple[str, ...] = SHARD_ARRAYS) -> d
         with np.load(path, allow_pickle=False) as shard:
             part = {k: shard[k] for k in arrays}
         part["meta"] = _from_json_array(part["meta"])
-    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as err:
         reason = f"array {err} is missing" if isinstance(err, KeyError) else type(err).__name__
         raise DatasetError(f"{path} is not a valid dataset shard ({reason}); move it away or featurize "
                            "its collection again") from None
