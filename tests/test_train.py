@@ -202,7 +202,7 @@ def test_train_and_eval_commands_refuse_bad_input_in_one_line(synthetic_dataset,
     assert "'--loss'" in out.stderr and "lambdarank" in out.stderr, out.stderr[-800:]
 
 
-@pytest.mark.parametrize("damage", ["params deleted", "params truncated", "metadata corrupt"])
+@pytest.mark.parametrize("damage", ["params deleted", "params truncated", "metadata corrupt", "metadata missing"])
 def test_a_damaged_checkpoint_is_one_line_naming_its_folder(synthetic_dataset, tmp_path, damage):
     data = dataset.load(synthetic_dataset)
     split = splits.within_task(data, seed=0)
@@ -210,6 +210,8 @@ def test_a_damaged_checkpoint_is_one_line_naming_its_folder(synthetic_dataset, t
     step = next((tmp_path / "ck" / "best").glob("[0-9]*"))
     if damage == "metadata corrupt":
         (step / "metadata" / "metadata").write_text("{not json")
+    elif damage == "metadata missing":
+        (step / "metadata" / "metadata").unlink()
     else:
         files = sorted(p for p in (step / "params").rglob("*") if p.is_file() and p.stat().st_size > 100)
         for path in files:

@@ -204,8 +204,6 @@ def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
         ["tune", "--network", "no-such-net", "--checkpoint", str(checkpoint)],
         ["tune", "--network", "resnet18", "--platform", "no-such-platform", "--checkpoint", str(checkpoint)],
         ["tune", "--onnx", str(tiny), "--checkpoint", str(tmp_path / "missing")],
-        ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--rpc-tracker", f"127.0.0.1:{_free_port()}",
-         "--rpc-key", "nobody"],
         ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--compare", "xgb-pretrained", "--data",
          str(tmp_path / "no-dataset")],
     ]
@@ -216,11 +214,38 @@ def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
         assert "Traceback" not in out.stderr
 
 
-def test_a_bad_checkpoint_does_not_claim_the_work_folder(tiny, tmp_path):
-    out = subprocess.run(CLI + ["tune", "--onnx", str(tiny), "--checkpoint", str(tmp_path / "typo"), "--out",
-                                str(tmp_path / "o")], capture_output=True, text=True)
-    assert out.returncode == 2 and "no checkpoint" in out.stderr
+@pytest.mark.parametrize("mistake", ["checkpoint typo", "checkpoint damaged", "platform not runnable here"])
+def test_a_bad_checkpoint_or_platform_does_not_claim_the_work_folder(checkpoint, tiny, tmp_path, mistake):
+    import shutil
+
+    args = ["--checkpoint", str(tmp_path / "typo")]
+    if mistake == "checkpoint damaged":
+        shutil.copytree(checkpoint, tmp_path / "damaged")
+        next((tmp_path / "damaged" / "best").glob("[0-9]*/metadata/metadata")).unlink()
+        args = ["--checkpoint", str(tmp_path / "damaged")]
+    elif mistake == "platform not runnable here":
+        spec = {**platforms.get_platform("avx2-1t").to_dict(), "required_cpu_flags": ["no_such_cpu_flag"]}
+        (tmp_path / "mine.json").write_text(json.dumps(spec))
+        args = ["--checkpoint", str(checkpoint), "--platform", str(tmp_path / "mine.json")]
+    out = subprocess.run(CLI + ["tune", "--onnx", str(tiny), *args, "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-800:]
     assert not list((tmp_path / "o").rglob("settings.json"))  # the corrected rerun is not "a different job"
+
+
+@pytest.mark.parametrize("address", ["free port", "127.0.0.1:abc"])
+def test_a_bad_rpc_tracker_is_reported_before_any_slow_work(checkpoint, tiny, tmp_path, address):
+    tracker = f"127.0.0.1:{_free_port()}" if address == "free port" else address
+    start = time.time()
+    out = subprocess.run(CLI + ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--rpc-tracker",
+                                tracker, "--rpc-key", "nobody", "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and ("--rpc-tracker" in errors[0] or "RPC tracker" in errors[0]), \
+        out.stderr[-800:]
+    assert time.time() - start < 30  # TVM's own connect retries for about a minute; task extraction comes later
+    assert not list((tmp_path / "o").rglob("settings.json"))
 
 
 def test_ctrl_c_during_tune_is_one_line_and_exit_code_130_and_keeps_the_curve(checkpoint, tiny, tmp_path):
