@@ -79,7 +79,8 @@ def markdown(stats: dict) -> str:
     for p in platforms:
         cells = [stats["sizes"][p].get(n, {}).get("programs", 0) for n in networks]
         out.append(f"| {p} | " + " | ".join(str(c) for c in cells) + f" | {sum(cells)} | {per_task['per_platform'][p]} |")
-    out += ["", "| platform | target mcpu (or kind) | threads | device | L1d / L2 / L3 KiB (a GPU: its L2 as L3) | clock GHz | copy bandwidth GB/s |",
+    out += ["", "| platform | target mcpu (or kind) | threads | device | L1d / L2 / L3 KiB (a GPU: its L2 as L3) "
+                "| clock GHz | copy bandwidth GB/s |",
             "|---|---|---|---|---|---|---|"]
     for p in platforms:
         h = stats["hosts"][p]
