@@ -214,8 +214,8 @@ def _measure_gpu_bw_gbs(device) -> float:
     """Device-to-device copy bandwidth, best of 5 copies of 256 MiB, counting bytes read and written."""
     import tvm
 
-    src = tvm.runtime.empty((64 * 1024 * 1024,), "float32", device)
-    dst = tvm.runtime.empty((64 * 1024 * 1024,), "float32", device)
+    floats = 64 * 1024 * 1024
+    src, dst = (tvm.runtime.empty((floats,), "float32", device) for _ in range(2))
     best = float("inf")
     for _ in range(5):
         device.sync()
@@ -223,7 +223,7 @@ def _measure_gpu_bw_gbs(device) -> float:
         src.copyto(dst)
         device.sync()
         best = min(best, time.perf_counter() - start)
-    return round(2 * 256 * 1024 * 1024 / best / 1e9, 1)
+    return round(2 * 4 * floats / best / 1e9, 1)
 
 
 def local_gpu_platform() -> Platform:

@@ -32,7 +32,7 @@ class Normalizer:
 
     Store scalings: "log" (signed_log: sign(x) log1p|x|), "linear" (none: TVM's PerStoreFeature already
     log-scales its counts) or "quantile" (each column through its training CDF into [0, 1], so an input
-        outside the training range saturates instead of extrapolating, as a tree's split does; not standardised, so
+    outside the training range saturates instead of extrapolating, as a tree's split does; not standardised, so
     that the model's piecewise-linear bins see [0, 1]).
 
     A column that is constant in training gets std 1, so an unseen value (say, a new thread count) moves the
