@@ -57,6 +57,8 @@ import sys, tarfile; tarfile.open(fileobj=sys.stdin.buffer, mode='r|xz').extract
 import json; from xfer_jax.bridge.platforms import get_platform
 print(json.dumps(get_platform('cuda').to_dict(), indent=1))" | tee "$OUT/cuda-platform.json"
   if [ "$stage" = collect ]; then
+    mkdir -p /tmp/cuda-raw  # resume: start from what data/v1 already holds for CUDA platforms
+    for measured in data/v1/raw/cuda@*; do [ -d "$measured" ] && cp -rn "$measured" /tmp/cuda-raw/; done
     for net in ${NETWORKS:-resnet18 bert_tiny mobilenet_v2}; do
       timeout "${COLLECT_S:-300}" python3 -m xfer_jax.cli collect --platform cuda --network "$net" \
         --out /tmp/cuda-raw -k "${PROGRAMS:-32}" 2>&1 | tr '\r' '\n' | grep -v "^\s*$" | tail -n 20
