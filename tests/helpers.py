@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pathlib
+import signal
+import subprocess
 import sys
 
 import numpy as np
@@ -10,7 +12,28 @@ import numpy as np
 from xfer_jax import dataset as ds
 from xfer_jax.hardware import HardwareDescriptor, hardware_vector
 
-CLI = [sys.executable, "-m", "xfer_jax.cli"]  # the `xfer-jax` command of this Python
+CLI = [sys.executable, "-m", "xfer_jax.cli"]  # the `xfer-jax` command of this Python, for kills and Ctrl-C
+
+
+def run_cli(*args) -> subprocess.CompletedProcess:
+    """One `xfer-jax` command run inside this process (typer's CliRunner): milliseconds, where a new interpreter
+    spends seconds importing JAX and TVM. Exit code and output are the command's own; an uncaught exception is
+    exit code 1 with its traceback in stderr, as on the command line."""
+    from typer.testing import CliRunner
+
+    from xfer_jax.cli.main import app
+
+    handler = signal.getsignal(signal.SIGINT)  # collect and tune install their own Ctrl-C handler
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        stderr += "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 
 
 def synthetic_shards(root: pathlib.Path, seed: int = 0, platforms=("cpu-a", "cpu-b"), tasks: int = 6,
@@ -41,6 +64,30 @@ def synthetic_shards(root: pathlib.Path, seed: int = 0, platforms=("cpu-a", "cpu
                     "source": {"name": f"{name}/synthetic", "records_begin": 0, "records_end": len(counts)}},
         )
     return root
+
+
+SHARD_DAMAGES = ("truncated", "byte-flipped", "text", "missing array", "meta not utf-8")
+
+
+def damage_shard(path: pathlib.Path, damage: str) -> None:
+    """Damage one shard the ways a disk, a killed writer or a careless user do."""
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:300])
+    elif damage == "byte-flipped":  # inside the compressed arrays: zip's CRC or zlib notices
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2:len(data) // 2 + 8] = bytes(b ^ 0xFF for b in data[len(data) // 2:len(data) // 2 + 8])
+        path.write_bytes(bytes(data))
+    elif damage == "text":
+        path.write_text("not a shard at all\n")
+    else:
+        with np.load(path) as shard:
+            arrays = dict(shard)
+        if damage == "missing array":
+            del arrays["latency"]
+        else:
+            arrays["meta"] = np.frombuffer(b"\xff\xfe\x00 not json", np.uint8)
+        path.unlink()
+        np.savez(path, **arrays)
 
 
 def write_matmul_onnx(path: pathlib.Path, n: int = 64) -> pathlib.Path:

@@ -17,7 +17,7 @@ import pytest
 
 from xfer_jax import dataset as ds
 
-from helpers import CLI, write_matmul_onnx, write_relu_onnx
+from helpers import CLI, run_cli, write_matmul_onnx, write_relu_onnx
 
 tvm = pytest.importorskip("tvm")
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -161,7 +161,7 @@ def test_killed_collection_resumes_and_loses_nothing(tmp_path):
     assert measurements is not None, process.stderr.read()[-2000:]
     net_dir = measurements.parent
     before = (net_dir / records.RECORD_FILE).read_bytes()
-    finished = subprocess.run(command, capture_output=True, text=True)
+    finished = run_cli(*command[len(CLI):])  # the rerun in this process: no second interpreter start
     assert finished.returncode == 0, finished.stderr[-2000:]
     after = b"".join(gzip.open(p).read() for p in records.segments(net_dir / records.RECORD_FILE))
     assert after.startswith(before)  # appended, never rewritten
@@ -184,7 +184,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path):
     ]
     (tmp_path / "nothing-here").mkdir()
     for args in cases:
-        out = subprocess.run(CLI + args, capture_output=True, text=True)
+        out = run_cli(*args)
         assert out.returncode == 2, (args, out.stderr[-500:])
         lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-500:]
@@ -192,8 +192,8 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path):
 
 def test_collection_stops_early_when_every_run_fails(tmp_path):
     model = write_matmul_onnx(tmp_path / "tiny.onnx")
-    out = subprocess.run(CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "64", "--out",
-                                str(tmp_path / "raw"), "--run-timeout", "0.001"], capture_output=True, text=True)
+    out = run_cli("collect", "--onnx", model, "--platform", "auto", "-k", "64", "--out", tmp_path / "raw",
+                  "--run-timeout", "0.001")
     assert out.returncode == 2
     assert "timeout" in out.stderr.lower() or "timed out" in out.stderr.lower(), out.stderr[-500:]
 
@@ -300,9 +300,11 @@ def test_a_seal_killed_before_it_removes_the_plain_file_neither_duplicates_nor_l
     records.seal(path)
     monkeypatch.undo()
     assert path.exists() and len(records.segments(path)) == 2  # the crash window: line 3 in both places
-    assert [v["a"] for _, v in records.iter_json_lines(path)] == [1, 2, 3]
+    # record numbers are what measurements.jsonl points at: the crash window must not shift them
+    assert [(n, v["a"]) for n, v in records.iter_json_lines(path)] == [(0, 1), (1, 2), (2, 3)]
+    assert records.count_lines(path) == records.count_complete_lines(path) == 3
     records.append_lines(path, ['{"a":4}'])  # the collector resumes
-    assert [v["a"] for _, v in records.iter_json_lines(path)] == [1, 2, 3, 4]
+    assert [(n, v["a"]) for n, v in records.iter_json_lines(path)] == [(0, 1), (1, 2), (2, 3), (3, 4)]
     assert path.read_text() == '{"a":4}\n'
 
 
@@ -329,8 +331,7 @@ def test_cuda_names_this_hosts_gpu_or_says_in_one_line_that_there_is_none():
         gpu = platforms.get_platform("cuda")
         assert gpu.name.startswith("cuda@") and gpu.descriptor.sm_count > 0 and gpu.target["arch"].startswith("sm_")
     else:
-        out = subprocess.run(CLI + ["collect", "--platform", "cuda", "--network", "resnet18", "--out", "/nonexistent"],
-                             capture_output=True, text=True)
+        out = run_cli("collect", "--platform", "cuda", "--network", "resnet18", "--out", "/nonexistent")
         assert out.returncode == 2 and "Traceback" not in out.stderr
         assert "has none" in out.stderr.strip().splitlines()[-1]
 

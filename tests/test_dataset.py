@@ -6,7 +6,7 @@ import pytest
 
 from xfer_jax import dataset as ds
 
-from helpers import synthetic_shards
+from helpers import SHARD_DAMAGES, damage_shard, synthetic_shards
 
 
 def test_shards_round_trip_with_padding_masks_and_group_labels(synthetic_dataset):
@@ -95,27 +95,10 @@ def test_a_half_written_shard_is_ignored_and_a_finished_one_is_never_replaced(tm
                        task_hashes=meta["task_hashes"], tables={})
 
 
-@pytest.mark.parametrize("damage", ["truncated", "byte-flipped", "text", "missing array", "meta not utf-8"])
+@pytest.mark.parametrize("damage", SHARD_DAMAGES)
 def test_a_damaged_shard_is_one_line_that_names_it(tmp_path, damage):
     root = synthetic_shards(tmp_path / "d")
-    path = root / "shard-00001.npz"
-    if damage == "truncated":
-        path.write_bytes(path.read_bytes()[:300])
-    elif damage == "byte-flipped":  # inside the compressed arrays: zip's CRC or zlib notices
-        data = bytearray(path.read_bytes())
-        data[len(data) // 2:len(data) // 2 + 8] = bytes(b ^ 0xFF for b in data[len(data) // 2:len(data) // 2 + 8])
-        path.write_bytes(bytes(data))
-    elif damage == "text":
-        path.write_text("not a shard at all\n")
-    else:
-        with np.load(path) as shard:
-            arrays = dict(shard)
-        if damage == "missing array":
-            del arrays["latency"]
-        else:
-            arrays["meta"] = np.frombuffer(b"\xff\xfe\x00 not json", np.uint8)
-        path.unlink()
-        np.savez(path, **arrays)
+    damage_shard(root / "shard-00001.npz", damage)
     readers = [ds.load, lambda r: ds.write_subset(r, np.arange(3), tmp_path / "out", {})]
     if damage not in ("missing array", "byte-flipped"):  # read_shard_meta reads the meta alone
         readers.append(lambda r: ds.read_shard_meta(r / "shard-00001.npz"))

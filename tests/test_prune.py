@@ -1,10 +1,9 @@
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
-from helpers import CLI
+from helpers import run_cli
 from xfer_jax import dataset, prune
 
 
@@ -41,21 +40,18 @@ def test_dedup_drops_exact_duplicates_first(synthetic_dataset, tmp_path):
 
 def test_prune_command_writes_a_valid_dataset_with_provenance_and_never_overwrites(synthetic_dataset, tmp_path):
     out = tmp_path / "pruned"
-    command = [*CLI, "prune", "--data", str(synthetic_dataset), "--keep", "0.5",
-               "--method", "stratified", "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    command = ["prune", "--data", synthetic_dataset, "--keep", "0.5", "--method", "stratified", "--out", out]
+    done = run_cli(*command)
     assert done.returncode == 0, done.stderr
     pruned, source = dataset.load(out), dataset.load(synthetic_dataset)
     assert 0.4 < len(pruned) / np.isfinite(source.latency).sum() < 0.6
     assert pruned.platform_names == source.platform_names and pruned.networks == source.networks
     assert np.allclose(pruned.label.max(), 1.0)
-    info = subprocess.run([*CLI, "info", str(out), "--json"], capture_output=True,
-                          text=True)
+    info = run_cli("info", out, "--json")
     assert json.loads(info.stdout)["derived_from"]["method"] == "stratified"
-    again = subprocess.run(command, capture_output=True, text=True)
+    again = run_cli(*command)
     assert again.returncode == 2 and "never rewritten" in again.stderr and "Traceback" not in again.stderr
-    bad = subprocess.run(command[:-2] + ["--out", str(tmp_path / "x"), "--keep", "1.5"], capture_output=True,
-                         text=True)
+    bad = run_cli(*command[:-2], "--out", tmp_path / "x", "--keep", "1.5")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
 
 

@@ -1,7 +1,7 @@
 import json
 import subprocess
 
-from helpers import CLI, synthetic_shards
+from helpers import run_cli, synthetic_shards
 from xfer_jax import report
 
 # a small model set and few steps; the full study runs in `xfer-jax report` (bench, not CI)
@@ -62,8 +62,7 @@ def test_report_rejects_bad_input_in_one_line(synthetic_dataset, tmp_path):
                  ["--data", str(synthetic_dataset), "--networks", "nosuch"],
                  ["--data", str(synthetic_dataset), "--models", "xfer,nosuch"],
                  ["--data", str(synthetic_dataset), "--transfer-models", "mlp"]):
-        done = subprocess.run([*CLI, "report", "--out", str(tmp_path / "r"), *args],
-                              capture_output=True, text=True)
+        done = run_cli("report", "--out", tmp_path / "r", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import xfer_jax
-from helpers import CLI
+from helpers import CLI, run_cli
 from xfer_jax import checkpoint, dataset, metrics, splits, train
 from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
@@ -25,9 +25,12 @@ def test_training_learns_a_ranking_and_checkpoint_round_trips(synthetic_dataset,
     result = train.train(data, split.train, split.test, ModelConfig.small(), config, tmp_path / "ck",
                          show_progress=False)
     assert result["best"]["pca"] > 0.65  # the synthetic latency is a linear function of the features
-    predictor = xfer_jax.load(tmp_path / "ck")
+    assert_loaded_checkpoint_scores_as_trained(tmp_path / "ck", data, split, result)
+
+
+def assert_loaded_checkpoint_scores_as_trained(path, data, split, result) -> None:
     test = data.subset(split.test)
-    scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
+    scores = xfer_jax.load(path).predict(test.features, test.mask, test.workload, test.hardware)
     assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
 
 
@@ -168,11 +171,8 @@ def test_a_model_with_a_per_store_mlp_round_trips_through_its_checkpoint(synthet
     split = splits.within_task(data, seed=0)
     config = ModelConfig(dim=16, heads=2, layers=1, hardware_tokens=2, store_hidden=24)
     result = train.train(data, split.train, split.test, config, TINY, tmp_path / "ck", show_progress=False)
-    predictor = xfer_jax.load(tmp_path / "ck")
-    assert predictor.metadata["model"]["store_hidden"] == 24
-    test = data.subset(split.test)
-    scores = predictor.predict(test.features, test.mask, test.workload, test.hardware)
-    assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
+    assert xfer_jax.load(tmp_path / "ck").metadata["model"]["store_hidden"] == 24
+    assert_loaded_checkpoint_scores_as_trained(tmp_path / "ck", data, split, result)
 
 
 def test_a_binned_model_trains_on_quantile_inputs_and_refuses_others(synthetic_dataset, tmp_path):
@@ -193,11 +193,11 @@ def test_train_and_eval_commands_refuse_bad_input_in_one_line(synthetic_dataset,
     our_checks = [train + ["--split", "by-host", "--holdout", "nosuch"],
                   ["eval", "--data", str(synthetic_dataset), "--checkpoint", str(tmp_path / "missing")]]
     for args in our_checks:
-        out = subprocess.run(CLI + args, capture_output=True, text=True)
+        out = run_cli(*args)
         assert out.returncode == 2 and "Traceback" not in out.stderr, (args, out.stderr[-800:])
         assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]
     # a choice option is checked by typer itself, which names the option and the allowed values
-    out = subprocess.run(CLI + train + ["--loss", "nosuch"], capture_output=True, text=True)
+    out = run_cli(*train, "--loss", "nosuch")
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-800:]
     assert "'--loss'" in out.stderr and "lambdarank" in out.stderr, out.stderr[-800:]
 

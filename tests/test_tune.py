@@ -17,7 +17,7 @@ from xfer_jax import dataset, splits, train
 from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
-from helpers import CLI, write_matmul_onnx
+from helpers import CLI, run_cli, write_matmul_onnx
 
 tvm = pytest.importorskip("tvm")
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -27,7 +27,7 @@ from xfer_jax.bridge import networks, platforms, tasks  # noqa: E402
 from xfer_jax.baselines import PackSumXGB  # noqa: E402
 from xfer_jax.bridge.cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel  # noqa: E402
 from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
-from xfer_jax.bridge.tune import TuneConfig, tune_network  # noqa: E402
+from xfer_jax.bridge.tune import TuneConfig, best_measured, tune_network  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -123,7 +123,18 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     platform = platforms.get_platform("auto")
     network = networks.onnx_network(tiny)
     config = TuneConfig(trials=16, trials_per_round=8, e2e_number=2, e2e_repeat=2)
+    # a tune that stopped half way: the longer rerun continues its curve from the best latencies measured
+    tune_network(network, platform, ["random"], tmp_path, dataclasses.replace(config, trials=8), checkpoint,
+                 show_progress=False)
     report = tune_network(network, platform, ["xfer", "random"], tmp_path, config, checkpoint, show_progress=False)
+    curve = report["models"]["random"]["curve"]
+    assert [trials for trials, _, _ in curve] == [8, 16] and curve[1][1] >= curve[0][1]
+    database = ms.database.JSONDatabase(work_dir=str(tmp_path / "random"))
+    untuned = json.loads((tmp_path / "untuned_task_seconds.json").read_text())
+    tuned = tasks.extract_tasks(network, platform.tvm_target())
+    best = best_measured(database, tuned, untuned)
+    assert curve[1][2] == pytest.approx(sum(float(t.weight) * b for t, b in zip(tuned, best)) * 1e3)
+    assert curve[1][2] <= curve[0][2]
     for name in ("xfer", "random"):
         entry = report["models"][name]
         assert entry["output_matches_untuned"]
@@ -208,7 +219,7 @@ def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
          str(tmp_path / "no-dataset")],
     ]
     for args in cases:
-        out = subprocess.run(CLI + args + ["--out", str(tmp_path / "o")], capture_output=True, text=True)
+        out = run_cli(*args, "--out", tmp_path / "o")
         assert out.returncode == 2, (args, out.stderr[-800:])
         assert len([ln for ln in out.stderr.splitlines() if ln.startswith("error:")]) == 1, out.stderr[-800:]
         assert "Traceback" not in out.stderr
@@ -227,8 +238,7 @@ def test_a_bad_checkpoint_or_platform_does_not_claim_the_work_folder(checkpoint,
         spec = {**platforms.get_platform("avx2-1t").to_dict(), "required_cpu_flags": ["no_such_cpu_flag"]}
         (tmp_path / "mine.json").write_text(json.dumps(spec))
         args = ["--checkpoint", str(checkpoint), "--platform", str(tmp_path / "mine.json")]
-    out = subprocess.run(CLI + ["tune", "--onnx", str(tiny), *args, "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True)
+    out = run_cli("tune", "--onnx", tiny, *args, "--out", tmp_path / "o")
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-800:]
     assert not list((tmp_path / "o").rglob("settings.json"))  # the corrected rerun is not "a different job"
@@ -238,9 +248,8 @@ def test_a_bad_checkpoint_or_platform_does_not_claim_the_work_folder(checkpoint,
 def test_a_bad_rpc_tracker_is_reported_before_any_slow_work(checkpoint, tiny, tmp_path, address):
     tracker = f"127.0.0.1:{_free_port()}" if address == "free port" else address
     start = time.time()
-    out = subprocess.run(CLI + ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--rpc-tracker",
-                                tracker, "--rpc-key", "nobody", "--out", str(tmp_path / "o")],
-                         capture_output=True, text=True)
+    out = run_cli("tune", "--onnx", tiny, "--checkpoint", checkpoint, "--rpc-tracker", tracker, "--rpc-key", "nobody",
+                  "--out", tmp_path / "o")
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(errors) == 1 and ("--rpc-tracker" in errors[0] or "RPC tracker" in errors[0]), \
         out.stderr[-800:]

@@ -1,0 +1,53 @@
+"""Damaged files reach the user as one line and exit code 2 through every command that reads them.
+
+The commands run in this process (helpers.run_cli), so each case costs milliseconds, not an interpreter start.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from xfer_jax.checkpoint import default_path
+
+from helpers import SHARD_DAMAGES, damage_shard, run_cli, synthetic_shards, write_matmul_onnx
+
+
+def assert_one_line(result, *expected: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout[-400:], result.stderr[-800:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-800:]
+    assert all(text in errors[0] for text in expected), errors[0]
+
+
+@pytest.mark.parametrize("damage", SHARD_DAMAGES)
+def test_a_damaged_shard_is_one_line_in_every_command_that_reads_it(tmp_path, damage):
+    data = synthetic_shards(tmp_path / "data")
+    damage_shard(data / "shard-00001.npz", damage)
+    commands = [("info", data),
+                ("train", "--data", data, "--out", tmp_path / "ck", "--steps", 1),
+                ("prune", "--data", data, "--keep", 0.5, "--out", tmp_path / "pruned"),
+                ("eval", "--checkpoint", default_path(), "--data", data)]
+    if damage not in ("missing array", "byte-flipped"):  # featurize reads the meta of the shards it appends to
+        (tmp_path / "collection" / "cpu" / "net").mkdir(parents=True)
+        (tmp_path / "collection" / "cpu" / "net" / "platform.json").write_text("{}")
+        commands.append(("featurize", tmp_path / "collection", "--out", data))
+    for command in commands:
+        assert_one_line(run_cli(*command), "shard-00001.npz is not a valid dataset shard")
+    assert not (tmp_path / "pruned").exists() and not (tmp_path / "ck").exists()
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ('num_thread = 2', "unknown platform fields ['num_thread']"),
+    ('num_threads = 2\n[descriptor]\nkind = "cpu"\nthreads = "two"', "'threads' must be of type int"),
+    ('num_threads = 1\ntarget = {kind = "vulkan"}', "kind 'llvm' or 'cuda'"),
+    ('num_threads = 2\n[descriptor\nkind = "cpu"', "mine.toml"),  # not TOML at all
+])
+def test_a_bad_platform_file_is_one_line_in_collect_and_tune(tmp_path, mistake, message):
+    body = 'name = "mine"\n' + ('' if "target =" in mistake else 'target = {kind = "llvm", mcpu = "core-avx2"}\n')
+    body += mistake + ("" if "[descriptor" in mistake else '\n[descriptor]\nkind = "cpu"\nthreads = 2')
+    platform = tmp_path / "mine.toml"
+    platform.write_text(body + "\n")
+    onnx = write_matmul_onnx(tmp_path / "tiny.onnx")
+    assert_one_line(run_cli("collect", "--platform", platform, "--onnx", onnx, "--out", tmp_path / "c"), message)
+    assert_one_line(run_cli("tune", "--platform", platform, "--onnx", onnx, "--out", tmp_path / "t"), message)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "t").exists()
