@@ -1,4 +1,5 @@
-"""Ranking losses over groups, shaped like optax's: (scores, labels, *, where=None) -> scalar.
+"""Ranking losses over groups, shaped like optax's: (scores, labels, *, where=None) -> scalar. The pairwise
+terms come from rax (google/rax); tests/test_losses.py checks them against hand-computed cases.
 
 Inputs are [G, n]: G groups (one task on one hardware config) of n programs each. `where` marks real
 programs; padded positions never contribute. A group with fewer than two real programs contributes nothing.
@@ -7,19 +8,10 @@ Labels are normalised throughput in [0, 1], higher is faster.
 
 from __future__ import annotations
 
-import jax
+import functools
+
 import jax.numpy as jnp
-
-
-def _pair_mask(labels, where):
-    """[G, n, n]: True where i is strictly better than j and both are real."""
-    valid = where[:, :, None] & where[:, None, :]
-    return valid & (labels[:, :, None] > labels[:, None, :])
-
-
-def _mean_over_pairs(per_pair, pairs):
-    count = pairs.sum()
-    return jnp.where(count > 0, jnp.where(pairs, per_pair, 0.0).sum() / jnp.maximum(count, 1), 0.0)
+import rax
 
 
 def pairwise_logistic(scores, labels, *, where=None):
@@ -27,10 +19,11 @@ def pairwise_logistic(scores, labels, *, where=None):
 
     Example: scores [[2., 0.]], labels [[1., .5]] -> log(1 + e^-2) = 0.1269.
     """
-    where = jnp.ones_like(labels, bool) if where is None else where
-    pairs = _pair_mask(labels, where)
-    diff = scores[:, :, None] - scores[:, None, :]
-    return _mean_over_pairs(jax.nn.softplus(-diff), pairs)
+    return rax.pairwise_logistic_loss(scores, labels, where=where, reduce_fn=jnp.mean)
+
+
+# |delta DCG| of swapping two programs, with the labels themselves as gains and normalised by the ideal DCG
+_DELTA_NDCG = functools.partial(rax.dcg_lambdaweight, normalize=True, gain_fn=lambda labels: labels)
 
 
 def lambdarank(scores, labels, *, where=None):
@@ -38,27 +31,17 @@ def lambdarank(scores, labels, *, where=None):
 
     Gains are the labels, discounts 1 / log2(1 + rank) with ranks from the current scores (no gradient
     through the ranks), normalised by the ideal DCG of the group. Pairs near the top of the ranking, where a
-    tuner picks its candidates, weigh most.
+    tuner picks its candidates, weigh most. Summed over pairs, averaged over the groups that have a pair.
 
     Example: scores [[0., 1.]], labels [[1., .5]] (the worse program is ranked first). Ranks are (2, 1),
     discounts (1/log2 3, 1), ideal DCG = 1 + .5/log2 3 = 1.3155; swapping changes DCG by
     |(1 - .5) * (1/log2 3 - 1)| = .1845, so |dNDCG| = .1403 and the loss is .1403 * log(1 + e) = .1842.
     """
     where = jnp.ones_like(labels, bool) if where is None else where
-    pairs = _pair_mask(labels, where)
-    masked_scores = jnp.where(where, scores, -jnp.inf)
-    order = jnp.argsort(-jax.lax.stop_gradient(masked_scores), axis=-1)
-    ranks = jnp.argsort(order, axis=-1) + 1  # 1-based rank of each program
-    discount = 1.0 / jnp.log2(1.0 + ranks)
-    gains = jnp.where(where, labels, 0.0)
-    ideal_order = jnp.sort(gains, axis=-1)[:, ::-1]
-    ideal = (ideal_order / jnp.log2(2.0 + jnp.arange(labels.shape[-1]))).sum(-1)
-    delta = jnp.abs((gains[:, :, None] - gains[:, None, :]) * (discount[:, :, None] - discount[:, None, :]))
-    delta = delta / jnp.maximum(ideal, 1e-9)[:, None, None]
-    diff = scores[:, :, None] - scores[:, None, :]
-    per_pair = jax.lax.stop_gradient(delta) * jax.nn.softplus(-diff)
-    count = pairs.sum()
-    return jnp.where(count > 0, jnp.where(pairs, per_pair, 0.0).sum() / jnp.maximum(pairs.any(-1).any(-1).sum(), 1), 0.0)
+    total = rax.pairwise_logistic_loss(scores, labels, where=where, lambdaweight_fn=_DELTA_NDCG, reduce_fn=jnp.sum)
+    has_pair = (where[:, :, None] & where[:, None, :] & (labels[:, :, None] > labels[:, None, :])).any((-2, -1))
+    # rax scales its lambdaweights by the list size (to keep them away from zero); undo that
+    return total / labels.shape[-1] / jnp.maximum(has_pair.sum(), 1)
 
 
 def mse(scores, labels, *, where=None):
