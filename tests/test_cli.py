@@ -36,6 +36,7 @@ def test_a_damaged_shard_is_one_line_in_every_command_that_reads_it(tmp_path, da
     assert not (tmp_path / "pruned").exists() and not (tmp_path / "ck").exists()
 
 
+@pytest.mark.tvm
 @pytest.mark.parametrize("mistake, message", [
     ('num_thread = 2', "unknown platform fields ['num_thread']"),
     ('num_threads = 2\n[descriptor]\nkind = "cpu"\nthreads = "two"', "'threads' must be of type int"),
