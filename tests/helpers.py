@@ -6,6 +6,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 
@@ -13,6 +14,15 @@ from xfer_jax import dataset as ds
 from xfer_jax.hardware import HardwareDescriptor, hardware_vector
 
 CLI = [sys.executable, "-m", "xfer_jax.cli"]  # the `xfer-jax` command of this Python, for kills and Ctrl-C
+
+
+def assert_one_line(result: subprocess.CompletedProcess, *expected: str) -> str:
+    """Exit code 2, exactly one `error:` line holding every `expected` text, no traceback; returns that line."""
+    assert result.returncode == 2, (result.returncode, result.stdout[-400:], result.stderr[-800:])
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-800:]
+    assert all(text in errors[0] for text in expected), errors[0]
+    return errors[0]
 
 
 def run_cli(*args) -> subprocess.CompletedProcess:
@@ -30,8 +40,6 @@ def run_cli(*args) -> subprocess.CompletedProcess:
         signal.signal(signal.SIGINT, handler)
     stderr = result.stderr
     if result.exception is not None and not isinstance(result.exception, SystemExit):
-        import traceback
-
         stderr += "".join(traceback.format_exception(result.exception))
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, stderr)
 
@@ -67,6 +75,7 @@ def synthetic_shards(root: pathlib.Path, seed: int = 0, platforms=("cpu-a", "cpu
 
 
 SHARD_DAMAGES = ("truncated", "byte-flipped", "text", "missing array", "meta not utf-8")
+META_STILL_READABLE = ("missing array", "byte-flipped")  # damages that a reader of the meta alone cannot see
 
 
 def damage_shard(path: pathlib.Path, damage: str) -> None:

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 
 from xfer_jax import dataset, metrics, splits, study
@@ -44,11 +46,12 @@ def test_transfer_fine_tunes_from_the_zero_shot_model_and_keeps_one_test_set(syn
     assert results["cpu-b"]["k0"]["mlp-onehot"]["programs"] == results["cpu-b"]["k4"]["mlp-onehot"]["programs"]
     zero = runner.checkpoint("mlp-onehot", splits.by_platform(data, "cpu-b", shots=0))
     assert (zero / "done").exists()
-    done = run_cli("eval", "--checkpoint", zero, "--data", synthetic_dataset)  # its split spec rebuilds its test set
-    split_line = done.stdout.splitlines()[0] if done.stdout else ""
-    assert done.returncode == 0 and split_line.startswith("by-platform-k0:") and "cpu-b" in split_line, done.stderr
-    pca = float(done.stdout.splitlines()[2].split()[1])
-    assert abs(pca - results["cpu-b"]["k0"]["mlp-onehot"]["pca"]) < 1e-4
+    # its split spec rebuilds its test set
+    done = run_cli("eval", "--checkpoint", zero, "--data", synthetic_dataset, "--json", tmp_path / "eval.json")
+    assert done.returncode == 0, done.stderr
+    evaluated = json.loads((tmp_path / "eval.json").read_text())
+    assert evaluated["split"].startswith("by-platform-k0:") and "cpu-b" in evaluated["split"]
+    assert abs(evaluated["pca"] - results["cpu-b"]["k0"]["mlp-onehot"]["pca"]) < 1e-4
     flat = study.Study.flatten_transfer(results)
     assert set(flat) == {"by-platform-k0/cpu-b", "by-platform-k4/cpu-b", "by-platform-k0/mean", "by-platform-k4/mean"}
 

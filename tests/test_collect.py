@@ -17,7 +17,7 @@ import pytest
 
 from xfer_jax import dataset as ds
 
-from helpers import CLI, run_cli, write_matmul_onnx, write_relu_onnx
+from helpers import CLI, assert_one_line, run_cli, write_matmul_onnx, write_relu_onnx
 
 tvm = pytest.importorskip("tvm")
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -184,10 +184,7 @@ def test_bad_input_gives_one_line_and_exit_code_2(tmp_path):
     ]
     (tmp_path / "nothing-here").mkdir()
     for args in cases:
-        out = run_cli(*args)
-        assert out.returncode == 2, (args, out.stderr[-500:])
-        lines = [line for line in out.stderr.splitlines() if line.startswith("error:")]
-        assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-500:]
+        assert_one_line(run_cli(*args))
 
 
 def test_collection_stops_early_when_every_run_fails(tmp_path):
