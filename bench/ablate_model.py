@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import pathlib
+import re
 import tempfile
 import time
 
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--shots", type=int, default=0, help="programs per task of the held-out hardware in training")
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--save-scores", type=pathlib.Path, default=None,
+                        help="also save each variant's test scores here (.npy), to blend or ensemble them later")
     args = parser.parse_args()
     data = dataset.load(args.data)
     split = splits.make_split(data, args.split, seed=args.split_seed, holdout=args.holdout, shots=args.shots)
@@ -107,6 +110,10 @@ def main() -> None:
         start = time.time()
         scores, extra = blended_scores(variant, data, split, args.steps, trained)
         report = ranking_report(data.subset(split.test), scores)
+        if args.save_scores:
+            args.save_scores.mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{split.name}-{args.holdout}-{args.steps}-{variant or 'default'}")
+            np.save(args.save_scores / f"{name}.npy", scores)
         print(json.dumps({"variant": variant or "default", "split": split.name, "holdout": args.holdout,
                           "shots": args.shots, "steps": args.steps, **extra,
                           **{k: round(report[k], 4) for k in ("pca", "top1", "top5")},

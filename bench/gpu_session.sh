@@ -6,8 +6,11 @@
 #   train    device: xfer-jax train on the GPU (jit + pmap); samples/s go to $OUT/train-gpu.json
 #   check    device: the GPU platform as the driver describes it, and what the machine has
 #   collect  device: TVM from the parts, then `xfer-jax collect --platform cuda` for $COLLECT_S seconds
+#   sweep    device: the ablations listed in $JOBS (lines of bench/ablate_model.py arguments), $PARALLEL at a
+#            time on the one GPU, for at most $SWEEP_S seconds; one JSON-lines file per job in $OUT/sweep/.
+#            Needs rax and xgboost wheels in .gpuwheels/ (pack-wheels, here)
 set -uo pipefail
-stage=${1:?usage: bench/gpu_session.sh pack|train|check|collect}
+stage=${1:?usage: bench/gpu_session.sh pack|pack-wheels|train|check|collect|sweep}
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 
@@ -29,6 +32,29 @@ pack)
   split -n 3 -d /tmp/site312.tar.xz /tmp/site312.part
   mv /tmp/site312.part00 .gpu1/ && mv /tmp/site312.part01 .gpu2/ && mv /tmp/site312.part02 .gpu3/
   du -sh .gpu1 .gpu2 .gpu3
+  ;;
+pack-wheels)
+  rm -rf .gpuwheels && python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp --platform manylinux_2_28_x86_64 -d .gpuwheels rax==0.4.0 xgboost-cpu==3.2.0
+  ;;
+sweep)
+  install_xfer_jax
+  python3 -m pip install -q --no-deps --no-index --target /tmp/xj .gpuwheels/*.whl || exit 1
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several trainings share the GPU
+  mkdir -p "$OUT/sweep"
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 > "$OUT/sweep/gpu-use.csv" &
+  deadline=$(( $(date +%s) + ${SWEEP_S:-480} ))  # every job ends by then; what finished comes back
+  run_job() { eval "timeout $3 python3 bench/ablate_model.py $1" > "$OUT/sweep/$2.jsonl" 2> "$OUT/sweep/$2.err"; }
+  number=0
+  while IFS= read -r line; do
+    [[ -z $line || $line == \#* ]] && continue
+    number=$((number + 1))
+    while [ "$(jobs -rp | wc -l)" -gt "${PARALLEL:-8}" ]; do wait -n; done  # +1: the nvidia-smi logger
+    left=$(( deadline - $(date +%s) ))
+    [ "$left" -gt 60 ] || break
+    run_job "$line" "$(printf %02d $number)" "$left" &
+  done < "${JOBS:?JOBS names a file of ablate_model.py argument lines}"
+  sleep 1; kill %1; wait
   ;;
 train)
   install_xfer_jax
