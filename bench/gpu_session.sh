@@ -7,7 +7,8 @@
 #   check    device: the GPU platform as the driver describes it, and what the machine has
 #   collect  device: TVM from the parts, then `xfer-jax collect --platform cuda` for $COLLECT_S seconds
 #   sweep    device: the ablations listed in $JOBS (lines of bench/ablate_model.py arguments), $PARALLEL at a
-#            time on the one GPU, for at most $SWEEP_S seconds; one JSON-lines file per job in $OUT/sweep/.
+#            time on the one GPU, for at most $SWEEP_S seconds; their JSON lines in $OUT/sweep.jsonl, saved
+#            scores and logs in $OUT/sweep.tgz (the device tool returns a handful of files, not one per job).
 #            Needs rax and xgboost wheels in .gpuwheels/ (pack-wheels, here)
 set -uo pipefail
 stage=${1:?usage: bench/gpu_session.sh pack|pack-wheels|train|check|collect|sweep}
@@ -41,10 +42,11 @@ sweep)
   install_xfer_jax
   python3 -m pip install -q --no-deps --no-index --target /tmp/xj .gpuwheels/*.whl || exit 1
   export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several trainings share the GPU
-  mkdir -p "$OUT/sweep"
-  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 > "$OUT/sweep/gpu-use.csv" &
+  # the device tool brings back only a few files: jobs write under /tmp, and one archive goes to $OUT
+  sweep=/tmp/sweep && mkdir -p "$sweep"
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 > "$sweep/gpu-use.csv" &
   deadline=$(( $(date +%s) + ${SWEEP_S:-480} ))  # every job ends by then; what finished comes back
-  run_job() { eval "timeout $3 python3 bench/ablate_model.py $1" > "$OUT/sweep/$2.jsonl" 2> "$OUT/sweep/$2.err"; }
+  run_job() { eval "timeout $3 python3 bench/ablate_model.py $1" > "$sweep/$2.jsonl" 2> "$sweep/$2.err"; }
   number=0
   while IFS= read -r line; do
     [[ -z $line || $line == \#* ]] && continue
@@ -52,9 +54,12 @@ sweep)
     while [ "$(jobs -rp | wc -l)" -gt "${PARALLEL:-8}" ]; do wait -n; done  # +1: the nvidia-smi logger
     left=$(( deadline - $(date +%s) ))
     [ "$left" -gt 60 ] || break
-    run_job "$line" "$(printf %02d $number)" "$left" &
+    run_job "${line//\$OUT\/sweep/$sweep}" "$(printf %02d $number)" "$left" &
   done < "${JOBS:?JOBS names a file of ablate_model.py argument lines}"
   sleep 1; kill %1; wait
+  cat "$sweep"/*.jsonl | grep '^{' > "$OUT/sweep.jsonl"
+  tar -czf "$OUT/sweep.tgz" -C /tmp sweep
+  echo "$(wc -l < "$OUT/sweep.jsonl") results of $number jobs in $OUT/sweep.jsonl; scores and logs in $OUT/sweep.tgz"
   ;;
 train)
   install_xfer_jax
