@@ -308,6 +308,10 @@ def report(
                                                   "xfer,noHW,xgb,xgb+hw [default: Plan.transfer_models]"),
     pruning: bool = typer.Option(True, "--pruning/--no-pruning", help="the pruning curves"),
     keep_fractions: Optional[str] = typer.Option(None, "--keep-fractions", help="pruning curve points"),
+    prune_host: Optional[str] = typer.Option(None, "--prune-host", help="the host by-host pruning and the collection "
+                                             "simulation hold out [default: the first CPU host]"),
+    collect_shots: Optional[str] = typer.Option(None, "--collect-shots", help="programs per task measured on the "
+                                                "held-out host in the collection simulation, e.g. 16,64"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="train this many models at once (processes)"),
 ) -> None:
     """Every model on every split (by-host included), transfer curves, pruning and tuning, as reports/README.md,
@@ -320,7 +324,8 @@ def report(
                             networks=networks and parse_list(networks, str, "--networks"),
                             platforms=platforms and parse_list(platforms, str, "--platforms"),
                             hosts=hosts and parse_list(hosts, str, "--hosts"), pruning=pruning,
-                            fractions=keep_fractions and parse_fractions(keep_fractions),
+                            fractions=keep_fractions and parse_fractions(keep_fractions), prune_host=prune_host,
+                            collect_shots=collect_shots and parse_list(collect_shots, int, "--collect-shots"),
                             split_models=models and parse_list(models, str, "--models"),
                             transfer_models=transfer_models and parse_list(transfer_models, str,
                                                                            "--transfer-models")))

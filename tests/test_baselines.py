@@ -5,7 +5,7 @@ import numpy as np
 from xfer_jax import dataset, metrics, splits, study
 from xfer_jax.baselines import PackSumXGB
 
-from helpers import run_cli
+from helpers import run_cli, synthetic_shards
 
 
 def test_pack_sum_xgb_learns_a_throughput_that_is_a_sum_over_stores():
@@ -79,3 +79,17 @@ def test_xgb_with_hardware_ranks_programs_whose_order_flips_between_two_configs(
     pca_joint = metrics.pca(joint.predict(features[test], mask[test], hardware[test]), 1 / throughput[test],
                             group[test])
     assert pca_joint > 0.9 and pca_blind < 0.65
+
+
+def test_collection_simulation_fine_tunes_on_chosen_programs_of_the_held_out_host(tmp_path):
+    data = dataset.load(synthetic_shards(tmp_path / "data", platforms=("a@h1", "b@h1", "c@h2")))
+    runner = study.Study(data, tmp_path / "work", steps=30, finetune_steps=10, log=lambda *_: None)
+    results = runner.collection("h2", ["random", "top-spread"], shots=(3, 8), model="noHW")
+    assert set(results) == {"k0", "random-k3", "random-k8", "top-spread-k3", "top-spread-k8"}
+    groups_on_h2 = len(np.unique(data.group[data.platform == data.platform_names.index("c@h2")]))
+    assert results["random-k3"]["measured"] == 3 * groups_on_h2
+    assert results["top-spread-k8"]["measured"] == 8 * groups_on_h2
+    test_programs = {r["programs"] for r in results.values()}
+    assert len(test_programs) == 1  # one test half for every method and k
+    again = study.Study(data, tmp_path / "work", steps=30, finetune_steps=10, log=lambda *_: None)
+    assert again.collection("h2", ["random"], shots=(3,), model="noHW")["random-k3"]["pca"] == results["random-k3"]["pca"]

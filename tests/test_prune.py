@@ -3,8 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_cli
+from helpers import run_cli, synthetic_shards
 from xfer_jax import dataset, prune
+from xfer_jax.errors import UserError
 
 
 @pytest.mark.parametrize("method", prune.METHODS)
@@ -78,3 +79,35 @@ def test_model_methods_keep_the_fastest_and_prefer_what_the_booster_ranks_worst(
     kept = set(prune.select(data, 0.3, "hard", seed=0)) & set(pool[at])
     worst = pool[at][np.argsort(-surprise[at], kind="stable")][:2]  # the fastest may take one of these places
     assert len(kept & set(worst)) >= 1
+
+
+@pytest.mark.parametrize("method", prune.COLLECT_METHODS)
+def test_collection_picks_k_per_group_without_reading_the_candidates_latency(tmp_path, method):
+    data = dataset.load(synthetic_shards(tmp_path / "data", platforms=("a@h1", "b@h2")))
+    new_host = data.platform == data.platform_names.index("b@h2")
+    candidates, source = np.flatnonzero(new_host), np.flatnonzero(~new_host)
+    scores = np.random.default_rng(1).normal(size=len(candidates))
+    chosen = prune.choose_to_measure(data, candidates, 5, method, scores, source, seed=0)
+    assert np.isin(chosen, candidates).all() and len(np.unique(chosen)) == len(chosen)
+    for group in np.unique(data.group[candidates]):
+        assert (data.group[chosen] == group).sum() == min(5, (data.group[candidates] == group).sum())
+    shuffled = data.subset(np.arange(len(data)))
+    shuffled.latency[candidates] = np.random.default_rng(2).permutation(shuffled.latency[candidates])
+    assert np.array_equal(prune.choose_to_measure(shuffled, candidates, 5, method, scores, source, seed=0), chosen)
+
+
+def test_top_spread_measures_the_best_scored_half_and_spans_the_rest():
+    members = np.arange(10, 30)
+    scores = np.linspace(1.0, 0.0, 20)  # members[0] is the best scored
+    chosen = prune._top_spread(members, scores, 6)
+    assert list(chosen[:3]) == [10, 11, 12]
+    assert chosen[-1] == 29  # the worst scored: the group still spans slow and fast
+
+
+def test_collection_rejects_an_unknown_method_or_an_empty_quota(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    index = np.arange(len(data))
+    with pytest.raises(UserError, match="unknown collection method"):
+        prune.choose_to_measure(data, index, 4, "oracle", np.zeros(len(data)), index)
+    with pytest.raises(UserError, match="at least 1"):
+        prune.choose_to_measure(data, index, 0, "random", np.zeros(len(data)), index)

@@ -8,7 +8,7 @@ from xfer_jax import report
 QUICK = report.Plan(seeds=(0, 1), steps=20, finetune_steps=5, shots=(0, 4), fractions=(0.5,), networks=("net-x",),
                     platforms=("cpu-b",),
                     transfer_models=("mlp-onehot", "xgb", "xgb-target"), split_models=("mlp", "xgb+hw"), prune_model="mlp",
-                    prune_methods=("random", "kcenter"))
+                    prune_methods=("random", "kcenter"), collect_methods=("random", "top-spread"), collect_shots=(2, 8))
 
 
 def _tune_report(path, platform="cpu-a"):
@@ -38,9 +38,16 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     assert summary["tuning"]["trials_to_baseline"]["netz/cpu-a"] == {"xgb": 32, "xfer": 16}
     assert summary["tuning"]["detail"]["netz/cpu-b"]["checkpoint"]["trained_on_platforms"] == ["cpu-a"]
     assert "| netz | cpu-b | no | xfer |" in (out / "README.md").read_text()  # tuned where it never trained
-    best = summary["pruning"]["detail"]  # the full set always qualifies, so some set is chosen
-    assert best["pca"] >= best["full_pca"] - 0.01 and summary["pruning"]["best_keep_at_1pt"] == best["kept_fraction"]
-    assert best["keep"] in (0.5, 1.0)
+    for split in ("by-task", "by-host"):  # the full set always qualifies, so some set is chosen
+        best = summary["pruning"]["detail"][split]
+        assert best["pca"] >= best["full_pca"] - 0.01 and best["keep"] in (0.5, 1.0)
+        assert summary["pruning"]["best_keep_at_1pt"][split] == best["kept_fraction"]
+    random_half = summary["pruning"]["per_split"]["by-host"]["random"]["0.5"]
+    assert random_half["spread"]["pca"] >= 0 and 0.4 < random_half["kept_fraction"] < 0.6
+    collection = summary["pruning"]["collection"]
+    assert collection["host"] == "h2"  # the first CPU host of two
+    assert set(collection["per_method"]) == {"k0", "random-k2", "random-k8", "top-spread-k2", "top-spread-k8"}
+    assert (out / "pruning-by-host.png").exists() and "Pruning for collection (h2 held out)" in (out / "README.md").read_text()
     assert set(summary["splits"]) >= {"within-task", "by-task", "by-network/net-x", "by-network/mean",
                                       "by-platform-k0/cpu-b", "by-platform-k4/mean"}
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
@@ -61,7 +68,9 @@ def test_report_rejects_bad_input_in_one_line(synthetic_dataset, tmp_path):
                  ["--seeds", "x"], ["--data", str(synthetic_dataset), "--hosts", "nosuch"],
                  ["--data", str(synthetic_dataset), "--networks", "nosuch"],
                  ["--data", str(synthetic_dataset), "--models", "xfer,nosuch"],
-                 ["--data", str(synthetic_dataset), "--transfer-models", "mlp"]):
+                 ["--data", str(synthetic_dataset), "--transfer-models", "mlp"],
+                 ["--data", str(synthetic_dataset), "--prune-host", "nosuch"],
+                 ["--data", str(synthetic_dataset), "--collect-shots", "0,16"]):
         done = run_cli("report", "--out", tmp_path / "r", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
 

@@ -14,6 +14,15 @@ Methods:
     disagree    the same with the disagreement of two boosters that saw different rows and features: the
                 programs whose rank the data does not pin down, without needing their latency (so it can pick what
                 to measure on a new host)
+
+Pruning for collection is the other question: which of a new host's candidates to measure at all, before any
+latency exists there. `choose_to_measure` answers it with COLLECT_METHODS, which never read a candidate's latency:
+    random      a uniform sample of each group
+    kcenter     greedy k-center over the candidates' features, started from the model's best-scored candidate
+    disagree    the best-scored candidate, then the ones two boosters (fitted on the other hosts, hardware vector
+                included) rank most differently, then a uniform sample
+    top-spread  half the quota from the top of the model's scores (where a tuner looks), the other half evenly
+                spaced over the rest of its ranking (so the group still spans slow and fast)
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from .normalize import signed_log
 
 METHODS = ("random", "dedup", "stratified", "kcenter", "hard", "disagree")
 _MODEL_METHODS = ("hard", "disagree")
+COLLECT_METHODS = ("random", "kcenter", "disagree", "top-spread")
 
 
 def _group_quota(size: int, keep: float) -> int:
@@ -55,8 +65,9 @@ def _stratified(members: np.ndarray, data: Dataset, quota: int) -> np.ndarray:
     return ordered[np.unique(np.round(np.linspace(0, len(ordered) - 1, quota)).astype(int))]
 
 
-def _kcenter(members: np.ndarray, vectors: np.ndarray, data: Dataset, quota: int) -> np.ndarray:
-    chosen = [int(np.argmin(data.latency[members]))]
+def _kcenter(members: np.ndarray, vectors: np.ndarray, quota: int, start: int) -> np.ndarray:
+    """Greedy k-center from members[start]: each next pick is the farthest from everything picked."""
+    chosen = [start]
     distance = np.linalg.norm(vectors - vectors[chosen[0]], axis=1)
     while len(chosen) < quota:
         nxt = int(np.argmax(distance))
@@ -96,10 +107,9 @@ def _surprise(data: Dataset, pool: np.ndarray, method: str, seed: int) -> np.nda
     return surprise
 
 
-def _surprising(members: np.ndarray, surprise: np.ndarray, data: Dataset, quota: int,
+def _surprising(members: np.ndarray, surprise: np.ndarray, fastest: int, quota: int,
                 rng: np.random.Generator) -> np.ndarray:
     """The fastest program, half the quota by surprise, the rest uniformly: all-surprise sets chase label noise."""
-    fastest = members[np.argmin(data.latency[members])]
     by_surprise = [m for m in members[np.argsort(-surprise, kind="stable")] if m != fastest][: max(quota // 2 - 1, 0)]
     chosen = [fastest, *by_surprise]
     rest = rng.permutation(np.setdiff1d(members, chosen))
@@ -129,7 +139,63 @@ def select(data: Dataset, keep: float, method: str, seed: int = 0, within: np.nd
         elif method == "stratified":
             kept.append(_stratified(members, data, quota))
         elif method in _MODEL_METHODS:
-            kept.append(_surprising(members, surprise[[position[int(m)] for m in members]], data, quota, rng))
+            kept.append(_surprising(members, surprise[[position[int(m)] for m in members]],
+                                    members[np.argmin(data.latency[members])], quota, rng))
         else:
-            kept.append(_kcenter(members, vectors[[position[int(m)] for m in members]], data, quota))
+            kept.append(_kcenter(members, vectors[[position[int(m)] for m in members]], quota,
+                                 start=int(np.argmin(data.latency[members]))))
     return np.sort(np.concatenate(kept)) if kept else np.zeros(0, np.int64)
+
+
+def _disagreement(data: Dataset, source: np.ndarray, candidates: np.ndarray, seed: int) -> np.ndarray:
+    """Per candidate, how differently two boosters fitted on `source` (different rows and features, hardware
+    vector included) rank it within its group."""
+    from .baselines import PackSumXGB
+
+    fit, new = data.subset(source), data.subset(candidates)
+    scores = [PackSumXGB(rounds=100, seed=seed + i, subsample=0.5, colsample=0.5)
+              .fit(fit.features, fit.mask, fit.label, fit.hardware).predict(new.features, new.mask, new.hardware)
+              for i in (0, 1)]
+    disagreement = np.zeros(len(candidates))
+    for group in np.unique(new.group):
+        at = np.flatnonzero(new.group == group)
+        disagreement[at] = np.abs(_rank_in_group(scores[0][at]) - _rank_in_group(scores[1][at]))
+    return disagreement
+
+
+def _top_spread(members: np.ndarray, scores: np.ndarray, quota: int) -> np.ndarray:
+    ordered = members[np.argsort(-scores, kind="stable")]
+    top = quota - quota // 2
+    rest = ordered[top:]
+    spread = rest[np.unique(np.round(np.linspace(0, len(rest) - 1, quota - top)).astype(int))] if len(rest) else rest
+    return np.concatenate([ordered[:top], spread]).astype(members.dtype)
+
+
+def choose_to_measure(data: Dataset, candidates: np.ndarray, per_group: int, method: str, scores: np.ndarray,
+                      source: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Sorted indices of up to `per_group` candidates of each group to measure on new hardware.
+
+    `scores` are a model's predictions for the candidates (higher is faster) and `source` indexes the measured
+    programs of other hardware; no candidate's latency is read, so this can run before measuring."""
+    if method not in COLLECT_METHODS:
+        raise UserError(f"unknown collection method {method!r}; choose from {', '.join(COLLECT_METHODS)}")
+    if per_group < 1:
+        raise UserError(f"programs per group must be at least 1, got {per_group}")
+    candidates = np.asarray(candidates)
+    rng = np.random.default_rng(seed)
+    vectors = _embedding(data, candidates) if method == "kcenter" else None
+    disagreement = _disagreement(data, source, candidates, seed) if method == "disagree" else None
+    chosen = []
+    for group in np.unique(data.group[candidates]):
+        at = np.flatnonzero(data.group[candidates] == group)
+        members, quota = candidates[at], min(per_group, len(at))
+        best = int(np.argmax(scores[at]))
+        if method == "random":
+            chosen.append(rng.permutation(members)[:quota])
+        elif method == "kcenter":
+            chosen.append(_kcenter(members, vectors[at], quota, start=best))
+        elif method == "disagree":
+            chosen.append(_surprising(members, disagreement[at], members[best], quota, rng))
+        else:
+            chosen.append(_top_spread(members, scores[at], quota))
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, np.int64)

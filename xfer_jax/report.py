@@ -34,10 +34,13 @@ class Plan:
     hosts: tuple[str, ...] | None = None  # by-host holdouts
     split_models: tuple[str, ...] = MODELS
     transfer_models: tuple[str, ...] = TRANSFER_MODELS
-    pruning: bool = True  # the pruning curves (one seed, by-task)
+    pruning: bool = True  # the pruning curves (by-task and by-host, every seed) and the collection simulation
     fractions: tuple[float, ...] = KEEP
     prune_model: str = "xfer"
     prune_methods: tuple[str, ...] = prune.METHODS
+    prune_host: str | None = None  # by-host pruning and collection hold this host out; None: the first CPU host
+    collect_methods: tuple[str, ...] = prune.COLLECT_METHODS
+    collect_shots: tuple[int, ...] = (16, 64)  # programs measured per task and config of the held-out host
 
     def networks_of(self, data: dataset.Dataset) -> tuple[str, ...]:
         names = sorted(data.networks)
@@ -50,6 +53,13 @@ class Plan:
     def hosts_of(self, data: dataset.Dataset) -> tuple[str, ...]:
         return self.hosts or (tuple(splits.hosts(data)) if len(splits.hosts(data)) > 1 else ())
 
+    def prune_host_of(self, data: dataset.Dataset) -> str | None:
+        """The host that by-host pruning and the collection simulation hold out (None: a one-host dataset)."""
+        if self.prune_host or len(splits.hosts(data)) < 2:
+            return self.prune_host
+        gpu = {splits.host_of(p["name"]) for p in data.platforms if p["descriptor"].get("kind") == "gpu"}
+        return next((h for h in splits.hosts(data) if h not in gpu), splits.hosts(data)[0])
+
     def check(self, data: dataset.Dataset) -> None:
         """Unknown names are one-line UserErrors before anything trains."""
         for what, chosen, known in (("network", self.networks_of(data), sorted(data.networks)),
@@ -57,7 +67,9 @@ class Plan:
                                     ("host", self.hosts_of(data), splits.hosts(data)),
                                     ("model", self.split_models, MODELS),
                                     ("transfer model", self.transfer_models, TRANSFER_MODELS),
-                                    ("pruning method", self.prune_methods, prune.METHODS)):
+                                    ("pruning method", self.prune_methods, prune.METHODS),
+                                    ("pruning host", (self.prune_host,) if self.prune_host else (), splits.hosts(data)),
+                                    ("collection method", self.collect_methods, prune.COLLECT_METHODS)):
             unknown = sorted(set(chosen) - set(known))
             if unknown:
                 raise UserError(f"unknown {what} {', '.join(unknown)}; this dataset has {', '.join(known)}")
@@ -65,6 +77,8 @@ class Plan:
                 raise UserError(f"holding out a {what} needs a dataset of two {what}s or more; this one has {known[0]}")
         if any(not 0 < f <= 1 for f in self.fractions) or any(k < 0 for k in self.shots):
             raise UserError(f"keep fractions must be in (0, 1] and shots >= 0, got {self.fractions}, {self.shots}")
+        if any(k < 1 for k in self.collect_shots):
+            raise UserError(f"collection shots must be >= 1, got {self.collect_shots}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,31 +167,95 @@ def splits_section(table: dict, plan: Plan) -> str:
         _table(["split", "model", "PCA", "top-1", "top-5", "xfer - best"], rows)])
 
 
-def pruning_section(study: Study, out: pathlib.Path, fractions: tuple[float, ...], model: str = "xfer",
-                    methods: tuple[str, ...] = prune.METHODS) -> tuple[str, dict]:
-    results = study.pruning(list(methods), fractions, model=model)
-    full = results[methods[0]]["1"]["pca"]
+def _mean_over_seeds(runs: list[dict]) -> dict:
+    """{method: {keep: report}} per seed -> the same with PCA, top-1, top-5 and kept_fraction averaged and a
+    "spread" (max - min over seeds) of each metric."""
+    merged: dict = {}
+    for method, per_keep in runs[0].items():
+        merged[method] = {}
+        for keep in per_keep:
+            reports = [run[method][keep] for run in runs]
+            entry = {m: float(np.mean([r[m] for r in reports])) for m in (*METRICS, "kept_fraction")}
+            entry["spread"] = {m: float(np.ptp([r[m] for r in reports])) for m in METRICS}
+            merged[method][keep] = entry
+    return merged
+
+
+def _smallest_within_1pt(results: dict) -> dict | None:
+    """The smallest kept fraction whose mean PCA is within 1 point of the full set's."""
+    full = next(iter(results.values()))["1"]["pca"]
     best = None
     for method, per_keep in results.items():
         for keep, report in per_keep.items():
             if report["pca"] >= full - 0.01 and (best is None or report["kept_fraction"] < best["kept_fraction"]):
                 best = {"method": method, "keep": float(keep), "kept_fraction": report["kept_fraction"],
                         "pca": report["pca"], "full_pca": full}
-    rows = [[m, k, f"{r['kept_fraction']:.2f}"] + [_fmt(r.get(x)) for x in METRICS]
-            for m, per_keep in results.items() for k, r in per_keep.items()]
-    plots.line_panels(out / "pruning.png", [("fraction of training programs kept", metric,
-                                 {m: ([r["kept_fraction"] for r in per_keep.values()],
-                                      [r.get(metric) for r in per_keep.values()]) for m, per_keep in results.items()})
-                                for metric in ("pca", "top5")], f"pruning (by-task split, {model})")
-    verdict = ("no pruned set stayed within 1 point of PCA" if best is None or best["keep"] >= 1.0 else
-               f"smallest set within 1 point of full-data PCA: {best['method']} keeping "
-               f"{best['kept_fraction']:.0%} (PCA {best['pca']:.3f} vs {full:.3f})")
+    return best
+
+
+def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: str | None) -> tuple[str, dict]:
+    """Pruning for training (by-task and by-host curves, mean over the seeds' studies) and for collection."""
+    fractions = tuple(sorted(set(plan.fractions) | {1.0}, reverse=True))
+    methods, model = list(plan.prune_methods), plan.prune_model
+    text = ["## Dataset pruning",
+            f"Pruning for training: {model} trained on a pruned training set, always tested on the same test set, "
+            f"mean over seeds {', '.join(str(s.seed) for s in studies)} (± half the spread). Methods: "
+            + ", ".join(methods) + " (see `xfer_jax/prune.py`)."]
+    summary: dict = {"best_keep_at_1pt": {}, "detail": {}, "per_split": {}}
+    for split in _prune_splits(host):
+        name, _, holdout = split.partition("/")
+        results = _mean_over_seeds([s.pruning(methods, fractions, model=model, split=name, holdout=holdout or None)
+                                    for s in studies])
+        best = _smallest_within_1pt(results)
+        label = name if not holdout else f"{name} ({holdout} held out)"
+        image = "pruning.png" if name == "by-task" else f"pruning-{name}.png"
+        plots.line_panels(out / image, [("fraction of training programs kept", metric,
+                                         {m: ([r["kept_fraction"] for r in per_keep.values()],
+                                              [r[metric] for r in per_keep.values()]) for m, per_keep in results.items()})
+                                        for metric in ("pca", "top5")], f"pruning ({label}, {model})")
+        verdict = ("no pruned set stayed within 1 point of PCA" if best is None or best["keep"] >= 1.0 else
+                   f"smallest set within 1 point of full-data PCA: {best['method']} keeping "
+                   f"{best['kept_fraction']:.0%} (PCA {best['pca']:.3f} vs {best['full_pca']:.3f})")
+        rows = [[m, k, f"{r['kept_fraction']:.2f}"] + [f"{r[x]:.3f} ± {r['spread'][x] / 2:.3f}" for x in METRICS]
+                for m, per_keep in results.items() for k, r in per_keep.items()]
+        text += [f"### {label}", verdict, f"![pruning {label}]({image})",
+                 _table(["method", "keep", "kept", "PCA", "top-1", "top-5"], rows)]
+        summary["best_keep_at_1pt"][name] = best["kept_fraction"] if best else None
+        summary["detail"][name] = best
+        summary["per_split"][name] = results
+    if host:
+        collection_text, summary["collection"] = collection_section(studies, plan, host)
+        text.append(collection_text)
+    return "\n\n".join(text), summary
+
+
+def collection_section(studies: list[Study], plan: Plan, host: str) -> tuple[str, dict]:
+    """Pruning for collection: k programs per task and config measured on a held-out host, chosen by a method
+    that cannot see their latency, then fine-tuning; mean over the seeds' studies."""
+    runs = [s.collection(host, list(plan.collect_methods), plan.collect_shots, model=plan.prune_model) for s in studies]
+    rows, results = [], {}
+    for key in runs[0]:
+        entries = [run[key] for run in runs]
+        results[key] = {m: float(np.mean([e[m] for e in entries])) for m in METRICS}
+        results[key]["spread"] = {m: float(np.ptp([e[m] for e in entries])) for m in METRICS}
+        results[key]["measured"] = entries[0].get("measured", 0)
+        rows.append([key, str(results[key]["measured"])]
+                    + [f"{results[key][m]:.3f} ± {results[key]['spread'][m] / 2:.3f}" for m in METRICS])
+    few, many = min(plan.collect_shots), max(plan.collect_shots)
+    bar = results.get(f"random-k{many}", {}).get("pca")
+    reached = sorted(m for m in plan.collect_methods if bar is not None and m != "random"
+                     and results.get(f"{m}-k{few}", {}).get("pca", 0) >= bar)
+    verdict = (f"random selection needs {many} programs per task for PCA {bar:.3f}; at {few}, "
+               + (f"{', '.join(reached)} reach it" if reached else "no method reaches it")) if bar is not None else ""
     text = "\n\n".join([
-        "## Dataset pruning",
-        f"{model} trained on a pruned by-task training set, always tested on the same held-out tasks. Methods: "
-        + ", ".join(methods) + " (see `xfer_jax/prune.py`).", verdict,
-        "![pruning](pruning.png)", _table(["method", "keep", "kept", "PCA", "top-1", "top-5"], rows)])
-    return text, {"per_method": results, "best_keep_at_1pt": best}
+        f"### Pruning for collection ({host} held out)",
+        f"Which programs to measure on a new host at all: from the half of each of {host}'s groups that is not "
+        f"test, a method picks k per task and config without seeing their latency, {plan.prune_model} is "
+        f"fine-tuned from its zero-shot checkpoint on them, and the fixed test half scores it. k0 is zero-shot. "
+        f"Groups hold about 66 programs, so the non-test half caps k near 33. Methods: "
+        + ", ".join(plan.collect_methods) + " (`prune.choose_to_measure`).", verdict,
+        _table(["chosen", "measured", "PCA", "top-1", "top-5"], rows)])
+    return text, {"host": host, "per_method": results, "reached_random_at_max_with_min": reached}
 
 
 def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
@@ -229,9 +307,19 @@ def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None
               + [("network", n) for n in plan.networks_of(data)] + [("split", "by-task"), ("split", "within-task")])
     parts = [(seed, kind, name) for kind, name in pieces for seed in plan.seeds]
     if plan.pruning:
-        parts += [(plan.seeds[0], "prune", m) for m in plan.prune_methods] + [(plan.seeds[0], "prune-full",
-                                                                            plan.prune_methods[0])]
+        host = plan.prune_host_of(data)
+        for seed in plan.seeds:
+            for split in _prune_splits(host):
+                parts += [(seed, "prune", f"{split}:{m}") for m in plan.prune_methods]
+                parts += [(seed, "prune-full", f"{split}:{plan.prune_methods[0]}")]
+            if host:
+                parts += [(seed, "collect", host)]
     return parts
+
+
+def _prune_splits(host: str | None) -> list[str]:
+    """"by-task", and "by-host/<host>" where the dataset has a second host."""
+    return ["by-task"] + ([f"by-host/{host}"] if host else [])
 
 
 def compute_part(part: tuple[int, str, str | None], data_path: pathlib.Path, work: pathlib.Path, plan: Plan) -> dict:
@@ -249,8 +337,13 @@ def _run_part(study: Study, kind: str, name: str, plan: Plan) -> dict:
         return study.compare([("by-network", name)], list(plan.split_models))
     if kind == "split":
         return study.compare([name], list(plan.split_models))
+    if kind == "collect":
+        study.collection(name, list(plan.collect_methods), plan.collect_shots, model=plan.prune_model)
+        return {}
     fractions = (1.0,) if kind == "prune-full" else tuple(f for f in plan.fractions if f < 1.0)
-    study.pruning([name], fractions, model=plan.prune_model)
+    split, method = name.rsplit(":", 1)
+    split, _, holdout = split.partition("/")
+    study.pruning([method], fractions, model=plan.prune_model, split=split, holdout=holdout or None)
     return {}
 
 
@@ -320,9 +413,9 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
     sections = [splits_section(table, plan), transfer_section(table, out, plan)]
     pruning = None
     if plan.pruning:
-        study = Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=plan.seeds[0], log=log)
-        fractions = tuple(sorted(set(plan.fractions) | {1.0}, reverse=True))
-        pruning_text, pruning = pruning_section(study, out, fractions, plan.prune_model, plan.prune_methods)
+        studies = [Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
+                   for seed in plan.seeds]
+        pruning_text, pruning = pruning_section(studies, out, plan, plan.prune_host_of(data))
         sections.append(pruning_text)
     tuning_text, tuning = tuning_section(out)
     sections.append(tuning_text)
@@ -333,9 +426,7 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         "splits": table,
         "by_host": {label: row for label, row in table.items() if label.startswith("by-host")},
         "xfer_minus_best_baseline": {label: {x: _margin(row, x) for x in METRICS} for label, row in table.items()},
-        "pruning": ({"best_keep_at_1pt": pruning["best_keep_at_1pt"]["kept_fraction"]
-                     if pruning["best_keep_at_1pt"] else None, "detail": pruning["best_keep_at_1pt"]}
-                    if pruning else None),
+        "pruning": pruning,
         "tuning": {"trials_to_baseline": {net: s["trials_to_baseline"] for net, s in tuning.items()},
                    "detail": tuning},
     }

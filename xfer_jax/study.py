@@ -171,25 +171,54 @@ class Study:
                     self._log_row(model, row[model])
         return results
 
-    def pruning(self, methods: list[str], fractions: tuple[float, ...] = KEEP, model: str = "xfer") -> dict:
-        """{method: {"<keep>": report}}: `model` trained on a pruned by-task training set, same test set."""
-        base = splits.by_task(self.data, seed=self.seed)
-        measured = int(np.isfinite(self.data.latency[base.train]).sum())
+    def pruning(self, methods: list[str], fractions: tuple[float, ...] = KEEP, model: str = "xfer",
+                split: str = "by-task", holdout: str | None = None) -> dict:
+        """{method: {"<keep>": report}}: `model` trained on a pruned training set of `split` (by-task, or
+        by-host with `holdout`), always tested on the same test set."""
+        base = splits.make_split(self.data, split, seed=self.seed, holdout=holdout)
+        measured_train = base.train[np.isfinite(self.data.latency[base.train])]
         self.log(base.describe())
         results: dict = {}
         for method in methods:
             results[method] = {}
             for keep in fractions:
-                if keep >= 1.0:
-                    chosen = splits.Split("by-task-full", base.train[np.isfinite(self.data.latency[base.train])],
-                                          base.test, spec=base.spec)
-                else:
-                    index = prune.select(self.data, keep, method, self.seed, within=base.train)
-                    chosen = splits.Split(f"by-task-{method}-keep{keep:g}", index, base.test, spec=base.spec)
-                report = self.score(model, chosen)
-                report["kept_fraction"] = len(chosen.train) / max(measured, 1)
+                index = (measured_train if keep >= 1.0 else
+                         prune.select(self.data, keep, method, self.seed, within=base.train))
+                name = f"{base.name}-full" if keep >= 1.0 else f"{base.name}-{method}-keep{keep:g}"
+                report = self.score(model, splits.Split(name, index, base.test, base.held_out, spec=base.spec))
+                report["kept_fraction"] = len(index) / max(len(measured_train), 1)
                 results[method][f"{keep:g}"] = report
                 self._log_row(f"{method}@{keep:g}", report)
+        return results
+
+    def collection(self, host: str, methods: list[str], shots: tuple[int, ...] = (16, 64),
+                   model: str = "xfer") -> dict:
+        """{"k0" or "<method>-k<k>": report}: pruning for collection. `host` is held out; from the half of each
+        of its groups that is not test, `method` picks k programs per group without reading their latency
+        (prune.choose_to_measure); `model` is fine-tuned from its zero-shot checkpoint on them and scored on
+        the fixed test half. Each report also says how many programs were measured."""
+        zero_shot = splits.make_split(self.data, "by-host", holdout=host, shots=0, seed=self.seed)
+        self.log(zero_shot.describe())
+        results = {"k0": self.score(model, zero_shot)}
+        self._log_row("k0", results["k0"])
+        on_host = np.isin(self.data.platform, [i for i, name in enumerate(self.data.platform_names)
+                                               if splits.host_of(name) == host])
+        on_host[zero_shot.test] = False
+        candidates = np.flatnonzero(on_host)
+        new = self.data.subset(candidates)
+        start = self.checkpoint(model, zero_shot)
+        scores = load(start).predict(new.features, new.mask, new.workload, new.hardware)
+        for method in methods:
+            for k in shots:
+                measured = prune.choose_to_measure(self.data, candidates, k, method, scores,
+                                                   source=zero_shot.train, seed=self.seed)
+                chosen = splits.Split(f"by-host-{method}-k{k}", np.sort(np.concatenate([zero_shot.train, measured])),
+                                      zero_shot.test, (host,), spec=zero_shot.spec)
+                report = self.score(model, chosen, init=lambda: start)
+                report["measured"] = int(len(measured))
+                report["per_group"] = len(measured) / max(len(np.unique(self.data.group[measured])), 1)
+                results[f"{method}-k{k}"] = report
+                self._log_row(f"{method}-k{k}", report)
         return results
 
     @staticmethod
