@@ -10,8 +10,11 @@
 #            time on the one GPU, for at most $SWEEP_S seconds; their JSON lines in $OUT/sweep.jsonl, saved
 #            scores and logs in $OUT/sweep.tgz (the device tool returns a handful of files, not one per job).
 #            Needs rax and xgboost wheels in .gpuwheels/ (pack-wheels, here)
+#   report   device: `xfer-jax report --jobs $PARALLEL $REPORT_ARGS` for at most $REPORT_S seconds; reports/
+#            without checkpoints comes back as $OUT/report.tgz. The study caches every result, so what a call
+#            did not finish, the next call (or this VM) computes; untar here and rerun the report to render it
 set -uo pipefail
-stage=${1:?usage: bench/gpu_session.sh pack|pack-wheels|train|check|collect|sweep}
+stage=${1:?usage: bench/gpu_session.sh pack|pack-wheels|train|check|collect|sweep|report}
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 
@@ -60,6 +63,16 @@ sweep)
   cat "$sweep"/*.jsonl | grep '^{' > "$OUT/sweep.jsonl"
   tar -czf "$OUT/sweep.tgz" -C /tmp sweep
   echo "$(wc -l < "$OUT/sweep.jsonl") results of $number jobs in $OUT/sweep.jsonl; scores and logs in $OUT/sweep.tgz"
+  ;;
+report)
+  install_xfer_jax
+  python3 -m pip install -q --no-deps --no-index --target /tmp/xj .gpuwheels/*.whl || exit 1
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+  # PYTHONSAFEPATH: the repository's xfer_jax/ would shadow the installed one, whose cli lives elsewhere
+  PYTHONSAFEPATH=1 timeout "${REPORT_S:-480}" python3 -m xfer_jax.cli report --jobs "${PARALLEL:-12}" \
+    ${REPORT_ARGS:-} > "$OUT/report.log" 2>&1
+  echo "report exit $? (124: stopped at REPORT_S; the cache keeps what finished)"
+  tar -czf "$OUT/report.tgz" --exclude='*/checkpoints' reports
   ;;
 train)
   install_xfer_jax
