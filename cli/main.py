@@ -210,6 +210,25 @@ def train_command(
                            "test": {m: result["test"][m] for m in ("pca", "top1", "top5")}}))
 
 
+@app.command()
+def distill(
+    teacher: list[pathlib.Path] = typer.Option(..., "--teacher", help="checkpoint to learn from; repeat to average "
+                                               "several (one split)"),
+    data: pathlib.Path = typer.Option(..., "--data", help="the teachers' dataset folder"),
+    out: pathlib.Path = typer.Option(..., "--out", help="student checkpoint folder; rerun to resume"),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="default: TrainConfig.steps"),
+    mix: float = typer.Option(0.5, "--mix", help="weight of the teachers against measured latency, in [0, 1]"),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Train a fast student (no store bins) to rank as the teachers do, on their split; prints both on its test side."""
+    with user_errors():
+        from xfer_jax.distill import distill as distill_into
+
+        result = distill_into(teacher, data, out, mix=mix, seed=seed, **given(steps=steps))
+    typer.echo(json.dumps({"best": result["best"], **{name: {m: result[name][m] for m in ("pca", "top1", "top5")}
+                                                       for name in ("test", "teacher_test")}}))
+
+
 @app.command("eval")
 def eval_command(
     checkpoint: pathlib.Path = typer.Option(..., "--checkpoint", help="checkpoint folder"),

@@ -11,7 +11,7 @@ import pytest
 
 import xfer_jax
 from helpers import CLI, assert_one_line, run_cli
-from xfer_jax import checkpoint, dataset, metrics, splits, train
+from xfer_jax import checkpoint, dataset, distill, evaluate, metrics, splits, train
 from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
@@ -237,3 +237,41 @@ def test_ctrl_c_during_training_is_one_line_and_exit_code_130(synthetic_dataset,
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stderr[-800:]
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1] == "interrupted; rerun the same command to resume"
+
+
+def test_taught_latency_ranks_as_the_teacher_and_keeps_the_measured_spread(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    index = np.flatnonzero(np.isfinite(data.latency))
+    scores = np.random.default_rng(0).normal(size=len(index))
+    taught = distill.taught_latency(data, index, scores, mix=1.0)
+    group = index[data.group[index] == data.group[index[0]]]
+    at = np.searchsorted(index, group)
+    assert np.array_equal(np.argsort(taught[group]), np.argsort(-scores[at]))  # the best score is the fastest
+    assert np.isclose(np.log(taught[group]).std(), np.log(data.latency[group]).std(), rtol=1e-4)
+    assert np.array_equal(distill.taught_latency(data, index, scores, mix=0.0), data.latency)
+    with pytest.raises(UserError, match="mix"):
+        distill.taught_latency(data, index, scores, mix=1.5)
+
+
+def test_distil_trains_a_student_on_the_teachers_split_and_reports_both(synthetic_dataset, tmp_path):
+    teachers = [tmp_path / "t0", tmp_path / "t1"]
+    for teacher, loss in zip(teachers, ("lambdarank+pairwise", "pairwise")):  # two models of one split
+        train.train_and_evaluate(synthetic_dataset, "by-task", teacher, steps=20, eval_every=10, loss=loss,
+                                 show_progress=False)
+    result = distill.distill(teachers, synthetic_dataset, tmp_path / "student", steps=20, eval_every=10,
+                             show_progress=False)
+    student = xfer_jax.load(tmp_path / "student")
+    assert student.config.store_bins == 0 and student.metadata["split"]["distilled_from"][1].endswith("t1")
+    assert 0 <= result["test"]["pca"] <= 1 and 0 <= result["teacher_test"]["pca"] <= 1
+    evaluated = evaluate.evaluate_checkpoint(tmp_path / "student", synthetic_dataset)  # its split rebuilds
+    assert abs(evaluated["pca"] - result["test"]["pca"]) < 1e-6
+    train.train_and_evaluate(synthetic_dataset, "within-task", tmp_path / "other", steps=10, eval_every=10,
+                             show_progress=False)
+    with pytest.raises(UserError, match="different splits"):
+        distill.distill([teachers[0], tmp_path / "other"], synthetic_dataset, tmp_path / "s2", steps=5)
+
+
+def test_distil_command_rejects_a_missing_teacher_or_a_bad_mix_in_one_line(synthetic_dataset, tmp_path):
+    common = ("--data", synthetic_dataset, "--out", tmp_path / "s")
+    assert_one_line(run_cli("distill", "--teacher", tmp_path / "nope", *common), "no checkpoint")
+    assert_one_line(run_cli("distill", "--teacher", tmp_path / "nope", "--mix", "2", *common), "--mix")
