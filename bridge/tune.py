@@ -46,6 +46,8 @@ class TuneConfig:
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
+    # MetaSchedule's: "gradient" gives trials to the tasks of most expected gain, "round-robin" to each in turn
+    task_scheduler: str = "gradient"
     data: str = "data/v1/dataset"  # xgb-pretrained fits on the checkpoint's training programs of this dataset
     e2e_number: int = 5
     e2e_repeat: int = 5
@@ -192,6 +194,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
            "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {}),
+           **({"task_scheduler": config.task_scheduler} if config.task_scheduler != "gradient" else {}),
            **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {})}
     # validate the tracker, the checkpoint and every model first: a typo must not claim the folder for a job
     if config.measure.rpc_tracker:
@@ -245,7 +248,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         if done < config.trials:  # resume: only the remaining budget is measured
             ms.tune_tasks(tasks=_contexts(tasks, target, config), task_weights=weights, work_dir=str(work_dir),
                           max_trials_global=config.trials - done, num_trials_per_iter=config.trials_per_round,
-                          max_trials_per_task=config.top_k_per_task,
+                          max_trials_per_task=config.top_k_per_task, task_scheduler=config.task_scheduler,
                           builder=builder, runner=runner, database=database, cost_model=cost_model,
                           measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), recorder])
         bar.close()

@@ -30,6 +30,7 @@ Split = _choices("Split", SPLITS)
 PruneMethod = _choices("PruneMethod", METHODS)
 Loss = _choices("Loss", LOSSES)
 Size = _choices("Size", ("base", "small"))
+TaskScheduler = _choices("TaskScheduler", ("gradient", "round-robin"))
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Cross-hardware learned cost model for TVM MetaSchedule.")
@@ -272,6 +273,8 @@ def tune(
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "
                                                 "was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
+    task_scheduler: Optional[TaskScheduler] = typer.Option(None, "--task-scheduler", help="how trials go to tasks "
+                                                           "[default: TuneConfig.task_scheduler]"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs/tune"), "--out",
                                      help="work folder, OUT/NETWORK per job; rerun the same job to resume"),
     json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="also write the report here"),
@@ -295,7 +298,8 @@ def tune(
         if top_k_per_task and (trials or trials_per_round):
             raise UserError("--top-k-per-task sets the trials itself; leave out --trials and --trials-per-round")
         config = TuneConfig(**given(trials=trials, trials_per_round=trials_per_round, data=data and str(data),
-                                    top_k_per_task=top_k_per_task),
+                                    top_k_per_task=top_k_per_task,
+                                    task_scheduler=task_scheduler and task_scheduler.value),
                             seed=seed, frozen=frozen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config,

@@ -113,6 +113,23 @@ def write_matmul_onnx(path: pathlib.Path, n: int = 64) -> pathlib.Path:
     return path
 
 
+def write_two_matmul_onnx(path: pathlib.Path, n: int = 256) -> pathlib.Path:
+    """Two tasks of unequal cost: an n x n MatMul + Relu, then a thin n x 4 MatMul."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=shape).astype(np.float32), name)
+               for name, shape in (("w1", (n, n)), ("w2", (n, 4)))]
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["y"]), helper.make_node("Relu", ["y"], ["r"]),
+         helper.make_node("MatMul", ["r", "w2"], ["z"])], "two",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, n])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [16, 4])], initializer=weights)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 def write_relu_onnx(path: pathlib.Path, n: int = 64) -> pathlib.Path:
     """A lone Relu: one task whose design space is so small that the search runs out of new programs."""
     import onnx

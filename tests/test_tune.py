@@ -17,7 +17,7 @@ from xfer_jax import dataset, splits, train
 from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
-from helpers import CLI, assert_one_line, run_cli, write_matmul_onnx
+from helpers import CLI, assert_one_line, run_cli, write_matmul_onnx, write_two_matmul_onnx
 
 tvm = pytest.importorskip("tvm")
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
@@ -164,6 +164,19 @@ def test_top_k_per_task_measures_exactly_k_programs_of_every_task(checkpoint, ti
     assert report["trials"] == 2 * count and report["models"]["xfer"]["trials"] == 2 * count
     lines = (tmp_path / "xfer" / "database_tuning_record.json").read_text().splitlines()
     assert sorted(collections.Counter(json.loads(line)[0] for line in lines).values()) == [2] * count
+
+
+def test_round_robin_scheduler_gives_every_task_the_same_trials(checkpoint, tmp_path):
+    network = networks.onnx_network(write_two_matmul_onnx(tmp_path / "two.onnx"))
+    count = len(tasks.extract_tasks(network, platforms.get_platform("auto").tvm_target()))
+    assert count == 2
+    config = TuneConfig(trials=4 * count, trials_per_round=2, task_scheduler="round-robin", e2e_number=1,
+                        e2e_repeat=1)
+    tune_network(network, platforms.get_platform("auto"), ["random"], tmp_path, config, checkpoint,
+                 show_progress=False)
+    lines = (tmp_path / "random" / "database_tuning_record.json").read_text().splitlines()
+    assert sorted(collections.Counter(json.loads(line)[0] for line in lines).values()) == [4] * count
+    assert json.loads((tmp_path / "settings.json").read_text())["task_scheduler"] == "round-robin"
 
 
 def _free_port() -> int:
