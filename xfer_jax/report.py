@@ -167,18 +167,28 @@ def splits_section(table: dict, plan: Plan) -> str:
         _table(["split", "model", "PCA", "top-1", "top-5", "xfer - best"], rows)])
 
 
+def _over_seeds(reports: list[dict], extra: tuple[str, ...] = ()) -> dict:
+    """One entry from the same row's reports of several seeds: means of the metrics (and of `extra` fields) and
+    "spread", max - min of each metric over two seeds or more; a metric no seed has stays None."""
+    entry: dict = {"spread": {}}
+    for metric in (*METRICS, *extra):
+        values = [r[metric] for r in reports if r.get(metric) is not None]
+        entry[metric] = float(np.mean(values)) if values else None
+        if metric in METRICS:
+            entry["spread"][metric] = float(np.ptp(values)) if len(values) > 1 else None
+    return entry
+
+
+def _cells(entry: dict) -> list[str]:
+    """Mean ± half the spread of each metric."""
+    return [_fmt(entry[m]) + (f" ± {entry['spread'][m] / 2:.3f}" if entry["spread"][m] is not None else "")
+            for m in METRICS]
+
+
 def _mean_over_seeds(runs: list[dict]) -> dict:
-    """{method: {keep: report}} per seed -> the same with PCA, top-1, top-5 and kept_fraction averaged and a
-    "spread" (max - min over seeds) of each metric."""
-    merged: dict = {}
-    for method, per_keep in runs[0].items():
-        merged[method] = {}
-        for keep in per_keep:
-            reports = [run[method][keep] for run in runs]
-            entry = {m: float(np.mean([r[m] for r in reports])) for m in (*METRICS, "kept_fraction")}
-            entry["spread"] = {m: float(np.ptp([r[m] for r in reports])) for m in METRICS}
-            merged[method][keep] = entry
-    return merged
+    """{method: {keep: report}} per seed -> the same, each entry averaged over the seeds (_over_seeds)."""
+    return {method: {keep: _over_seeds([run[method][keep] for run in runs], ("kept_fraction",)) for keep in per_keep}
+            for method, per_keep in runs[0].items()}
 
 
 def _smallest_within_1pt(results: dict) -> dict | None:
@@ -216,8 +226,8 @@ def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: s
         verdict = ("no pruned set stayed within 1 point of PCA" if best is None or best["keep"] >= 1.0 else
                    f"smallest set within 1 point of full-data PCA: {best['method']} keeping "
                    f"{best['kept_fraction']:.0%} (PCA {best['pca']:.3f} vs {best['full_pca']:.3f})")
-        rows = [[m, k, f"{r['kept_fraction']:.2f}"] + [f"{r[x]:.3f} ± {r['spread'][x] / 2:.3f}" for x in METRICS]
-                for m, per_keep in results.items() for k, r in per_keep.items()]
+        rows = [[m, k, f"{r['kept_fraction']:.2f}", *_cells(r)] for m, per_keep in results.items()
+                for k, r in per_keep.items()]
         text += [f"### {label}", verdict, f"![pruning {label}]({image})",
                  _table(["method", "keep", "kept", "PCA", "top-1", "top-5"], rows)]
         summary["best_keep_at_1pt"][name] = best["kept_fraction"] if best else None
@@ -233,14 +243,9 @@ def collection_section(studies: list[Study], plan: Plan, host: str) -> tuple[str
     """Pruning for collection: k programs per task and config measured on a held-out host, chosen by a method
     that cannot see their latency, then fine-tuning; mean over the seeds' studies."""
     runs = [s.collection(host, list(plan.collect_methods), plan.collect_shots, model=plan.prune_model) for s in studies]
-    rows, results = [], {}
-    for key in runs[0]:
-        entries = [run[key] for run in runs]
-        results[key] = {m: float(np.mean([e[m] for e in entries])) for m in METRICS}
-        results[key]["spread"] = {m: float(np.ptp([e[m] for e in entries])) for m in METRICS}
-        results[key]["measured"] = entries[0].get("measured", 0)
-        rows.append([key, str(results[key]["measured"])]
-                    + [f"{results[key][m]:.3f} ± {results[key]['spread'][m] / 2:.3f}" for m in METRICS])
+    results = {key: {**_over_seeds([run[key] for run in runs]), "measured": runs[0][key].get("measured", 0)}
+               for key in runs[0]}
+    rows = [[key, str(entry["measured"]), *_cells(entry)] for key, entry in results.items()]
     few, many = min(plan.collect_shots), max(plan.collect_shots)
     bar = results.get(f"random-k{many}", {}).get("pca")
     reached = sorted(m for m in plan.collect_methods if bar is not None and m != "random"
@@ -368,12 +373,7 @@ def over_seeds(tables: list[dict]) -> dict:
             runs = [t[label][model] for t in tables if t.get(label, {}).get(model) is not None]
             if not runs:
                 continue
-            entry = {"seeds": [{x: r.get(x) for x in METRICS} for r in runs], "spread": {}}
-            for metric in METRICS:
-                values = [r[metric] for r in runs if r.get(metric) is not None]
-                entry[metric] = float(np.mean(values)) if values else None
-                entry["spread"][metric] = float(np.ptp(values)) if len(values) > 1 else None
-            combined[label][model] = entry
+            combined[label][model] = {"seeds": [{x: r.get(x) for x in METRICS} for r in runs], **_over_seeds(runs)}
     return combined
 
 
