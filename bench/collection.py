@@ -28,13 +28,16 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/work"))
+    parser.add_argument("--replay-share", type=float, default=None,
+                        help="fine-tune on the new host's groups beside a sample of the others, that share of all")
     args = parser.parse_args()
     study = Study(dataset.load(args.data), args.work, steps=args.steps, finetune_steps=args.finetune_steps,
                   seed=args.seed, log=lambda line: print(line, flush=True))
     results = study.collection(args.host, args.methods.split(","), tuple(int(k) for k in args.shots.split(",")),
-                               model=args.model)
+                               model=args.model, replay_share=args.replay_share)
     for chosen, report in results.items():
         print(json.dumps({"host": args.host, "chosen": chosen, "seed": args.seed, "steps": args.steps,
+                          "replay_share": args.replay_share,
                           "measured": report.get("measured", 0),
                           **{m: round(report[m], 4) for m in ("pca", "top1", "top5")}}), flush=True)
 

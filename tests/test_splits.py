@@ -54,3 +54,16 @@ def test_early_stopping_holds_out_programs_of_seen_tasks_or_whole_tasks(two_host
     assert sorted(np.concatenate([fit, valid])) == sorted(by_task.train)
     with pytest.raises(UserError, match="unknown validation"):
         splits.early_stopping_split(two_hosts, by_task, seed=0, by="nope")
+
+
+def test_replay_sample_keeps_whole_groups_so_the_new_ones_are_the_share_asked(two_hosts):
+    new = np.flatnonzero(two_hosts.platform == two_hosts.platform_names.index("a-1t@h2"))
+    source = np.flatnonzero(two_hosts.platform != two_hosts.platform_names.index("a-1t@h2"))
+    kept = splits.replay_sample(two_hosts, source, new, share=0.5, seed=0)
+    assert len(np.unique(two_hosts.group[kept])) == len(np.unique(two_hosts.group[new]))
+    for group in np.unique(two_hosts.group[kept]):  # whole groups, from the source only
+        assert set(kept[two_hosts.group[kept] == group]) == set(source[two_hosts.group[source] == group])
+    assert len(np.unique(two_hosts.group[splits.replay_sample(two_hosts, source, new, share=0.25)])) == 3 * len(
+        np.unique(two_hosts.group[new]))
+    with pytest.raises(UserError, match="replay share"):
+        splits.replay_sample(two_hosts, source, new, share=0.0)

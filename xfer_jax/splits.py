@@ -105,6 +105,16 @@ def by_host(data: Dataset, host: str, shots: int = 0, seed: int = 0) -> Split:
     return Split(f"by-host-k{shots}", train, test, (host,), _spec("by-host", seed, host, shots))
 
 
+def replay_sample(data: Dataset, source: np.ndarray, new: np.ndarray, share: float, seed: int = 0) -> np.ndarray:
+    """Every program of a random sample of `source`'s groups, as many as make `new`'s groups `share` of all."""
+    if not 0.0 < share <= 1.0:
+        raise UserError(f"the replay share must be in (0, 1], got {share}")
+    groups = np.unique(data.group[source])
+    wanted = int(round(len(np.unique(data.group[new])) * (1.0 - share) / share))
+    kept = np.random.default_rng(seed).permutation(groups)[:wanted]
+    return source[np.isin(data.group[source], kept)]
+
+
 VALIDATIONS = ("programs", "tasks")
 
 

@@ -192,11 +192,14 @@ class Study:
         return results
 
     def collection(self, host: str, methods: list[str], shots: tuple[int, ...] = (16, 64),
-                   model: str = "xfer") -> dict:
+                   model: str = "xfer", replay_share: float | None = None) -> dict:
         """{"k0" or "<method>-k<k>": report}: pruning for collection. `host` is held out; from the half of each
         of its groups that is not test, `method` picks k programs per group without reading their latency
         (prune.choose_to_measure); `model` is fine-tuned from its zero-shot checkpoint on them and scored on
-        the fixed test half. Each report also says how many programs were measured."""
+        the fixed test half. Each report also says how many programs were measured.
+
+        With `replay_share`, fine-tuning sees the new host's groups beside a random sample of the other groups
+        (so that the new ones are about that share of all), instead of beside every other group."""
         zero_shot = splits.make_split(self.data, "by-host", holdout=host, shots=0, seed=self.seed)
         self.log(zero_shot.describe())
         results = {"k0": self.score(model, zero_shot)}
@@ -212,8 +215,12 @@ class Study:
             for k in shots:
                 measured = prune.choose_to_measure(self.data, candidates, k, method, scores,
                                                    source=zero_shot.train, seed=self.seed)
-                chosen = splits.Split(f"by-host-{method}-k{k}", np.sort(np.concatenate([zero_shot.train, measured])),
-                                      zero_shot.test, (host,), spec=zero_shot.spec)
+                source, name = zero_shot.train, f"by-host-{method}-k{k}"
+                if replay_share:
+                    source = splits.replay_sample(self.data, source, measured, replay_share, self.seed)
+                    name += f"-replay{replay_share:g}"
+                chosen = splits.Split(name, np.sort(np.concatenate([source, measured])), zero_shot.test, (host,),
+                                      spec=zero_shot.spec)
                 report = self.score(model, chosen, init=lambda: start)
                 report["measured"] = int(len(measured))
                 report["per_group"] = len(measured) / max(len(np.unique(self.data.group[measured])), 1)
