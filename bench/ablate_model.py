@@ -112,7 +112,8 @@ def main() -> None:
         report = ranking_report(data.subset(split.test), scores)
         if args.save_scores:
             args.save_scores.mkdir(parents=True, exist_ok=True)
-            name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{split.name}-{args.holdout}-{args.steps}-{variant or 'default'}")
+            name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{split.name}-{args.holdout}-split{args.split_seed}-"
+                          f"{args.steps}-{variant or 'default'}")
             np.save(args.save_scores / f"{name}.npy", scores)
         print(json.dumps({"variant": variant or "default", "split": split.name, "holdout": args.holdout,
                           "shots": args.shots, "steps": args.steps, **extra,

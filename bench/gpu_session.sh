@@ -50,19 +50,20 @@ sweep)
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 > "$sweep/gpu-use.csv" &
   deadline=$(( $(date +%s) + ${SWEEP_S:-480} ))  # every job ends by then; what finished comes back
   run_job() { eval "timeout $3 python3 bench/ablate_model.py $1" > "$sweep/$2.jsonl" 2> "$sweep/$2.err"; }
-  number=0
+  started=0 skipped=0
   while IFS= read -r line; do
     [[ -z $line || $line == \#* ]] && continue
-    number=$((number + 1))
     while [ "$(jobs -rp | wc -l)" -gt "${PARALLEL:-8}" ]; do wait -n; done  # +1: the nvidia-smi logger
     left=$(( deadline - $(date +%s) ))
-    [ "$left" -gt 60 ] || break
-    run_job "${line//\$OUT\/sweep/$sweep}" "$(printf %02d $number)" "$left" &
+    if [ "$left" -le 60 ]; then skipped=$((skipped + 1)); continue; fi
+    started=$((started + 1))
+    run_job "${line//\$OUT\/sweep/$sweep}" "$(printf %02d $started)" "$left" &
   done < "${JOBS:?JOBS names a file of ablate_model.py argument lines}"
   sleep 1; kill %1; wait
   cat "$sweep"/*.jsonl | grep '^{' > "$OUT/sweep.jsonl"
   tar -czf "$OUT/sweep.tgz" -C /tmp sweep
-  echo "$(wc -l < "$OUT/sweep.jsonl") results of $number jobs in $OUT/sweep.jsonl; scores and logs in $OUT/sweep.tgz"
+  echo "$(wc -l < "$OUT/sweep.jsonl") results of $started jobs started ($skipped not started: out of time) in" \
+    "$OUT/sweep.jsonl; scores and logs in $OUT/sweep.tgz"
   ;;
 report)
   install_xfer_jax

@@ -38,6 +38,10 @@ from .tasks import Task, extract_tasks
 COST_MODELS = ("xfer", "xgb", "xgb-pretrained", "random")
 
 
+# MetaSchedule's: "gradient" gives trials to the tasks of most expected gain, "round-robin" to each in turn
+TASK_SCHEDULERS = ("gradient", "round-robin")
+
+
 @dataclasses.dataclass(frozen=True)
 class TuneConfig:
     trials: int = 128  # measured programs per cost model, over all tasks
@@ -46,8 +50,7 @@ class TuneConfig:
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
-    # MetaSchedule's: "gradient" gives trials to the tasks of most expected gain, "round-robin" to each in turn
-    task_scheduler: str = "gradient"
+    task_scheduler: str = "gradient"  # one of TASK_SCHEDULERS
     data: str = "data/v1/dataset"  # xgb-pretrained fits on the checkpoint's training programs of this dataset
     e2e_number: int = 5
     e2e_repeat: int = 5
@@ -197,10 +200,13 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            **({"task_scheduler": config.task_scheduler} if config.task_scheduler != "gradient" else {}),
            **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {})}
     # validate the tracker, the checkpoint and every model first: a typo must not claim the folder for a job
+    if config.task_scheduler not in TASK_SCHEDULERS:
+        raise UserError(f"unknown task scheduler {config.task_scheduler!r}; choose {', '.join(TASK_SCHEDULERS)}")
     if config.measure.rpc_tracker:
         check_tracker(config.measure.rpc_tracker, config.measure.rpc_key)
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out / name) for name in models}
-    records.write_once(out / "settings.json", job, compare_keys=tuple(job))  # a rerun resumes only the same job
+    # a rerun resumes only the same job; a key left out of `job` at its default compares as None
+    records.write_once(out / "settings.json", job, compare_keys=(*job, "data", "task_scheduler", "top_k_per_task"))
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured

@@ -218,14 +218,15 @@ def distill(
     data: pathlib.Path = typer.Option(..., "--data", help="the teachers' dataset folder"),
     out: pathlib.Path = typer.Option(..., "--out", help="student checkpoint folder; rerun to resume"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="default: TrainConfig.steps"),
-    mix: float = typer.Option(0.5, "--mix", help="weight of the teachers against measured latency, in [0, 1]"),
+    mix: Optional[float] = typer.Option(None, "--mix", help="weight of the teachers against measured latency, in "
+                                        "[0, 1] [default: distill's]"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Train a fast student (no store bins) to rank as the teachers do, on their split; prints both on its test side."""
     with user_errors():
         from xfer_jax.distill import distill as distill_into
 
-        result = distill_into(teacher, data, out, mix=mix, seed=seed, **given(steps=steps))
+        result = distill_into(teacher, data, out, seed=seed, **given(steps=steps, mix=mix))
     typer.echo(json.dumps({"best": result["best"], **{name: {m: result[name][m] for m in ("pca", "top1", "top5")}
                                                        for name in ("test", "teacher_test")}}))
 

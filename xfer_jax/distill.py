@@ -30,7 +30,8 @@ def _check_mix(mix: float) -> None:
 
 
 def taught_latency(data: Dataset, index: np.ndarray, scores: np.ndarray, mix: float) -> np.ndarray:
-    """data.latency with the programs at `index` given latencies that rank as `scores` (higher is faster).
+    """data.latency with the programs at `index` given latencies that rank as `scores` (scores[i] is the score of
+    index[i]; higher is faster).
 
     Within each group the scores' z-scores are scaled to the spread of its measured log-latencies around their
     mean, then blended with them: exp((1 - mix) * log(latency) + mix * (mean - spread * z)). Failures stay failed.
@@ -38,11 +39,11 @@ def taught_latency(data: Dataset, index: np.ndarray, scores: np.ndarray, mix: fl
     _check_mix(mix)
     latency = data.latency.astype(np.float64, copy=True)
     for group in np.unique(data.group[index]):
-        at = index[(data.group[index] == group) & np.isfinite(data.latency[index])]
-        if len(at) < 2:
+        where = np.flatnonzero((data.group[index] == group) & np.isfinite(data.latency[index]))
+        if len(where) < 2:
             continue
+        at, own = index[where], scores[where]
         log_latency = np.log(latency[at])
-        own = scores[np.searchsorted(index, at)]
         z = (own - own.mean()) / max(own.std(), 1e-9)
         target = log_latency.mean() - log_latency.std() * z
         latency[at] = np.exp((1.0 - mix) * log_latency + mix * target)
@@ -56,15 +57,14 @@ def distill(teachers: list[pathlib.Path], data_path, out, *, student: ModelConfi
     _check_mix(mix)
     if not teachers:
         raise UserError("give at least one --teacher checkpoint")
-    specs = [checkpoint.load(t).metadata.get("split", {}) for t in teachers]
+    predictors = [checkpoint.load(t) for t in teachers]
     keys = ("name", "holdout", "shots", "seed")
-    if any({k: s.get(k) for k in keys} != {k: specs[0].get(k) for k in keys} for s in specs):
-        raise UserError("the teachers were trained on different splits; distil teachers of one split")
+    what = [({k: p.metadata.get("split", {}).get(k) for k in keys}, p.metadata.get("data")) for p in predictors]
+    if any(w != what[0] for w in what):
+        raise UserError("the teachers were trained on different splits or datasets; distil teachers of one split")
     data, split = checkpoint_split(teachers[0], data_path)
     config = train.TrainConfig(**{**train_fields, "seed": seed})
     fit, valid = splits.early_stopping_split(data, split, seed, config.validation)
-    fit = np.sort(fit)
-    predictors = [checkpoint.load(t) for t in teachers]
 
     def mean_z(index: np.ndarray) -> np.ndarray:
         part = data.subset(index)

@@ -164,11 +164,13 @@ def _disagreement(data: Dataset, source: np.ndarray, candidates: np.ndarray, see
 
 
 def _top_spread(members: np.ndarray, scores: np.ndarray, quota: int) -> np.ndarray:
+    """The best-scored half of the quota, then the rest evenly over the remaining ranking, down to its worst."""
     ordered = members[np.argsort(-scores, kind="stable")]
     top = quota - quota // 2
     rest = ordered[top:]
-    spread = rest[np.unique(np.round(np.linspace(0, len(rest) - 1, quota - top)).astype(int))] if len(rest) else rest
-    return np.concatenate([ordered[:top], spread]).astype(members.dtype)
+    # positions counted back from the worst: n of them never start at the best of the rest, which the top half borders
+    back = np.floor(np.arange(quota - top) * len(rest) / max(quota - top, 1)).astype(int)
+    return np.concatenate([ordered[:top], rest[len(rest) - 1 - back][::-1]]).astype(members.dtype)
 
 
 def choose_to_measure(data: Dataset, candidates: np.ndarray, per_group: int, method: str, scores: np.ndarray,

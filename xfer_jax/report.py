@@ -212,9 +212,8 @@ def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: s
             f"mean over seeds {', '.join(str(s.seed) for s in studies)} (± half the spread). Methods: "
             + ", ".join(methods) + " (see `xfer_jax/prune.py`)."]
     summary: dict = {"best_keep_at_1pt": {}, "detail": {}, "per_split": {}}
-    for split in _prune_splits(host):
-        name, _, holdout = split.partition("/")
-        results = _mean_over_seeds([s.pruning(methods, fractions, model=model, split=name, holdout=holdout or None)
+    for name, holdout in _prune_splits(host):
+        results = _mean_over_seeds([s.pruning(methods, fractions, model=model, split=name, holdout=holdout)
                                     for s in studies])
         best = _smallest_within_1pt(results)
         label = name if not holdout else f"{name} ({holdout} held out)"
@@ -247,6 +246,9 @@ def collection_section(studies: list[Study], plan: Plan, host: str) -> tuple[str
                for key in runs[0]}
     rows = [[key, str(entry["measured"]), *_cells(entry)] for key, entry in results.items()]
     few, many = min(plan.collect_shots), max(plan.collect_shots)
+    data = studies[0].data
+    on_host = np.isin(data.platform, [i for i, p in enumerate(data.platform_names) if splits.host_of(p) == host])
+    half = float(np.mean(np.unique(data.group[on_host], return_counts=True)[1])) / 2
     bar = results.get(f"random-k{many}", {}).get("pca")
     reached = sorted(m for m in plan.collect_methods if bar is not None and m != "random"
                      and results.get(f"{m}-k{few}", {}).get("pca", 0) >= bar)
@@ -257,10 +259,10 @@ def collection_section(studies: list[Study], plan: Plan, host: str) -> tuple[str
         f"Which programs to measure on a new host at all: from the half of each of {host}'s groups that is not "
         f"test, a method picks k per task and config without seeing their latency, {plan.prune_model} is "
         f"fine-tuned from its zero-shot checkpoint on them, and the fixed test half scores it. k0 is zero-shot. "
-        f"Groups hold about 66 programs, so the non-test half caps k near 33. Methods: "
+        f"The non-test half of a group holds {half:.0f} programs on average, which caps k. Methods: "
         + ", ".join(plan.collect_methods) + " (`prune.choose_to_measure`).", verdict,
         _table(["chosen", "measured", "PCA", "top-1", "top-5"], rows)])
-    return text, {"host": host, "per_method": results, "reached_random_at_max_with_min": reached}
+    return text, {"host": host, "per_method": results, "methods_matching_random_at_max_k": reached}
 
 
 def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
@@ -315,19 +317,19 @@ def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None
         host = plan.prune_host_of(data)
         for seed in plan.seeds:
             for split in _prune_splits(host):
-                parts += [(seed, "prune", f"{split}:{m}") for m in plan.prune_methods]
-                parts += [(seed, "prune-full", f"{split}:{plan.prune_methods[0]}")]
+                parts += [(seed, "prune", (split, m)) for m in plan.prune_methods]
+                parts += [(seed, "prune-full", (split, plan.prune_methods[0]))]
             if host:
                 parts += [(seed, "collect", host)]
     return parts
 
 
-def _prune_splits(host: str | None) -> list[str]:
-    """"by-task", and "by-host/<host>" where the dataset has a second host."""
-    return ["by-task"] + ([f"by-host/{host}"] if host else [])
+def _prune_splits(host: str | None) -> list[tuple[str, str | None]]:
+    """(split, holdout): by-task, and by-host holding out `host` where the dataset has a second host."""
+    return [("by-task", None)] + ([("by-host", host)] if host else [])
 
 
-def compute_part(part: tuple[int, str, str | None], data_path: pathlib.Path, work: pathlib.Path, plan: Plan) -> dict:
+def compute_part(part: tuple, data_path: pathlib.Path, work: pathlib.Path, plan: Plan) -> dict:
     """Train and score one part of the study (cached in `work`); returns {split label: {model: report}}."""
     seed, kind, name = part
     study = Study(dataset.load(data_path), work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed,
@@ -335,7 +337,8 @@ def compute_part(part: tuple[int, str, str | None], data_path: pathlib.Path, wor
     return _run_part(study, kind, name, plan)
 
 
-def _run_part(study: Study, kind: str, name: str, plan: Plan) -> dict:
+def _run_part(study: Study, kind: str, name, plan: Plan) -> dict:
+    """`name`: the holdout or split the part computes; for pruning parts ((split, holdout), method)."""
     if kind in ("host", "platform"):
         return study.flatten_transfer(study.transfer([name], list(plan.transfer_models), plan.shots, by=kind), kind)
     if kind == "network":
@@ -346,9 +349,8 @@ def _run_part(study: Study, kind: str, name: str, plan: Plan) -> dict:
         study.collection(name, list(plan.collect_methods), plan.collect_shots, model=plan.prune_model)
         return {}
     fractions = (1.0,) if kind == "prune-full" else tuple(f for f in plan.fractions if f < 1.0)
-    split, method = name.rsplit(":", 1)
-    split, _, holdout = split.partition("/")
-    study.pruning([method], fractions, model=plan.prune_model, split=split, holdout=holdout or None)
+    (split, holdout), method = name
+    study.pruning([method], fractions, model=plan.prune_model, split=split, holdout=holdout)
     return {}
 
 
@@ -358,10 +360,14 @@ def _compute_in_parallel(jobs: int, parts: list, data_path: pathlib.Path, work: 
     import concurrent.futures
     import multiprocessing
 
+    # the collection parts fine-tune the zero-shot by-host models that the host parts train: they go second, so
+    # that no two processes train one checkpoint folder at once
+    waves = [[p for p in parts if p[1] != "collect"], [p for p in parts if p[1] == "collect"]]
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in concurrent.futures.as_completed([pool.submit(compute_part, part, data_path, work, plan)
-                                                       for part in parts]):
-            future.result()
+        for wave in waves:
+            for future in concurrent.futures.as_completed([pool.submit(compute_part, part, data_path, work, plan)
+                                                           for part in wave]):
+                future.result()
 
 
 def over_seeds(tables: list[dict]) -> dict:
@@ -406,6 +412,8 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
     tables = {seed: {} for seed in plan.seeds}
     for seed, kind, name in parts:
+        if kind in ("prune", "prune-full", "collect"):  # the pruning section computes or reads these itself
+            continue
         study = Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
         tables[seed].update(_run_part(study, kind, name, plan))
     table = over_seeds([_with_means(t) for t in tables.values()])

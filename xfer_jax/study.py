@@ -86,7 +86,9 @@ class Study:
     def checkpoint(self, model: str, split: splits.Split, init: pathlib.Path | None = None) -> pathlib.Path:
         """Train `model` on split.train (from `init` when fine-tuning); returns its checkpoint folder."""
         steps = self.finetune_steps if init else self.steps
-        out = self.work / "checkpoints" / self._key(model, model_version(model), split_label(split), f"s{steps}",
+        # a fine-tuned model also depends on the budget of the model it started from
+        budget = f"s{steps}" if init is None else f"s{self.steps}-f{steps}"
+        out = self.work / "checkpoints" / self._key(model, model_version(model), split_label(split), budget,
                                                     f"seed{self.seed}")
         if (out / "done").exists():
             return out
@@ -114,15 +116,23 @@ class Study:
         path = self.checkpoint(model, split, init)
         return load(path).predict(test.features, test.mask, test.workload, test.hardware)
 
-    def score(self, model: str, split: splits.Split, init: Callable[[], pathlib.Path] | None = None) -> dict | None:
-        """Ranking report of `model` on split.test; None where the model has nothing to train on.
+    def _result_path(self, model: str, label: str, tag: str) -> pathlib.Path:
+        return self.work / "results" / (self._key(model, model_version(model), label, tag, f"s{self.steps}",
+                                                  f"f{self.finetune_steps}", f"seed{self.seed}") + ".json")
+
+    def _cached(self, model: str, label: str, tag: str) -> dict | None:
+        path = self._result_path(model, label, tag)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def score(self, model: str, split: splits.Split, init: Callable[[], pathlib.Path] | None = None,
+              extra: dict | None = None) -> dict | None:
+        """Ranking report of `model` on split.test (plus `extra` fields, cached with it); None where the model
+        has nothing to train on.
 
         `init` gives the checkpoint to fine-tune from; it is only called when the result is not cached yet.
         """
         tag = "ft" if init else "full"
-        path = self.work / "results" / (self._key(model, model_version(model), split_label(split), tag,
-                                                  f"s{self.steps}", f"f{self.finetune_steps}", f"seed{self.seed}")
-                                        + ".json")
+        path = self._result_path(model, split_label(split), tag)
         if path.exists():
             return json.loads(path.read_text())
         if model == "xgb-target" and split.name.endswith("-k0"):
@@ -130,6 +140,7 @@ class Study:
         init = init() if init else None
         report = ranking_report(self.data.subset(split.test), self._scores(model, split, init))
         report["train_programs"] = int(len(split.train))
+        report.update(extra or {})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report))
         return report
@@ -208,24 +219,31 @@ class Study:
                                                if splits.host_of(name) == host])
         on_host[zero_shot.test] = False
         candidates = np.flatnonzero(on_host)
-        new = self.data.subset(candidates)
-        start = self.checkpoint(model, zero_shot)
-        scores = load(start).predict(new.features, new.mask, new.workload, new.hardware)
+        start, scores = None, None
         for method in methods:
             for k in shots:
+                name = f"by-host-{method}-k{k}" + (f"-replay{replay_share:g}" if replay_share is not None else "")
+                label = f"{method}-k{k}"
+                cached = self._cached(model, f"{name}/{host}", "ft")
+                if cached is not None and "measured" in cached:
+                    results[label] = cached
+                    self._log_row(label, cached)
+                    continue
+                if scores is None:  # the zero-shot model's view of the candidates, once
+                    start = self.checkpoint(model, zero_shot)
+                    new = self.data.subset(candidates)
+                    scores = load(start).predict(new.features, new.mask, new.workload, new.hardware)
                 measured = prune.choose_to_measure(self.data, candidates, k, method, scores,
                                                    source=zero_shot.train, seed=self.seed)
-                source, name = zero_shot.train, f"by-host-{method}-k{k}"
-                if replay_share:
+                source = zero_shot.train
+                if replay_share is not None:
                     source = splits.replay_sample(self.data, source, measured, replay_share, self.seed)
-                    name += f"-replay{replay_share:g}"
                 chosen = splits.Split(name, np.sort(np.concatenate([source, measured])), zero_shot.test, (host,),
                                       spec=zero_shot.spec)
-                report = self.score(model, chosen, init=lambda: start)
-                report["measured"] = int(len(measured))
-                report["per_group"] = len(measured) / max(len(np.unique(self.data.group[measured])), 1)
-                results[f"{method}-k{k}"] = report
-                self._log_row(f"{method}-k{k}", report)
+                results[label] = self.score(model, chosen, init=lambda: start, extra={
+                    "measured": int(len(measured)),
+                    "per_group": len(measured) / max(len(np.unique(self.data.group[measured])), 1)})
+                self._log_row(label, results[label])
         return results
 
     @staticmethod
