@@ -167,7 +167,7 @@ def splits_section(table: dict, plan: Plan) -> str:
         _table(["split", "model", "PCA", "top-1", "top-5", "xfer - best"], rows)])
 
 
-def _over_seeds(reports: list[dict], extra: tuple[str, ...] = ()) -> dict:
+def _mean_and_spread(reports: list[dict], extra: tuple[str, ...] = ()) -> dict:
     """One entry from the same row's reports of several seeds: means of the metrics (and of `extra` fields) and
     "spread", max - min of each metric over two seeds or more; a metric no seed has stays None."""
     entry: dict = {"spread": {}}
@@ -185,10 +185,10 @@ def _cells(entry: dict) -> list[str]:
             for m in METRICS]
 
 
-def _mean_over_seeds(runs: list[dict]) -> dict:
-    """{method: {keep: report}} per seed -> the same, each entry averaged over the seeds (_over_seeds)."""
-    return {method: {keep: _over_seeds([run[method][keep] for run in runs], ("kept_fraction",)) for keep in per_keep}
-            for method, per_keep in runs[0].items()}
+def _pruning_over_seeds(runs: list[dict]) -> dict:
+    """{method: {keep: report}} per seed -> the same, each entry a _mean_and_spread over the seeds."""
+    return {method: {keep: _mean_and_spread([run[method][keep] for run in runs], ("kept_fraction",))
+                     for keep in per_keep} for method, per_keep in runs[0].items()}
 
 
 def _smallest_within_1pt(results: dict) -> dict | None:
@@ -213,7 +213,7 @@ def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: s
             + ", ".join(methods) + " (see `xfer_jax/prune.py`)."]
     summary: dict = {"best_keep_at_1pt": {}, "detail": {}, "per_split": {}}
     for name, holdout in _prune_splits(host):
-        results = _mean_over_seeds([s.pruning(methods, fractions, model=model, split=name, holdout=holdout)
+        results = _pruning_over_seeds([s.pruning(methods, fractions, model=model, split=name, holdout=holdout)
                                     for s in studies])
         best = _smallest_within_1pt(results)
         label = name if not holdout else f"{name} ({holdout} held out)"
@@ -242,7 +242,7 @@ def collection_section(studies: list[Study], plan: Plan, host: str) -> tuple[str
     """Pruning for collection: k programs per task and config measured on a held-out host, chosen by a method
     that cannot see their latency, then fine-tuning; mean over the seeds' studies."""
     runs = [s.collection(host, list(plan.collect_methods), plan.collect_shots, model=plan.prune_model) for s in studies]
-    results = {key: {**_over_seeds([run[key] for run in runs]), "measured": runs[0][key].get("measured", 0)}
+    results = {key: {**_mean_and_spread([run[key] for run in runs]), "measured": runs[0][key].get("measured", 0)}
                for key in runs[0]}
     rows = [[key, str(entry["measured"]), *_cells(entry)] for key, entry in results.items()]
     few, many = min(plan.collect_shots), max(plan.collect_shots)
@@ -379,7 +379,8 @@ def over_seeds(tables: list[dict]) -> dict:
             runs = [t[label][model] for t in tables if t.get(label, {}).get(model) is not None]
             if not runs:
                 continue
-            combined[label][model] = {"seeds": [{x: r.get(x) for x in METRICS} for r in runs], **_over_seeds(runs)}
+            combined[label][model] = {"seeds": [{x: r.get(x) for x in METRICS} for r in runs],
+                                      **_mean_and_spread(runs)}
     return combined
 
 
