@@ -247,8 +247,7 @@ def collection_section(studies: list[Study], plan: Plan, host: str) -> tuple[str
     rows = [[key, str(entry["measured"]), *_cells(entry)] for key, entry in results.items()]
     few, many = min(plan.collect_shots), max(plan.collect_shots)
     data = studies[0].data
-    on_host = np.isin(data.platform, [i for i, p in enumerate(data.platform_names) if splits.host_of(p) == host])
-    half = float(np.mean(np.unique(data.group[on_host], return_counts=True)[1])) / 2
+    half = float(np.mean(np.unique(data.group[splits.on_host(data, host)], return_counts=True)[1])) / 2
     bar = results.get(f"random-k{many}", {}).get("pca")
     reached = sorted(m for m in plan.collect_methods if bar is not None and m != "random"
                      and results.get(f"{m}-k{few}", {}).get("pca", 0) >= bar)

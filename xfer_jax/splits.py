@@ -69,6 +69,11 @@ def hosts(data: Dataset) -> list[str]:
     return sorted({host_of(p) for p in data.platform_names})
 
 
+def on_host(data: Dataset, host: str) -> np.ndarray:
+    """Per program, whether it was measured on one of `host`'s configs."""
+    return np.isin(data.platform, [i for i, name in enumerate(data.platform_names) if host_of(name) == host])
+
+
 def _hold_out(data: Dataset, held: np.ndarray, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, test) with every program where `held` is True out of training, except up to `shots` per task
     and platform; the test side is a fixed random half of each held-out group, the same for every `shots`."""
@@ -100,8 +105,7 @@ def by_host(data: Dataset, host: str, shots: int = 0, seed: int = 0) -> Split:
     known = hosts(data)
     if host not in known:
         raise UserError(f"unknown host {host!r} in this dataset; it has {', '.join(known)}")
-    on_host = [i for i, name in enumerate(data.platform_names) if host_of(name) == host]
-    train, test = _hold_out(data, np.isin(data.platform, on_host), shots, seed)
+    train, test = _hold_out(data, on_host(data, host), shots, seed)
     return Split(f"by-host-k{shots}", train, test, (host,), _spec("by-host", seed, host, shots))
 
 

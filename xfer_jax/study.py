@@ -215,10 +215,9 @@ class Study:
         self.log(zero_shot.describe())
         results = {"k0": self.score(model, zero_shot)}
         self._log_row("k0", results["k0"])
-        on_host = np.isin(self.data.platform, [i for i, name in enumerate(self.data.platform_names)
-                                               if splits.host_of(name) == host])
-        on_host[zero_shot.test] = False
-        candidates = np.flatnonzero(on_host)
+        untested = splits.on_host(self.data, host)
+        untested[zero_shot.test] = False
+        candidates = np.flatnonzero(untested)
         start, scores = None, None
         for method in methods:
             for k in shots:
