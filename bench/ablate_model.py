@@ -86,7 +86,7 @@ def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
                              {"name": split.name, "holdout": list(split.held_out), "seed": seed},
                              show_progress=False)
         predictor = xfer_jax.load(out)
-    return (predictor.predict(test.features, test.mask, test.workload, test.hardware),
+    return (predictor.predict_dataset(test),
             {"valid_pca": round(result["best"]["pca"], 4), "best_step": result["best"]["step"]})
 
 

@@ -22,8 +22,9 @@ from xfer_jax.baselines import PackSumXGB
 from xfer_jax.dataset import NUM_STORE_FEATURES
 from xfer_jax.errors import UserError
 from xfer_jax.hardware import hardware_vector
+from xfer_jax.trace import TOKEN_VALUES, batch_tokens
 
-from .featurize import workload_features
+from .featurize import trace_json, workload_features
 from .platforms import Platform, get_platform
 from .records import latency_s
 from .tasks import workload_hash
@@ -91,7 +92,11 @@ class XferCostModel(ms.cost_model.PyCostModel):
             self.workloads[key] = workload_features(context.mod, context.task_name or "",
                                                     extracted[0][0, NUM_STORE_FEATURES:])
         workload = np.broadcast_to(self.workloads[key], (n, len(self.workloads[key])))
-        return features, mask, workload, np.broadcast_to(self.hardware, (n, len(self.hardware)))
+        tokens = self.predictor.config.trace_tokens
+        trace_ids, trace_values = (batch_tokens([trace_json(c.sch.trace) for c in candidates], tokens) if tokens
+                                   else (np.zeros((n, 0), np.int8), np.zeros((n, 0, TOKEN_VALUES), np.float32)))
+        hardware = np.broadcast_to(self.hardware, (n, len(self.hardware)))
+        return features, mask, workload, hardware, trace_ids, trace_values
 
     def predict(self, context, candidates) -> np.ndarray:
         start = time.perf_counter()

@@ -11,14 +11,17 @@ import dataclasses
 import json
 import math
 import pathlib
+from typing import Any
 
 import numpy as np
 import tqdm
 import tvm
+import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from xfer_jax import dataset as ds
 from xfer_jax.hardware import HardwareDescriptor, hardware_vector
+from xfer_jax.trace import batch_tokens
 
 from . import records
 from .tasks import workload_hash
@@ -38,8 +41,46 @@ class FeaturizeSummary:
     skipped_corrupt: int = 0  # unparsable database lines
     skipped_nonfinite: int = 0  # missing, empty, NaN, inf or non-positive latencies
     skipped_unknown_workload: int = 0
+    trace_files_written: int = 0
     tasks_all_failed: int = 0
     damaged_files: list[str] = dataclasses.field(default_factory=list)  # skipped: damaged segments, platform.json
+
+
+def plain_json(obj: Any) -> Any:
+    """A TVM object tree (Arrays, Maps, IntImms) as plain JSON values, as TVM's JSONDatabase writes them."""
+    if isinstance(obj, tvm.tirx.IndexMap):
+        return tvm.ir.save_json(obj)
+    if isinstance(obj, (tvm.tirx.IntImm, tvm.tirx.FloatImm)):
+        return obj.value
+    if isinstance(obj, (tvm_ffi.Array, list, tuple)):
+        return [plain_json(x) for x in obj]
+    if isinstance(obj, (tvm_ffi.Map, dict)):
+        return {plain_json(k): plain_json(v) for k, v in obj.items()}
+    return str(obj) if isinstance(obj, str) else obj
+
+
+_trace_as_json = tvm_ffi.get_global_func("s_tir.schedule.TraceAsJSON")
+_json_graph = tvm_ffi.get_global_func("ffi.ToJSONGraphString")
+
+
+def trace_json(trace) -> list:
+    """A schedule's trace as the database stores it (postprocessing included): what xfer_jax.trace reads.
+
+    Walking TVM's containers from Python costs ~6 ms per candidate (Trace.as_json); TVM writes the same tree as
+    one JSON graph string in ~1 ms, decoded here in one pass (children come before their parents)."""
+    graph = json.loads(_json_graph(_trace_as_json(trace, False), None))
+    values: list = []
+    for node in graph["nodes"]:
+        kind, data = node["type"], node.get("data")
+        if kind == "ffi.Array":
+            values.append([values[i] for i in data])
+        elif kind in ("ir.IntImm", "ir.FloatImm"):  # an object field holds an int as the index of an "int" node
+            values.append(values[data["value"]] if isinstance(data["value"], int) else data["value"])
+        elif kind in ("ffi.String", "int", "float", "bool", "None"):
+            values.append(data)
+        else:  # objects a trace's JSON holds only inside attrs the tokens ignore (index maps, say)
+            values.append(kind)
+    return values[graph["root_index"]]
 
 
 def workload_features(mod: tvm.IRModule, name: str, ms_flags: np.ndarray) -> np.ndarray:
@@ -91,8 +132,32 @@ def featurize(root: pathlib.Path, out: pathlib.Path, show_progress: bool = True)
         except PlatformFileError as err:
             damaged.append(err.path)
     bar.close()
+    summary.trace_files_written = add_traces(root, out, damaged)
     summary.damaged_files = sorted({str(path) for path in damaged})
     return summary
+
+
+def add_traces(root: pathlib.Path, out: pathlib.Path, damaged: list) -> int:
+    """Write the trace tokens of every shard under `out` that has none yet, from the database lines it was
+    featurized from (shards written before traces were read get theirs this way). Returns files written."""
+    by_source: dict[str, list[pathlib.Path]] = collections.defaultdict(list)
+    for shard in ds.shard_files(out):
+        if not ds.trace_path(shard).exists():
+            by_source[ds.read_shard_meta(shard)["source"]["name"]].append(shard)
+    written = 0
+    for source, shards in tqdm.tqdm(by_source.items(), desc="trace tokens", unit="collection",
+                                    disable=len(by_source) < 2, dynamic_ncols=True):
+        net_dir = root / source if (root / source).is_dir() else root
+        traces = {n: line[1][0] for n, line in records.iter_json_lines(net_dir / records.RECORD_FILE, damaged)
+                  if isinstance(line, list) and len(line) > 1 and isinstance(line[1], list) and line[1]}
+        for shard in shards:
+            with np.load(shard, allow_pickle=False) as arrays:
+                numbers = arrays["record"].tolist()
+            if not all(n in traces for n in numbers):
+                continue  # its database lines are gone or damaged: the dataset loads without traces
+            ds.write_traces(shard, *batch_tokens([traces[n] for n in numbers]))
+            written += 1
+    return written
 
 
 class PlatformFileError(Exception):

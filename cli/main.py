@@ -197,6 +197,7 @@ def train_command(
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="default: TrainConfig.steps"),
     loss: Optional[Loss] = typer.Option(None, "--loss", help="[default: TrainConfig.loss]"),
     no_hardware: bool = typer.Option(False, "--no-hardware", help="ablation: drop the hardware input"),
+    no_trace: bool = typer.Option(False, "--no-trace", help="ablation: drop the schedule-trace tokens"),
     size: Size = typer.Option("base", "--size"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -205,7 +206,7 @@ def train_command(
         from xfer_jax.train import train_and_evaluate
 
         result = train_and_evaluate(data, split.value, out, holdout=holdout, shots=shots,
-                                    use_hardware=not no_hardware, size=size.value, seed=seed,
+                                    use_hardware=not no_hardware, use_trace=not no_trace, size=size.value, seed=seed,
                                     **given(steps=steps, loss=loss and loss.value))
     typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1),
                            "test": {m: result["test"][m] for m in ("pca", "top1", "top5")}}))

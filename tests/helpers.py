@@ -12,6 +12,7 @@ import numpy as np
 
 from xfer_jax import dataset as ds
 from xfer_jax.hardware import HardwareDescriptor, hardware_vector
+from xfer_jax.trace import MAX_TOKENS, TOKEN_VALUES, TOKEN_VOCAB
 
 CLI = [sys.executable, "-m", "xfer_jax.cli"]  # the `xfer-jax` command of this Python, for kills and Ctrl-C
 
@@ -46,7 +47,8 @@ def run_cli(*args) -> subprocess.CompletedProcess:
 
 def synthetic_shards(root: pathlib.Path, seed: int = 0, platforms=("cpu-a", "cpu-b"), tasks: int = 6,
                      programs: int = 24) -> pathlib.Path:
-    """Shards whose latency is a known function of the features and the hardware, so a model can learn it."""
+    """Shards whose latency is a known function of the features and the hardware, so a model can learn it; their
+    trace files hold random tokens."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     hashes = [f"{t:016x}" for t in range(tasks)]
@@ -71,6 +73,11 @@ def synthetic_shards(root: pathlib.Path, seed: int = 0, platforms=("cpu-a", "cpu
                     "networks": {"net-x": {h: 1 for h in hashes[:4]}, "net-y": {h: 2 for h in hashes[3:]}},
                     "source": {"name": f"{name}/synthetic", "records_begin": 0, "records_end": len(counts)}},
         )
+        lengths = rng.integers(1, MAX_TOKENS, size=len(counts))
+        tokens = rng.integers(1, len(TOKEN_VOCAB), (len(counts), MAX_TOKENS))
+        ids = np.where(np.arange(MAX_TOKENS) < lengths[:, None], tokens, 0)
+        values = rng.integers(0, 8, (len(counts), MAX_TOKENS, TOKEN_VALUES)) * (ids > 0)[..., None]
+        ds.write_traces(root / f"shard-{p:05d}.npz", ids, values)
     return root
 
 

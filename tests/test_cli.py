@@ -46,3 +46,18 @@ def test_a_bad_platform_file_is_one_line_in_collect_and_tune(tmp_path, mistake, 
     assert_one_line(run_cli("collect", "--platform", platform, "--onnx", onnx, "--out", tmp_path / "c"), message)
     assert_one_line(run_cli("tune", "--platform", platform, "--onnx", onnx, "--out", tmp_path / "t"), message)
     assert not (tmp_path / "c").exists() and not (tmp_path / "t").exists()
+
+
+def test_training_a_trace_model_on_a_dataset_without_traces_says_what_to_do_and_no_trace_trains(tmp_path):
+    import xfer_jax
+    from xfer_jax import dataset
+
+    data = synthetic_shards(tmp_path / "data")
+    for shard in dataset.shard_files(data):
+        dataset.trace_path(shard).unlink()
+    assert_one_line(run_cli("train", "--data", data, "--out", tmp_path / "ck", "--steps", 1), "featurize",
+                    "--no-trace")
+    assert not (tmp_path / "ck").exists()
+    done = run_cli("train", "--data", data, "--out", tmp_path / "ck", "--steps", 2, "--size", "small", "--no-trace")
+    assert done.returncode == 0, done.stderr[-800:]
+    assert xfer_jax.load(tmp_path / "ck").config.trace is False

@@ -80,6 +80,30 @@ def test_featurize_round_trips_shapes_masks_and_labels(collection, tmp_path):
     np.testing.assert_array_equal(ds.load(tmp_path / "data").features, first.features)  # deterministic
 
 
+def test_featurize_writes_the_trace_tokens_the_cost_model_sees_and_adds_missing_ones(collection, tmp_path):
+    from xfer_jax.trace import trace_tokens
+
+    root, _ = collection
+    featurize.featurize(root / "raw", tmp_path / "data", show_progress=False)
+    data = ds.load(tmp_path / "data")
+    assert data.has_traces and (data.trace_ids > 0).sum(1).min() >= 3
+    net_dir = _net_dir(root)
+    workloads = [ms.database.Workload.from_json(v) for _, v in records.iter_json_lines(net_dir / records.WORKLOAD_FILE)]
+    lines = [v for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)]
+    for i, line in enumerate(lines[:6]):  # a candidate's trace, as tuning hands it over, gives the same tokens
+        record = ms.database.TuningRecord.from_json(line[1], workloads[line[0]])
+        schedule = tvm.s_tir.Schedule(workloads[line[0]].mod)
+        record.trace.apply_to_schedule(schedule, remove_postproc=False)
+        ids, values = trace_tokens(featurize.trace_json(schedule.trace))
+        np.testing.assert_array_equal(ids, data.trace_ids[i])
+        np.testing.assert_allclose(values, data.trace_values[i], rtol=1e-3)  # stored as float16
+    trace_file = next((tmp_path / "data").glob("trace-*.npz"))
+    trace_file.unlink()
+    assert not ds.load(tmp_path / "data").has_traces  # all or nothing
+    assert featurize.featurize(root / "raw", tmp_path / "data", show_progress=False).trace_files_written == 1
+    np.testing.assert_array_equal(ds.load(tmp_path / "data").trace_ids, data.trace_ids)
+
+
 def test_featurize_skips_corrupt_lines_and_nonfinite_latencies(collection, tmp_path):
     root, summary = collection
     raw = tmp_path / "raw"

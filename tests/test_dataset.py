@@ -106,3 +106,28 @@ def test_a_damaged_shard_is_one_line_that_names_it(tmp_path, damage):
         with pytest.raises(ds.DatasetError, match="shard-00001.npz is not a valid dataset shard") as caught:
             read(root)
         assert "\n" not in str(caught.value) and "allow_pickle" not in str(caught.value)
+
+
+def test_trace_tokens_load_all_or_nothing_and_a_trace_model_refuses_a_dataset_without_them(synthetic_dataset, tmp_path):
+    from xfer_jax import train
+    from xfer_jax.errors import UserError
+    from xfer_jax.model import ModelConfig
+
+    data = ds.load(synthetic_dataset)
+    assert data.has_traces and data.trace_values.shape == (len(data), *data.trace_values.shape[1:])
+    assert data.subset(np.arange(5)).trace_ids.shape[0] == 5
+    ds.trace_path(ds.shard_files(synthetic_dataset)[0]).unlink()
+    bare = ds.load(synthetic_dataset)
+    assert not bare.has_traces and ds.summary(bare)["trace_tokens"] is False
+    with pytest.raises(UserError, match="featurize"):
+        train.train(bare, np.arange(100), np.arange(100, 140), ModelConfig(trace=True),
+                    train.TrainConfig(steps=2), tmp_path / "ck", show_progress=False)
+
+
+def test_a_pruned_subset_keeps_the_trace_tokens_of_the_programs_it_keeps(synthetic_dataset, tmp_path):
+    data = ds.load(synthetic_dataset)
+    keep = np.arange(0, len(data), 3)
+    ds.write_subset(synthetic_dataset, keep, tmp_path / "pruned", {"method": "test"})
+    pruned = ds.load(tmp_path / "pruned")
+    np.testing.assert_array_equal(pruned.trace_ids, data.trace_ids[keep])
+    np.testing.assert_array_equal(pruned.trace_values, data.trace_values[keep])

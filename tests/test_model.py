@@ -69,3 +69,23 @@ def test_a_binned_model_scores_padded_programs_like_their_unpadded_selves():
     padded = features.at[:, 2].set(0.0)
     mask = jnp.ones(features.shape[:2], bool).at[:, 2].set(False)
     np.testing.assert_allclose(model(padded, mask, workload, hardware), short, rtol=1e-4, atol=1e-5)
+
+
+def test_a_trace_reading_model_scores_by_the_tokens_and_ignores_padding_tokens():
+    from xfer_jax.trace import MAX_TOKENS, TOKEN_VALUES
+
+    features, workload = _inputs()
+    mask, hardware = jnp.ones(features.shape[:2], bool), jnp.zeros((1, NUM_HARDWARE_FEATURES))
+    rng = np.random.default_rng(1)
+    ids = np.where(np.arange(MAX_TOKENS) < 10, rng.integers(1, 20, (len(features), MAX_TOKENS)), 0).astype(np.int8)
+    values = rng.normal(size=(len(features), MAX_TOKENS, TOKEN_VALUES)).astype(np.float32)
+    model = build_model(ModelConfig(trace=True), nnx.Rngs(0))
+    scores = model(features, mask, workload, hardware, ids, values)
+    other_values = values.copy()
+    other_values[:, :10] += 1.0
+    assert np.abs(np.asarray(scores - model(features, mask, workload, hardware, ids, other_values))).max() > 1e-4
+    padding_changed = values.copy()
+    padding_changed[:, 10:] += 5.0  # behind id 0: padding
+    np.testing.assert_allclose(scores, model(features, mask, workload, hardware, ids, padding_changed), rtol=1e-5,
+                               atol=1e-6)
+

@@ -30,7 +30,7 @@ def test_training_learns_a_ranking_and_checkpoint_round_trips(synthetic_dataset,
 
 def assert_loaded_checkpoint_scores_as_trained(path, data, split, result) -> None:
     test = data.subset(split.test)
-    scores = xfer_jax.load(path).predict(test.features, test.mask, test.workload, test.hardware)
+    scores = xfer_jax.load(path).predict_dataset(test)
     assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
 
 

@@ -31,6 +31,8 @@ class Measurements:
     mask: np.ndarray  # [n, S]
     workload: np.ndarray  # [n, W]
     hardware: np.ndarray  # [n, H]
+    trace_ids: np.ndarray  # [n, T]; T = 0 for a model that reads no trace
+    trace_values: np.ndarray  # [n, T, V]
     latency: np.ndarray  # [n] seconds, inf for failures
 
     def extend(self, other: "Measurements") -> "Measurements":
@@ -38,11 +40,12 @@ class Measurements:
                                                                       dataclasses.astuple(other))))
 
 
-def _adapt_loss(params, features, mask, workload, hardware, labels, where, *, graphdef, normalizer):
+def _adapt_loss(params, features, mask, workload, hardware, trace_ids, trace_values, labels, where, *, graphdef,
+                normalizer):
     g, n = labels.shape
     flat = lambda x: x.reshape((g * n,) + x.shape[2:])  # noqa: E731
     inputs = normalizer.apply(flat(features), flat(mask), flat(workload), flat(hardware), xp=jnp)
-    scores = nnx.merge(graphdef, params)(*inputs).reshape(g, n)
+    scores = nnx.merge(graphdef, params)(*inputs, flat(trace_ids), flat(trace_values)).reshape(g, n)
     return losses.lambdarank(scores, labels, where=where)
 
 
@@ -70,10 +73,12 @@ class OnlineAdapter:
     def _batch(self, groups: list[Measurements]):
         stores = self.predictor.max_stores
         chosen = self.rng.choice(len(groups), size=GROUPS, replace=len(groups) < GROUPS)
-        shapes = [(GROUPS, PROGRAMS, stores, groups[0].features.shape[2]), (GROUPS, PROGRAMS, stores),
-                  (GROUPS, PROGRAMS, groups[0].workload.shape[1]), (GROUPS, PROGRAMS, groups[0].hardware.shape[1])]
-        features, mask, workload, hardware = (np.zeros(s, np.float32) for s in shapes)
-        mask = mask.astype(bool)
+        first = groups[0]
+        shapes = [(GROUPS, PROGRAMS, stores, first.features.shape[2]), (GROUPS, PROGRAMS, stores),
+                  (GROUPS, PROGRAMS, first.workload.shape[1]), (GROUPS, PROGRAMS, first.hardware.shape[1]),
+                  (GROUPS, PROGRAMS, *first.trace_ids.shape[1:]), (GROUPS, PROGRAMS, *first.trace_values.shape[1:])]
+        features, mask, workload, hardware, trace_ids, trace_values = (np.zeros(s, np.float32) for s in shapes)
+        mask, trace_ids = mask.astype(bool), trace_ids.astype(np.int8)
         labels = np.zeros((GROUPS, PROGRAMS), np.float32)
         where = np.zeros((GROUPS, PROGRAMS), bool)
         for row, g in enumerate(chosen):
@@ -83,9 +88,10 @@ class OnlineAdapter:
             k, s = len(take), min(stores, m.features.shape[1])
             features[row, :k, :s], mask[row, :k, :s] = m.features[take, :s], m.mask[take, :s]
             workload[row, :k], hardware[row, :k] = m.workload[take], m.hardware[take]
+            trace_ids[row, :k], trace_values[row, :k] = m.trace_ids[take], m.trace_values[take]
             labels[row, :k] = m.latency[take].min() / m.latency[take]
             where[row, :k] = True
-        return features, mask, workload, hardware, labels, where
+        return features, mask, workload, hardware, trace_ids, trace_values, labels, where
 
     def update(self, history: list[Measurements], newest: Measurements) -> bool:
         """Fine-tune on `history`; keep the result only if it ranks `newest` at least as well. Returns kept."""
@@ -114,4 +120,4 @@ class OnlineAdapter:
         return kept
 
     def _scores(self, m: Measurements) -> np.ndarray:
-        return self.predictor.predict(m.features, m.mask, m.workload, m.hardware)
+        return self.predictor.predict(m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values)

@@ -25,6 +25,7 @@ from .errors import UserError
 from .hardware import HARDWARE_FEATURE_NAMES, NUM_HARDWARE_FEATURES
 from .model import ModelConfig, build_model
 from .normalize import Normalizer
+from .trace import TOKEN_VALUES
 
 
 class CheckpointError(UserError):
@@ -91,7 +92,7 @@ def restore_training(manager: ocp.CheckpointManager, params, opt_state):
 
 
 # model fields added after checkpoints were shipped, with the value every checkpoint written before them had
-_FIELDS_BEFORE_THEY_EXISTED = {"store_hidden": 0, "store_bins": 0}
+_FIELDS_BEFORE_THEY_EXISTED = {"store_hidden": 0, "store_bins": 0, "trace": False}
 
 
 def model_config_of(meta: dict) -> ModelConfig:
@@ -113,7 +114,8 @@ def _check_metadata(path: pathlib.Path, meta: dict) -> None:
 
 
 class Predictor:
-    """predict(features [N,S,164], mask [N,S], workload [N,W], hardware [N,H], [1,H] or [H]) -> scores [N].
+    """predict(features [N,S,164], mask [N,S], workload [N,W], hardware [N,H], [1,H] or [H]) -> scores [N];
+    a model that reads schedule-trace tokens also takes trace_ids [N,T] and trace_values [N,T,V] (xfer_jax.trace).
 
     Inputs are raw (as the dataset and the featurizer produce them); normalisation runs inside the jit.
     N and S are padded up to powers of two (S at most the checkpoint's store count), so each bucket compiles once.
@@ -126,10 +128,22 @@ class Predictor:
         self.max_stores = int(metadata["max_stores"])
         self._score = jax.jit(functools.partial(_normalized_score, graphdef=graphdef, normalizer=self.normalizer))
 
-    def predict(self, features, mask, workload, hardware) -> np.ndarray:
+    def predict_dataset(self, data) -> np.ndarray:
+        """Scores for every program of a Dataset."""
+        return self.predict(data.features, data.mask, data.workload, data.hardware, data.trace_ids,
+                            data.trace_values)
+
+    def predict(self, features, mask, workload, hardware, trace_ids=None, trace_values=None) -> np.ndarray:
         features, mask, workload = np.asarray(features, np.float32), np.asarray(mask, bool), np.asarray(workload)
         hardware = np.asarray(hardware, np.float32)
         n = len(features)
+        tokens = self.config.trace_tokens
+        if tokens and (trace_ids is None or np.shape(trace_ids)[1:] != (tokens,)):
+            raise CheckpointError(f"this model reads schedule-trace tokens: pass trace_ids [N,{tokens}] and "
+                                  "trace_values (xfer_jax.trace.batch_tokens of each program's trace)")
+        trace_ids = np.asarray(trace_ids, np.int8)[:, :tokens] if tokens else np.zeros((n, 0), np.int8)
+        trace_values = (np.asarray(trace_values, np.float32)[:, :tokens] if tokens
+                        else np.zeros((n, 0, TOKEN_VALUES), np.float32))
         if n == 0:
             return np.zeros(0, np.float32)
         if hardware.ndim == 1:
@@ -147,10 +161,11 @@ class Predictor:
         for stores in np.unique(buckets):
             index = np.flatnonzero(buckets == stores)
             scores[index] = self._predict_bucket(features[index], mask[index], workload[index],
-                                                 hardware if len(hardware) == 1 else hardware[index], int(stores))
+                                                 hardware if len(hardware) == 1 else hardware[index],
+                                                 trace_ids[index], trace_values[index], int(stores))
         return scores
 
-    def _predict_bucket(self, features, mask, workload, hardware, stores: int) -> np.ndarray:
+    def _predict_bucket(self, features, mask, workload, hardware, trace_ids, trace_values, stores: int) -> np.ndarray:
         n = len(features)
         features, mask = features[:, :stores], mask[:, :stores]
         if features.shape[1] < stores:
@@ -162,13 +177,15 @@ class Predictor:
         if len(hardware) > 1:
             hardware = np.pad(hardware, pad_n + ((0, 0),))
         scores = self._score(self.params, np.pad(features, pad_n + ((0, 0), (0, 0))), np.pad(mask, pad_n + ((0, 0),)),
-                             np.pad(workload, pad_n + ((0, 0),)), hardware)
+                             np.pad(workload, pad_n + ((0, 0),)), hardware, np.pad(trace_ids, pad_n + ((0, 0),)),
+                             np.pad(trace_values, pad_n + ((0, 0), (0, 0))))
         return np.asarray(scores)[:n]
 
 
-def _normalized_score(params, features, mask, workload, hardware, *, graphdef, normalizer: Normalizer):
+def _normalized_score(params, features, mask, workload, hardware, trace_ids, trace_values, *, graphdef,
+                      normalizer: Normalizer):
     inputs = normalizer.apply(features, mask, workload, hardware, xp=jnp)
-    return nnx.merge(graphdef, params)(*inputs)
+    return nnx.merge(graphdef, params)(*inputs, trace_ids, trace_values)
 
 
 def use_compilation_cache(folder: str | pathlib.Path | None = None) -> pathlib.Path | None:

@@ -16,6 +16,11 @@ In memory, `Dataset` holds padded arrays (N programs, S stores, F = 164 per-stor
     latency_std [N]     float32   spread of the repeats
     label     [N]       float32   min latency in the group / latency, in (0, 1]; 0 for failures
     phase     [N]       int8      0 random sample, 1 guided search, -1 unknown
+    trace_ids    [N, T]    int8     schedule-trace tokens (xfer_jax.trace); T = 0 without trace files
+    trace_values [N, T, V] float32
+
+A shard's trace tokens live beside it in `trace-<number>.npz`, derived from the same database lines (featurize
+writes them, also for shards written before traces were read).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 
 from .errors import UserError
 from .hardware import NUM_HARDWARE_FEATURES
+from .trace import MAX_TOKENS, TOKEN_VALUES
 
 SCHEMA_VERSION = 1
 NUM_STORE_FEATURES = 164
@@ -61,6 +67,8 @@ class Dataset:
     latency_std: np.ndarray
     label: np.ndarray
     phase: np.ndarray
+    trace_ids: np.ndarray
+    trace_values: np.ndarray
     platforms: tuple[dict, ...]  # {"name", "descriptor", "vector"}
     tasks: tuple[dict, ...]  # {"hash", "name", "flops"}
     networks: dict[str, dict[str, dict[str, float]]]  # network -> platform -> task hash -> weight
@@ -72,6 +80,10 @@ class Dataset:
     @property
     def failed(self) -> np.ndarray:
         return ~np.isfinite(self.latency)
+
+    @property
+    def has_traces(self) -> bool:
+        return self.trace_ids.shape[1] > 0
 
     @property
     def platform_names(self) -> list[str]:
@@ -174,6 +186,35 @@ def read_shard_meta(path: pathlib.Path) -> dict:
     return _read_shard(path, ("meta",))["meta"]
 
 
+def trace_path(shard: pathlib.Path) -> pathlib.Path:
+    return shard.with_name(shard.name.replace("shard-", "trace-", 1))
+
+
+def write_traces(shard: pathlib.Path, ids: np.ndarray, values: np.ndarray) -> None:
+    """The trace tokens of `shard`'s programs, in its order; written once, beside it."""
+    path = trace_path(shard)
+    if path.exists():
+        raise DatasetError(f"{path} exists; trace files are written once and never replaced")
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez_compressed(temporary, ids=ids.astype(np.int8), values=values.astype(np.float16))
+    temporary.replace(path)
+
+
+def _read_traces(shard: pathlib.Path, programs: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The shard's trace tokens, or None when it has no trace file (or one that does not match it)."""
+    path = trace_path(shard)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as traces:
+            ids, values = traces["ids"], traces["values"].astype(np.float32)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None
+    if ids.shape != (programs, MAX_TOKENS) or values.shape != (programs, MAX_TOKENS, TOKEN_VALUES):
+        return None
+    return ids, values
+
+
 def _check_meta(path: pathlib.Path, meta: dict) -> dict:
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise DatasetError(f"{path} has dataset schema {meta.get('schema_version')}, this xfer-jax reads "
@@ -205,6 +246,7 @@ def load(root: str | pathlib.Path, max_stores: int | None = None) -> Dataset:
         if part["store_rows"].shape[1:] != (NUM_STORE_FEATURES,):
             raise DatasetError(f"{path}: store features have {part['store_rows'].shape[1:]} columns, "
                                f"expected {NUM_STORE_FEATURES}")
+        part["traces"] = _read_traces(path, len(part["latency"]))
         parts.append(part)
     provenance = {"root": str(root), "shards": len(parts)}
     derived = [part["meta"]["derived_from"] for part in parts if "derived_from" in part["meta"]]
@@ -245,6 +287,9 @@ def write_subset(root: str | pathlib.Path, keep: np.ndarray, out: str | pathlib.
                     latency_std=part["latency_std"][chosen], phase=part["phase"][chosen],
                     record=part["record"][chosen], platform=meta["platform"],
                     task_hashes=[h for h, c in zip(meta["task_hashes"], chosen) if c], tables=tables)
+        traces = _read_traces(path, n)
+        if traces is not None:
+            write_traces(out / f"shard-{number:05d}.npz", traces[0][chosen], traces[1][chosen])
         written += int(chosen.sum())
     return written
 
@@ -288,6 +333,11 @@ def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Da
         features[i, :take] = all_rows[offsets[i]: offsets[i] + take]
         mask[i, :take] = True
     data = {k: np.concatenate(v) for k, v in columns.items()}
+    traced = bool(parts) and all(part.get("traces") is not None for part in parts)  # all or nothing
+    tokens = MAX_TOKENS if traced else 0
+    trace_ids = np.concatenate([p["traces"][0] for p in parts]) if traced else np.zeros((n_programs, 0), np.int8)
+    trace_values = (np.concatenate([p["traces"][1] for p in parts]) if traced
+                    else np.zeros((n_programs, tokens, TOKEN_VALUES), np.float32))
     latency = data["latency"].astype(np.float32)
     group = (data["task"].astype(np.int64) * max(len(platforms), 1) + data["platform"])
     _, group = np.unique(group, return_inverse=True)
@@ -301,6 +351,7 @@ def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Da
         hardware=vectors[data["platform"]], platform=data["platform"], task=data["task"], group=group,
         latency=latency, latency_std=data["latency_std"].astype(np.float32),
         label=group_labels(latency, group), phase=data["phase"].astype(np.int8),
+        trace_ids=trace_ids, trace_values=trace_values,
         platforms=tuple(platforms), tasks=tuple(tasks), networks=networks, provenance=provenance,
     )
 
@@ -327,5 +378,6 @@ def summary(data: Dataset) -> dict:
         "programs_per_network": per_network,
         "mean_programs_per_group": round(float(ok.sum()) / max(len(groups_ok), 1), 1),
         "max_stores": int(data.mask.shape[1]),
+        "trace_tokens": data.has_traces,
         **({"derived_from": data.provenance["derived_from"]} if "derived_from" in data.provenance else {}),
     }

@@ -68,7 +68,7 @@ def distill(teachers: list[pathlib.Path], data_path, out, *, student: ModelConfi
 
     def mean_z(index: np.ndarray) -> np.ndarray:
         part = data.subset(index)
-        runs = [p.predict(part.features, part.mask, part.workload, part.hardware) for p in predictors]
+        runs = [p.predict_dataset(part) for p in predictors]
         return sum((r - r.mean()) / max(r.std(), 1e-9) for r in runs) / len(runs)
 
     taught = dataclasses.replace(data, latency=taught_latency(data, fit, mean_z(fit), mix))
@@ -76,5 +76,5 @@ def distill(teachers: list[pathlib.Path], data_path, out, *, student: ModelConfi
             "distilled_from": [str(pathlib.Path(t).absolute()) for t in teachers], "mix": mix}
     result = train.train(taught, fit, valid, student, config, pathlib.Path(out), info, show_progress)
     test = data.subset(split.test)
-    scores = checkpoint.load(out).predict(test.features, test.mask, test.workload, test.hardware)
+    scores = checkpoint.load(out).predict_dataset(test)
     return {**result, "test": ranking_report(test, scores), "teacher_test": ranking_report(test, mean_z(split.test))}

@@ -72,7 +72,7 @@ def evaluate_checkpoint(checkpoint_path, data_path, *, split=None) -> dict:
     """Scores on the test side of the checkpoint's own split, rebuilt on the dataset it was trained on."""
     data, chosen = checkpoint_split(checkpoint_path, data_path, split=split)
     test = data.subset(chosen.test)
-    scores = load(checkpoint_path).predict(test.features, test.mask, test.workload, test.hardware)
+    scores = load(checkpoint_path).predict_dataset(test)
     return {"split": chosen.describe(), **ranking_report(test, scores)}
 
 

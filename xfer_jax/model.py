@@ -1,6 +1,7 @@
 """The cross-feature cost model: program tokens attend to each other and to hardware tokens.
 
-A program is a set of per-store feature vectors (one token each) plus its task's workload features. A hardware
+A program is a set of per-store feature vectors (one token each) plus its task's workload features, and one
+more token summarising the schedule trace that made it (xfer_jax.trace). A hardware
 config is a descriptor vector, projected into a few tokens. Program tokens run through self-attention blocks,
 each followed by cross-attention to the hardware tokens, so the score depends on the hardware through its
 description only. A config absent from training can be scored from its descriptor alone.
@@ -16,6 +17,7 @@ from flax import nnx
 
 from .dataset import NUM_STORE_FEATURES, NUM_WORKLOAD_FEATURES
 from .hardware import NUM_HARDWARE_FEATURES
+from .trace import MAX_TOKENS, TOKEN_VALUES, TOKEN_VOCAB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,11 +39,19 @@ class ModelConfig:
     hardware_in_stores: bool = False  # the hardware vector joins every store row before the store embedding
     hardware_film: bool = False  # the hardware vector scales and shifts every program token (FiLM)
     readout: str = "mean"  # "mean": pooled tokens -> MLP; "logsumexp": per-store log-latency, summed in time
+    # the schedule-trace tokens (xfer_jax.trace), each through an MLP and averaged into one more program token
+    # (by-task PCA +0.012, Zen 1 held out +0.008, session 10); letting all of them attend cost 7x the time for less
+    trace: bool = True
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
     @classmethod
     def small(cls) -> "ModelConfig":
         return cls(dim=32, heads=2, layers=1, hardware_tokens=2, store_hidden=0)
+
+    @property
+    def trace_tokens(self) -> int:
+        """Trace tokens per program this model reads (0: none)."""
+        return MAX_TOKENS if self.kind == "xfer" and self.trace else 0
 
     @property
     def bins_stores(self) -> bool:
@@ -113,6 +123,29 @@ class Block(nnx.Module):
         return tokens + self.mlp_out(jax.nn.gelu(self.mlp_in(self.mlp_norm(tokens))))
 
 
+class TraceEncoder(nnx.Module):
+    """Trace tokens -> one program token: id embedding + value projection + position, an MLP per token, then
+    their mean over the real (non-padding) tokens."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        self.id_embed = nnx.Embed(len(TOKEN_VOCAB), config.dim, rngs=rngs)
+        self.value_embed = nnx.Linear(TOKEN_VALUES, config.dim, rngs=rngs)
+        self.position = nnx.Param(0.02 * jax.random.normal(rngs.params(), (MAX_TOKENS, config.dim)))
+        self.hidden = nnx.Linear(config.dim, 2 * config.dim, rngs=rngs)
+        self.out = nnx.Linear(2 * config.dim, config.dim, rngs=rngs)
+
+    def __call__(self, ids, values):
+        """ids [B, T], values [B, T, V] -> (token [B, 1, dim], mask [B, 1]: False for a program without tokens)."""
+        ids = ids.astype(jnp.int32)
+        mask = ids > 0
+        # values are log2 sizes (0-20): a quarter keeps them near the scale of the other inputs
+        tokens = self.id_embed(ids) + self.value_embed(values * 0.25) + self.position[None, : ids.shape[1]]
+        tokens = self.out(jax.nn.gelu(self.hidden(tokens)))
+        weights = mask.astype(tokens.dtype)[..., None]
+        pooled = (tokens * weights).sum(1, keepdims=True) / jnp.maximum(weights.sum(1, keepdims=True), 1.0)
+        return pooled, mask.any(1, keepdims=True)
+
+
 class CostModel(nnx.Module):
     """score = CostModel(config)(features [B,S,F], mask [B,S], workload [B,W], hardware [B,H]) -> [B].
 
@@ -138,6 +171,7 @@ class CostModel(nnx.Module):
                                if cross else None)
         self.hardware_film = (nnx.Linear(config.hardware_features, 2 * dim, rngs=rngs)
                               if config.use_hardware and config.hardware_film else None)
+        self.trace_encoder = TraceEncoder(config, rngs=rngs) if config.trace else None
         self.blocks = nnx.List([Block(config, rngs=rngs) for _ in range(config.layers)])
         self.head_norm = nnx.LayerNorm(dim, rngs=rngs)
         self.head_hidden = nnx.Linear(dim, dim, rngs=rngs)
@@ -147,8 +181,9 @@ class CostModel(nnx.Module):
     def _hardware_in_stores(self) -> bool:
         return self.config.use_hardware and self.config.hardware_in_stores
 
-    def __call__(self, features, mask, workload, hardware):
-        """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once."""
+    def __call__(self, features, mask, workload, hardware, trace_ids=None, trace_values=None):
+        """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once.
+        trace_ids [B, T] and trace_values [B, T, V] are read only by a model with config.trace."""
         rows = piecewise_linear_bins(features, self.config.store_bins) if self.config.store_bins else features
         if self._hardware_in_stores:
             per_row = jnp.broadcast_to(hardware[:, None, :], (features.shape[0], features.shape[1], hardware.shape[-1]))
@@ -159,6 +194,10 @@ class CostModel(nnx.Module):
         if self.hardware_film is not None:
             scale, shift = jnp.split(self.hardware_film(hardware)[:, None, :], 2, axis=-1)
             tokens = tokens * (1.0 + scale) + shift
+        if self.trace_encoder is not None:
+            extra, extra_mask = self.trace_encoder(trace_ids, trace_values)
+            tokens = jnp.concatenate([tokens, extra + self.workload_embed(workload)[:, None, :]], axis=1)
+            mask = jnp.concatenate([mask, extra_mask], axis=1)
         hardware_tokens = None
         if self.hardware_embed is not None:
             hardware_tokens = jax.nn.gelu(self.hardware_embed(hardware)).reshape(
@@ -188,7 +227,7 @@ class SegmentSumMLP(nnx.Module):
         self.head_hidden = nnx.Linear(hidden + extra, hidden, rngs=rngs)
         self.head_out = nnx.Linear(hidden, 1, rngs=rngs)
 
-    def __call__(self, features, mask, workload, hardware):
+    def __call__(self, features, mask, workload, hardware, trace_ids=None, trace_values=None):
         rows = jax.nn.relu(self.row_hidden(jax.nn.relu(self.row_in(features))))
         summed = (rows * mask[..., None].astype(rows.dtype)).sum(1)
         if self.config.use_hardware:

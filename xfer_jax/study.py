@@ -114,7 +114,7 @@ class Study:
                                                      fit.hardware if hardware else None)
             return booster.predict(test.features, test.mask, test.hardware if hardware else None)
         path = self.checkpoint(model, split, init)
-        return load(path).predict(test.features, test.mask, test.workload, test.hardware)
+        return load(path).predict_dataset(test)
 
     def _result_path(self, model: str, label: str, tag: str) -> pathlib.Path:
         return self.work / "results" / (self._key(model, model_version(model), label, tag, f"s{self.steps}",
@@ -231,7 +231,7 @@ class Study:
                 if scores is None:  # the zero-shot model's view of the candidates, once
                     start = self.checkpoint(model, zero_shot)
                     new = self.data.subset(candidates)
-                    scores = load(start).predict(new.features, new.mask, new.workload, new.hardware)
+                    scores = load(start).predict_dataset(new)
                 measured = prune.choose_to_measure(self.data, candidates, k, method, scores,
                                                    source=zero_shot.train, seed=self.seed)
                 source = zero_shot.train

@@ -68,6 +68,8 @@ class Batch:
     mask: np.ndarray  # [G, n, S]
     workload: np.ndarray  # [G, n, W]
     hardware: np.ndarray  # [G, n, H]
+    trace_ids: np.ndarray  # [G, n, T]; T = 0 for a model that reads no trace
+    trace_values: np.ndarray  # [G, n, T, V]
     labels: np.ndarray  # [G, n]
     where: np.ndarray  # [G, n]
 
@@ -104,17 +106,18 @@ class GroupSampler:
             take = self.rng.choice(members, size=min(n, len(members)), replace=False)
             index[row, : len(take)] = take
             where[row, : len(take)] = True
-        features, mask, workload, hardware = (x[index] for x in self.inputs)
+        features, mask, workload, hardware, trace_ids, trace_values = (x[index] for x in self.inputs)
         features, mask = features[:, :, :bucket], mask[:, :, :bucket]
         labels = np.where(where, self.labels[index], 0.0).astype(np.float32)
-        return Batch(features, mask, workload, hardware, labels, where)
+        return Batch(features, mask, workload, hardware, trace_ids, trace_values, labels, where)
 
 
 def loss_fn(params, graphdef, batch: dict, *, loss_name: str):
     model = nnx.merge(graphdef, params)
     g, n = batch["labels"].shape
     flat = lambda x: x.reshape((g * n,) + x.shape[2:])  # noqa: E731
-    scores = model(flat(batch["features"]), flat(batch["mask"]), flat(batch["workload"]), flat(batch["hardware"]))
+    names = ("features", "mask", "workload", "hardware", "trace_ids", "trace_values")
+    scores = model(*(flat(batch[name]) for name in names))
     return losses.LOSSES[loss_name](scores.reshape(g, n), batch["labels"], where=batch["where"])
 
 
@@ -128,8 +131,8 @@ def train_step(params, opt_state, batch: dict, *, graphdef, optimizer, loss_name
 
 
 @functools.partial(jax.jit, static_argnames="graphdef")  # compiled once per graphdef and bucket, not per call
-def score_fn(params, features, mask, workload, hardware, *, graphdef):
-    return nnx.merge(graphdef, params)(features, mask, workload, hardware)
+def score_fn(params, inputs: tuple, *, graphdef):
+    return nnx.merge(graphdef, params)(*inputs)
 
 
 class DataParallel:
@@ -156,7 +159,7 @@ class DataParallel:
         count = len(self.devices)
         if batch.labels.shape[0] % count:
             raise UserError(f"groups_per_batch {batch.labels.shape[0]} is not divisible by {count} devices")
-        return {k: jax.device_put(v.reshape((count, -1) + v.shape[1:]), self.sharding)
+        return {k: jax.device_put(v.reshape((count, len(v) // count) + v.shape[1:]), self.sharding)
                 for k, v in dataclasses.asdict(batch).items()}
 
 
@@ -164,6 +167,16 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(200, config.steps // 10 + 1),
                                                   config.steps)
     return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
+
+
+def model_inputs(normalizer: Normalizer, data: Dataset, stores: int, model_config: ModelConfig) -> tuple:
+    """(features, mask, workload, hardware) normalised, then the trace tokens the model reads (maybe none)."""
+    tokens = model_config.trace_tokens
+    if tokens and data.trace_ids.shape[1] < tokens:
+        raise UserError("this model reads schedule-trace tokens and the dataset has none; run `xfer-jax featurize` "
+                        "on its databases again to add them, or train with --no-trace")
+    return (*normalizer.apply(data.features[:, :stores], data.mask[:, :stores], data.workload, data.hardware),
+            data.trace_ids[:, :tokens], data.trace_values[:, :tokens])
 
 
 def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> np.ndarray:
@@ -174,9 +187,8 @@ def predict_scores(params, graphdef, inputs: tuple, batch_size: int = 4096) -> n
     for start in range(0, len(order), batch_size):
         index = order[start: start + batch_size]
         bucket = store_bucket(stores[index].max(), inputs[1].shape[1])
-        features, mask, workload, hardware = (x[index] for x in inputs)
-        out[index] = np.asarray(score_fn(params, features[:, :bucket], mask[:, :bucket], workload, hardware,
-                                         graphdef=graphdef))
+        features, mask, *rest = (x[index] for x in inputs)
+        out[index] = np.asarray(score_fn(params, (features[:, :bucket], mask[:, :bucket], *rest), graphdef=graphdef))
     return out
 
 
@@ -227,10 +239,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     if model_config.bins_stores and normalizer.store_scaling != "quantile":
         raise UserError("store_bins needs store_scaling='quantile' (its bins read features in [0, 1])")
 
-    def inputs_of(d: Dataset) -> tuple:
-        return normalizer.apply(d.features[:, :stores], d.mask[:, :stores], d.workload, d.hardware)
-
-    train_inputs, valid_inputs = inputs_of(train_data), inputs_of(valid_data)
+    train_inputs, valid_inputs = (model_inputs(normalizer, d, stores, model_config) for d in (train_data, valid_data))
     sampler = GroupSampler(train_data, train_inputs, config, host_shard=(jax.process_index(), jax.process_count()))
     model = build_model(model_config, nnx.Rngs(config.seed))
     graphdef, params = nnx.split(model, nnx.Param)
@@ -285,8 +294,8 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
             "train_samples_per_s": steps_run * config.groups_per_batch * config.programs_per_group / max(seconds, 1e-9)}
 
 
-def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0, use_hardware=True, size="base",
-                       seed=0, show_progress=True, **train_fields) -> dict:
+def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0, use_hardware=True, use_trace=True,
+                       size="base", seed=0, show_progress=True, **train_fields) -> dict:
     """Train the default model (or `size`) on a named split of the dataset at `data_path`, then score the best
     checkpoint on the split's test side: train's result plus "test" (an evaluate.ranking_report).
 
@@ -299,10 +308,9 @@ def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0
     print(split.describe())
     fit, valid = splits.early_stopping_split(data, split, seed, config.validation)
     model_config = ModelConfig() if size == "base" else ModelConfig.small()
-    if not use_hardware:
-        model_config = ModelConfig(**{**model_config.to_dict(), "use_hardware": False})
+    model_config = dataclasses.replace(model_config, use_hardware=use_hardware, trace=use_trace)
     split_info = {**split.spec, "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
     result = train(data, fit, valid, model_config, config, pathlib.Path(out), split_info, show_progress)
     test = data.subset(split.test)
-    scores = checkpoint.load(out).predict(test.features, test.mask, test.workload, test.hardware)
+    scores = checkpoint.load(out).predict_dataset(test)
     return {**result, "test": ranking_report(test, scores)}
