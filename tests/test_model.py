@@ -20,7 +20,7 @@ def _inputs(n=6, stores=3, seed=0):
 def test_every_hardware_path_makes_the_score_depend_on_the_hardware(fusion):
     features, workload = _inputs()
     mask = jnp.ones(features.shape[:2], bool)
-    model = build_model(ModelConfig(store_hidden=16, **fusion), nnx.Rngs(0))
+    model = build_model(ModelConfig(store_hidden=16, trace=False, **fusion), nnx.Rngs(0))
     one = model(features, mask, workload, jnp.zeros((1, NUM_HARDWARE_FEATURES)))
     other = model(features, mask, workload, jnp.ones((1, NUM_HARDWARE_FEATURES)))
     per_program = model(features, mask, workload, jnp.zeros((len(features), NUM_HARDWARE_FEATURES)))
@@ -31,7 +31,7 @@ def test_every_hardware_path_makes_the_score_depend_on_the_hardware(fusion):
 def test_without_hardware_input_the_hardware_vector_changes_nothing():
     features, workload = _inputs()
     mask = jnp.ones(features.shape[:2], bool)
-    model = build_model(ModelConfig(use_hardware=False, hardware_in_stores=True, hardware_film=True), nnx.Rngs(0))
+    model = build_model(ModelConfig(use_hardware=False, hardware_in_stores=True, hardware_film=True, trace=False), nnx.Rngs(0))
     np.testing.assert_array_equal(model(features, mask, workload, jnp.zeros((1, NUM_HARDWARE_FEATURES))),
                                   model(features, mask, workload, jnp.ones((1, NUM_HARDWARE_FEATURES))))
 
@@ -39,7 +39,7 @@ def test_without_hardware_input_the_hardware_vector_changes_nothing():
 def test_logsumexp_readout_adds_the_time_of_an_extra_store_and_ignores_padding():
     features, workload = _inputs(stores=2)
     hardware = jnp.zeros((1, NUM_HARDWARE_FEATURES))
-    model = build_model(ModelConfig(layers=0, readout="logsumexp"), nnx.Rngs(0))  # stores do not mix
+    model = build_model(ModelConfig(layers=0, readout="logsumexp", trace=False), nnx.Rngs(0))  # stores do not mix
     one_store = model(features, jnp.array([[True, False]] * len(features)), workload, hardware)
     two_stores = model(features, jnp.ones((len(features), 2), bool), workload, hardware)
     assert (np.asarray(two_stores) < np.asarray(one_store)).all()  # one more store takes more time
@@ -63,7 +63,7 @@ def test_piecewise_linear_bins_fill_in_order_and_average_back_to_the_input():
 def test_a_binned_model_scores_padded_programs_like_their_unpadded_selves():
     features, workload = _inputs(stores=3)
     features = jnp.clip(features * 0.2 + 0.5, 0.0, 1.0)  # quantile-scaled inputs live in [0, 1]
-    model = build_model(ModelConfig(store_hidden=16, store_bins=4), nnx.Rngs(0))
+    model = build_model(ModelConfig(store_hidden=16, store_bins=4, trace=False), nnx.Rngs(0))
     hardware = jnp.zeros((1, NUM_HARDWARE_FEATURES))
     short = model(features[:, :2], jnp.ones((len(features), 2), bool), workload, hardware)
     padded = features.at[:, 2].set(0.0)

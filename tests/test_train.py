@@ -39,11 +39,15 @@ def test_predictor_pads_buckets_and_accepts_one_hardware_vector(synthetic_datase
     split = splits.within_task(data, seed=0)
     train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "ck", show_progress=False)
     predictor = xfer_jax.load(tmp_path / "ck")
-    full = predictor.predict(data.features[:5], data.mask[:5], data.workload[:5], data.hardware[:5])
-    one = predictor.predict(data.features[:5, :2], data.mask[:5, :2], data.workload[:5], data.hardware[0])
+    trace = data.trace_ids[:5], data.trace_values[:5]
+    full = predictor.predict(data.features[:5], data.mask[:5], data.workload[:5], data.hardware[:5], *trace)
+    one = predictor.predict(data.features[:5, :2], data.mask[:5, :2], data.workload[:5], data.hardware[0], *trace)
     assert full.shape == (5,)
     np.testing.assert_allclose(full[data.mask[:5, 2] == 0], one[data.mask[:5, 2] == 0], rtol=1e-5)
-    assert predictor.predict(data.features[:0], data.mask[:0], data.workload[:0], data.hardware[0]).shape == (0,)
+    assert predictor.predict(data.features[:0], data.mask[:0], data.workload[:0], data.hardware[0],
+                             data.trace_ids[:0], data.trace_values[:0]).shape == (0,)
+    with pytest.raises(checkpoint.CheckpointError, match="trace"):  # a trace model without its tokens says so
+        predictor.predict(data.features[:5], data.mask[:5], data.workload[:5], data.hardware[:5])
 
 
 def test_training_resumes_from_its_latest_checkpoint(synthetic_dataset, tmp_path):
@@ -89,7 +93,8 @@ def test_checkpoint_loads_from_a_plain_script_without_tvm_or_training_code(synth
         predictor = xfer_jax.load({str(tmp_path / 'ck')!r})
         scores = predictor.predict(np.zeros((3, 2, 164), np.float32), np.ones((3, 2), bool),
                                    np.zeros((3, {dataset.NUM_WORKLOAD_FEATURES}), np.float32),
-                                   np.zeros({len(data.platforms[0]['vector'])}, np.float32))
+                                   np.zeros({len(data.platforms[0]['vector'])}, np.float32),
+                                   np.ones((3, 48), np.int8), np.ones((3, 48, 6), np.float32))
         assert scores.shape == (3,) and np.all(np.isfinite(scores))
         banned = [m for m in sys.modules if m == 'tvm' or m.startswith('tvm.') or m == 'xfer_jax.train']
         assert not banned, banned
@@ -163,6 +168,7 @@ def test_eval_refuses_a_split_or_dataset_the_checkpoint_was_not_trained_on(synth
     shutil.copytree(synthetic_dataset, grown)
     synthetic_shards(tmp_path / "more", seed=1, platforms=("cpu-c",))
     shutil.copy(tmp_path / "more" / "shard-00000.npz", grown / "shard-00002.npz")
+    shutil.copy(tmp_path / "more" / "trace-00000.npz", grown / "trace-00002.npz")
     assert evaluate_checkpoint(tmp_path / "ck", grown) == report
 
 
