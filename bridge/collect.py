@@ -34,7 +34,6 @@ from tvm.s_tir import meta_schedule as ms
 from xfer_jax.errors import UserError
 
 from . import records
-from .featurize import plain_json
 from .measure import LoadGuard, MeasureConfig, build_and_run, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
@@ -47,6 +46,18 @@ class CollectError(UserError):
 
 EXHAUSTED_FILE = "exhausted.jsonl"
 _tuning_record_as_json = tvm_ffi.get_global_func("s_tir.meta_schedule.TuningRecordAsJSON")
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, tvm.tirx.IndexMap):
+        return tvm.ir.save_json(obj)
+    if isinstance(obj, (tvm.tirx.IntImm, tvm.tirx.FloatImm)):
+        return obj.value
+    if isinstance(obj, tvm_ffi.Array):
+        return [_plain(x) for x in obj]
+    if isinstance(obj, tvm_ffi.Map):
+        return {_plain(k): _plain(v) for k, v in obj.items()}
+    return str(obj) if isinstance(obj, str) else obj
 
 
 def _gave_up(failures_in_a_row: int, errors: collections.Counter, config: "CollectConfig") -> bool:
@@ -63,7 +74,7 @@ def record_json(record: ms.database.TuningRecord) -> list:
     """The record as TVM's JSONDatabase stores it. TuningRecord.as_json cannot convert the IndexMap of a layout
     transform (bert's matmuls); like TVM's C++ writer we store it as its save_json string, which
     TuningRecord.from_json reads back."""
-    return plain_json(_tuning_record_as_json(record))
+    return _plain(_tuning_record_as_json(record))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,24 +22,57 @@ from xfer_jax.baselines import PackSumXGB
 from xfer_jax.dataset import NUM_STORE_FEATURES
 from xfer_jax.errors import UserError
 from xfer_jax.hardware import hardware_vector
-from xfer_jax.trace import TOKEN_VALUES, batch_tokens
+from xfer_jax.trace import TOKEN_VALUES, batch_tokens, python_trace
 
-from .featurize import trace_json, workload_features
+from .featurize import workload_features
 from .platforms import Platform, get_platform
 from .records import latency_s
 from .tasks import workload_hash
 
 
-def store_features(extractor, context, candidates, max_stores: int) -> tuple[np.ndarray, np.ndarray, list]:
-    """(features [N, max_stores, 164] float32, mask [N, max_stores], TVM's rows per candidate)."""
-    extracted = [f.numpy() for f in extractor.extract_from(context, candidates)]
-    features = np.zeros((len(extracted), max_stores, NUM_STORE_FEATURES), np.float32)
-    mask = np.zeros((len(extracted), max_stores), bool)
-    for i, rows in enumerate(extracted):
-        k = min(len(rows), max_stores)
-        features[i, :k] = rows[:k, :NUM_STORE_FEATURES]
-        mask[i, :k] = True
-    return features, mask, extracted
+class CandidateFeatures:
+    """PerStoreFeature rows and trace tokens of tuning candidates, remembered by (workload, printed trace).
+
+    Extracting a candidate's features lowers its program (~7 ms on 2 cores), and evolutionary search scores
+    many candidates again: survivors of each generation, and the measured ones when they are measured. The
+    printed trace (`Trace.as_python`, ~0.3 ms; 5x faster than its JSON form) identifies a candidate exactly,
+    and the trace tokens are read from it."""
+
+    def __init__(self, max_stores: int, trace_tokens: int = 0, capacity: int = 1 << 14):
+        self.max_stores, self.trace_tokens, self.capacity = max_stores, trace_tokens, capacity
+        self.extractor = ms.feature_extractor.PerStoreFeature(extract_workload=True)
+        self.seen: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}  # -> rows, token ids, values; oldest first
+        self.flags: dict[str, np.ndarray] = {}  # workload -> PerStoreFeature's workload columns
+        self.hits = self.misses = 0
+
+    def __call__(self, context, candidates) -> tuple[np.ndarray, ...]:
+        """(features [N, max_stores, 164] float32, mask [N, max_stores], trace ids [N, trace_tokens] int8,
+        trace values [N, trace_tokens, TOKEN_VALUES] float32)."""
+        workload = workload_hash(context.mod)
+        traces = ["\n".join(c.sch.trace.as_python(False)) for c in candidates]
+        missing = list(dict.fromkeys(t for t in traces if (workload, t) not in self.seen))
+        if missing:
+            candidate_of = dict(zip(traces, candidates))
+            extracted = [f.numpy() for f in self.extractor.extract_from(context, [candidate_of[t] for t in missing])]
+            self.flags.setdefault(workload, extracted[0][0, NUM_STORE_FEATURES:] if len(extracted[0])
+                                  else np.zeros(0, np.float32))
+            ids, values = batch_tokens([python_trace(t.split("\n")) for t in missing], self.trace_tokens)
+            for trace, rows, trace_ids, trace_values in zip(missing, extracted, ids, values):
+                self.seen[workload, trace] = (rows[: self.max_stores, :NUM_STORE_FEATURES].astype(np.float32),
+                                              trace_ids, trace_values)
+        self.hits += len(traces) - len(missing)
+        self.misses += len(missing)
+        features = np.zeros((len(traces), self.max_stores, NUM_STORE_FEATURES), np.float32)
+        mask = np.zeros((len(traces), self.max_stores), bool)
+        ids = np.zeros((len(traces), self.trace_tokens), np.int8)
+        values = np.zeros((len(traces), self.trace_tokens, TOKEN_VALUES), np.float32)
+        for i, trace in enumerate(traces):
+            rows, ids[i], values[i] = self.seen[workload, trace]
+            features[i, : len(rows)] = rows
+            mask[i, : len(rows)] = True
+        while len(self.seen) > self.capacity:  # after use: this batch's entries may be the oldest
+            del self.seen[next(iter(self.seen))]
+        return features, mask, ids, values
 
 
 def measured_latency(results) -> np.ndarray:
@@ -59,7 +92,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         # fine-tune once per `adapt_every` new measurements, not per batch: each try costs ~1-2 s of steps
         self.adapt_every, self.measured_since_update = adapt_every, 0
         self.hardware = hardware_vector(platform.descriptor)
-        self.extractor = ms.feature_extractor.PerStoreFeature(extract_workload=True)
+        self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor, time_budget_s=adapt_budget_s)
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
@@ -85,16 +118,12 @@ class XferCostModel(ms.cost_model.PyCostModel):
 
     def _inputs(self, context, candidates) -> tuple[np.ndarray, ...]:
         self._check_target(context.target)
-        features, mask, extracted = store_features(self.extractor, context, candidates, self.predictor.max_stores)
-        n = len(extracted)
+        features, mask, trace_ids, trace_values = self.candidates(context, candidates)
+        n = len(features)
         key = workload_hash(context.mod)
-        if key not in self.workloads and extracted:
-            self.workloads[key] = workload_features(context.mod, context.task_name or "",
-                                                    extracted[0][0, NUM_STORE_FEATURES:])
+        if key not in self.workloads:
+            self.workloads[key] = workload_features(context.mod, context.task_name or "", self.candidates.flags[key])
         workload = np.broadcast_to(self.workloads[key], (n, len(self.workloads[key])))
-        tokens = self.predictor.config.trace_tokens
-        trace_ids, trace_values = (batch_tokens([trace_json(c.sch.trace) for c in candidates], tokens) if tokens
-                                   else (np.zeros((n, 0), np.int8), np.zeros((n, 0, TOKEN_VALUES), np.float32)))
         hardware = np.broadcast_to(self.hardware, (n, len(self.hardware)))
         return features, mask, workload, hardware, trace_ids, trace_values
 
@@ -172,13 +201,13 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
     def __init__(self, booster: PackSumXGB, update_every: int = 32, update_rounds: int = 20, max_stores: int = 32):
         super().__init__()
         self.booster, self.update_every, self.update_rounds, self.max_stores = booster, update_every, update_rounds, max_stores
-        self.extractor = ms.feature_extractor.PerStoreFeature()
+        self.candidates = CandidateFeatures(max_stores)
         self.measured: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # task -> features, mask, latency
         self.since_update, self.seconds, self.updates = 0, 0.0, 0
 
     def predict(self, context, candidates) -> np.ndarray:
         start = time.perf_counter()
-        features, mask, _ = store_features(self.extractor, context, candidates, self.max_stores)
+        features, mask, _, _ = self.candidates(context, candidates)
         scores = self.booster.predict(features, mask).astype(np.float64) if len(features) else np.zeros(0)
         self.seconds += time.perf_counter() - start
         return scores
@@ -187,7 +216,7 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
         if not candidates:
             return
         start = time.perf_counter()
-        features, mask, _ = store_features(self.extractor, context, candidates, self.max_stores)
+        features, mask, _, _ = self.candidates(context, candidates)
         new = (features, mask, measured_latency(results))
         key = workload_hash(context.mod)
         self.measured[key] = tuple(np.concatenate([a, b]) for a, b in zip(self.measured[key], new)) \

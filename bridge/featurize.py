@@ -11,12 +11,10 @@ import dataclasses
 import json
 import math
 import pathlib
-from typing import Any
 
 import numpy as np
 import tqdm
 import tvm
-import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from xfer_jax import dataset as ds
@@ -46,43 +44,6 @@ class FeaturizeSummary:
     damaged_files: list[str] = dataclasses.field(default_factory=list)  # skipped: damaged segments, platform.json
 
 
-def plain_json(obj: Any) -> Any:
-    """A TVM object tree (Arrays, Maps, IntImms) as plain JSON values, as TVM's JSONDatabase writes them."""
-    if isinstance(obj, tvm.tirx.IndexMap):
-        return tvm.ir.save_json(obj)
-    if isinstance(obj, (tvm.tirx.IntImm, tvm.tirx.FloatImm)):
-        return obj.value
-    if isinstance(obj, (tvm_ffi.Array, list, tuple)):
-        return [plain_json(x) for x in obj]
-    if isinstance(obj, (tvm_ffi.Map, dict)):
-        return {plain_json(k): plain_json(v) for k, v in obj.items()}
-    return str(obj) if isinstance(obj, str) else obj
-
-
-_trace_as_json = tvm_ffi.get_global_func("s_tir.schedule.TraceAsJSON")
-_json_graph = tvm_ffi.get_global_func("ffi.ToJSONGraphString")
-
-
-def trace_json(trace) -> list:
-    """A schedule's trace as the database stores it (postprocessing included): what xfer_jax.trace reads.
-
-    Walking TVM's containers from Python costs ~6 ms per candidate (Trace.as_json); TVM writes the same tree as
-    one JSON graph string in ~1 ms, decoded here in one pass (children come before their parents)."""
-    graph = json.loads(_json_graph(_trace_as_json(trace, False), None))
-    values: list = []
-    for node in graph["nodes"]:
-        kind, data = node["type"], node.get("data")
-        if kind == "ffi.Array":
-            values.append([values[i] for i in data])
-        elif kind in ("ir.IntImm", "ir.FloatImm"):  # an object field holds an int as the index of an "int" node
-            values.append(values[data["value"]] if isinstance(data["value"], int) else data["value"])
-        elif kind in ("ffi.String", "int", "float", "bool", "None"):
-            values.append(data)
-        else:  # objects a trace's JSON holds only inside attrs the tokens ignore (index maps, say)
-            values.append(kind)
-    return values[graph["root_index"]]
-
-
 def workload_features(mod: tvm.IRModule, name: str, ms_flags: np.ndarray) -> np.ndarray:
     buffers = ms.arg_info.ArgInfo.from_prim_func(mod["main"])  # TensorInfo per argument; outputs come last
 
@@ -107,7 +68,7 @@ def _done_ranges(out: pathlib.Path) -> dict[str, int]:
     """source -> number of record lines already featurized."""
     done: dict[str, int] = {}
     for path in ds.shard_files(out):
-        meta = ds.read_shard_meta(path)
+        meta = ds.read_shard(path, ("meta",))["meta"]
         source = meta["source"]
         done[source["name"]] = max(done.get(source["name"], 0), source["records_end"])
     return done
@@ -140,19 +101,18 @@ def featurize(root: pathlib.Path, out: pathlib.Path, show_progress: bool = True)
 def add_traces(root: pathlib.Path, out: pathlib.Path, damaged: list) -> int:
     """Write the trace tokens of every shard under `out` that has none yet, from the database lines it was
     featurized from (shards written before traces were read get theirs this way). Returns files written."""
-    by_source: dict[str, list[pathlib.Path]] = collections.defaultdict(list)
+    by_source: dict[str, list[tuple[pathlib.Path, list[int]]]] = collections.defaultdict(list)
     for shard in ds.shard_files(out):
         if not ds.trace_path(shard).exists():
-            by_source[ds.read_shard_meta(shard)["source"]["name"]].append(shard)
+            part = ds.read_shard(shard, ("record",))
+            by_source[part["meta"]["source"]["name"]].append((shard, part["record"].tolist()))
     written = 0
     for source, shards in tqdm.tqdm(by_source.items(), desc="trace tokens", unit="collection",
                                     disable=len(by_source) < 2, dynamic_ncols=True):
         net_dir = root / source if (root / source).is_dir() else root
         traces = {n: line[1][0] for n, line in records.iter_json_lines(net_dir / records.RECORD_FILE, damaged)
                   if isinstance(line, list) and len(line) > 1 and isinstance(line[1], list) and line[1]}
-        for shard in shards:
-            with np.load(shard, allow_pickle=False) as arrays:
-                numbers = arrays["record"].tolist()
+        for shard, numbers in shards:
             if not all(n in traces for n in numbers):
                 continue  # its database lines are gone or damaged: the dataset loads without traces
             ds.write_traces(shard, *batch_tokens([traces[n] for n in numbers]))

@@ -274,6 +274,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
             entry["online_updates"] = cost_model.updates
         if isinstance(cost_model, PretrainedXGBCostModel):
             entry["online_updates"] = {"boosted": cost_model.updates}
+        if isinstance(cost_model, (XferCostModel, PretrainedXGBCostModel)):  # how often search rescored a candidate
+            entry["candidates"] = {"scored": cost_model.candidates.hits + cost_model.candidates.misses,
+                                   "featurized": cost_model.candidates.misses}
         report["models"][name] = entry
         if matches:
             result_path.write_text(json.dumps(entry, indent=1))

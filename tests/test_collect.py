@@ -80,8 +80,8 @@ def test_featurize_round_trips_shapes_masks_and_labels(collection, tmp_path):
     np.testing.assert_array_equal(ds.load(tmp_path / "data").features, first.features)  # deterministic
 
 
-def test_featurize_writes_the_trace_tokens_the_cost_model_sees_and_adds_missing_ones(collection, tmp_path):
-    from xfer_jax.trace import trace_tokens
+def test_featurize_writes_the_features_and_trace_tokens_the_cost_model_sees_and_adds_missing_ones(collection, tmp_path):
+    from xfer_jax.bridge.cost_model import CandidateFeatures
 
     root, _ = collection
     featurize.featurize(root / "raw", tmp_path / "data", show_progress=False)
@@ -89,14 +89,18 @@ def test_featurize_writes_the_trace_tokens_the_cost_model_sees_and_adds_missing_
     assert data.has_traces and (data.trace_ids > 0).sum(1).min() >= 3
     net_dir = _net_dir(root)
     workloads = [ms.database.Workload.from_json(v) for _, v in records.iter_json_lines(net_dir / records.WORKLOAD_FILE)]
-    lines = [v for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)]
-    for i, line in enumerate(lines[:6]):  # a candidate's trace, as tuning hands it over, gives the same tokens
-        record = ms.database.TuningRecord.from_json(line[1], workloads[line[0]])
-        schedule = tvm.s_tir.Schedule(workloads[line[0]].mod)
-        record.trace.apply_to_schedule(schedule, remove_postproc=False)
-        ids, values = trace_tokens(featurize.trace_json(schedule.trace))
-        np.testing.assert_array_equal(ids, data.trace_ids[i])
-        np.testing.assert_allclose(values, data.trace_values[i], rtol=1e-3)  # stored as float16
+    lines = [v for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)][:6]
+    tuning = [ms.database.TuningRecord.from_json(line[1], workloads[line[0]]) for line in lines]
+    context = ms.TuneContext(workloads[lines[0][0]].mod, target=tuning[0].target)
+    seen = CandidateFeatures(data.features.shape[1], trace_tokens=data.trace_ids.shape[1])
+    candidates = [record.as_measure_candidate() for record in tuning]
+    features, mask, ids, values = seen(context, candidates + candidates[:2])  # as tuning hands candidates over
+    np.testing.assert_array_equal(ids[:6], data.trace_ids[:6])
+    np.testing.assert_allclose(values[:6], data.trace_values[:6], rtol=1e-3)  # stored as float16
+    np.testing.assert_array_equal(mask[:6], data.mask[:6])
+    np.testing.assert_allclose(features[:6], data.features[:6], rtol=1e-3)
+    np.testing.assert_array_equal(features[6:], features[:2])
+    assert (seen.misses, seen.hits) == (6, 2)  # a candidate scored again is not featurized again
     trace_file = next((tmp_path / "data").glob("trace-*.npz"))
     trace_file.unlink()
     assert not ds.load(tmp_path / "data").has_traces  # all or nothing

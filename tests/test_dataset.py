@@ -101,7 +101,7 @@ def test_a_damaged_shard_is_one_line_that_names_it(tmp_path, damage):
     damage_shard(root / "shard-00001.npz", damage)
     readers = [ds.load, lambda r: ds.write_subset(r, np.arange(3), tmp_path / "out", {})]
     if damage not in META_STILL_READABLE:
-        readers.append(lambda r: ds.read_shard_meta(r / "shard-00001.npz"))
+        readers.append(lambda r: ds.read_shard(r / "shard-00001.npz", ("meta",))["meta"])
     for read in readers:
         with pytest.raises(ds.DatasetError, match="shard-00001.npz is not a valid dataset shard") as caught:
             read(root)

@@ -1,10 +1,10 @@
-"""Schedule-trace tokens read from the JSON form of MetaSchedule traces (no TVM needed)."""
+"""Schedule-trace tokens read from the JSON and the printed forms of MetaSchedule traces (no TVM needed)."""
 
 import math
 
 import numpy as np
 
-from xfer_jax.trace import MAX_TOKENS, TOKEN_VOCAB, batch_tokens, trace_tokens
+from xfer_jax.trace import MAX_TOKENS, TOKEN_VOCAB, batch_tokens, python_trace, trace_tokens
 
 # a conv-like trace in the database's JSON form: lookups, a sampled tile split, a sampled unroll, postprocessing
 TRACE = [[
@@ -20,6 +20,21 @@ TRACE = [[
     ["Annotate", ["b0", 7], ["some.new_key"], []],
     ["Tile", ["l6"], [], []],
 ], [[2, [8, 4]], [5, 2]]]
+
+# the same trace as Trace.as_python() prints it (tests/test_collect.py checks real traces against the database)
+PRINTED = [
+    'b0 = sch.get_sblock(name="conv", func_name="main")',
+    "l1, l2 = sch.get_loops(block=b0)",
+    "v3, v4 = sch.sample_perfect_tile(loop=l1, n=2, max_innermost_factor=64, decision=[8, 4])",
+    "l5, l6 = sch.split(loop=l1, factors=[v3, v4], preserve_unit_iters=True, disable_predication=False)",
+    "l7, l8 = sch.split(loop=l2, factors=[None, 16], preserve_unit_iters=True, disable_predication=False)",
+    "v9 = sch.sample_categorical(candidates=[0, 16, 64], probs=[0.3, 0.3, 0.4], decision=2)",
+    'sch.annotate(block_or_loop=b0, ann_key="meta_schedule.unroll_explicit", ann_val=v9)',
+    "sch.enter_postproc()",
+    "sch.parallel(loop=l5)",
+    'sch.annotate(block_or_loop=b0, ann_key="some.new_key", ann_val=7)',
+    "sch.tile(loop=l6)",
+]
 
 
 def _token(ids, values, position):
@@ -63,3 +78,32 @@ def test_batch_tokens_stacks_each_trace():
     assert ids.shape == (3, MAX_TOKENS) and ids.dtype == np.int8
     np.testing.assert_array_equal(ids[0], ids[2])
     assert (ids[1] == 0).all()
+
+
+def test_the_printed_form_gives_the_json_forms_tokens():
+    for printed, stored in zip(batch_tokens([python_trace(PRINTED)]), batch_tokens([TRACE])):
+        np.testing.assert_array_equal(printed, stored)
+
+
+def test_printed_arguments_keep_their_count_and_values():
+    (cache, layout, fuse, annotate), decisions = python_trace([
+        'b5 = sch.cache_write(block=b0, write_buffer_index=0, storage_scope="local")',
+        'sch.transform_layout(block=b1, buffer=("write", 2), index_map=tvm.tirx.IndexMap.from_func(lambda i, j: '
+        '(j, i,)), pad_value=None, assume_injective_transform=True)',
+        "l9 = sch.fuse(l1, l2, l3, preserve_unit_iters=True)",
+        'sch.annotate(block_or_loop=b0, ann_key="tag", ann_val="a, b")',
+    ])
+    assert cache == ["CacheWrite", ["b0", []], [0, "local"], ["b5"]]  # no consumer blocks printed, still an input
+    assert layout[0] == "TransformLayout" and len(layout[1]) == 2 and layout[2] == [2, 1, "None", 1]
+    assert fuse == ["Fuse", ["l1", "l2", "l3"], [1], ["l9"]]
+    assert annotate == ["Annotate", ["b0", "a, b"], ["tag"], []]  # a comma inside a string is not a separator
+    assert decisions == []
+
+
+def test_an_unreadable_printed_line_is_an_unknown_instruction_and_keeps_later_decisions_in_place():
+    (garbage, tile), decisions = python_trace(["not a schedule call",
+                                                "v0, v1 = sch.sample_perfect_tile(loop=l9, n=2, decision=[2, 3])"])
+    assert decisions == [[1, [2, 3]]]  # decisions stay keyed by instruction index
+    ids, values = trace_tokens([[garbage, tile], decisions])
+    assert [TOKEN_VOCAB[i] for i in ids[:3]] == ["<other>", "SamplePerfectTile", "<pad>"]
+    np.testing.assert_allclose(values[1, :2], [math.log2(3), math.log2(4)])

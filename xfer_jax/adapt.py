@@ -104,7 +104,8 @@ class OnlineAdapter:
         old = (self.predictor.params, self.opt_state)
         params, opt_state = old
         for _ in range(self.max_steps):
-            params, opt_state, _ = self.step(params, opt_state, self._batch(usable))
+            params, opt_state, loss = self.step(params, opt_state, self._batch(usable))
+            loss.block_until_ready()  # steps dispatch asynchronously: without this the budget never stops one
             if time.perf_counter() - start > self.time_budget_s:
                 break
         self.predictor.params = params

@@ -168,11 +168,12 @@ def write_shard(path: pathlib.Path, *, store_rows: np.ndarray, store_count: np.n
 SHARD_ARRAYS = ("store_rows", "store_count", "workload", "latency", "latency_std", "phase", "record", "meta")
 
 
-def _read_shard(path: pathlib.Path, arrays: tuple[str, ...] = SHARD_ARRAYS) -> dict:
-    """The shard's arrays with its meta decoded and checked; a damaged file is one DatasetError."""
+def read_shard(path: pathlib.Path, arrays: tuple[str, ...] = SHARD_ARRAYS) -> dict:
+    """The shard's arrays named (meta always) with its meta decoded and checked; a damaged file is one
+    DatasetError."""
     try:
         with np.load(path, allow_pickle=False) as shard:
-            part = {k: shard[k] for k in arrays}
+            part = {k: shard[k] for k in {*arrays, "meta"}}
         part["meta"] = _from_json_array(part["meta"])
     except (OSError, ValueError, KeyError, EOFError, UnicodeDecodeError, zipfile.BadZipFile, zlib.error) as err:
         reason = f"array {err} is missing" if isinstance(err, KeyError) else type(err).__name__
@@ -180,10 +181,6 @@ def _read_shard(path: pathlib.Path, arrays: tuple[str, ...] = SHARD_ARRAYS) -> d
                            "its collection again") from None
     part["meta"] = _check_meta(path, part["meta"])
     return part
-
-
-def read_shard_meta(path: pathlib.Path) -> dict:
-    return _read_shard(path, ("meta",))["meta"]
 
 
 def trace_path(shard: pathlib.Path) -> pathlib.Path:
@@ -242,7 +239,7 @@ def load(root: str | pathlib.Path, max_stores: int | None = None) -> Dataset:
     root = pathlib.Path(root)
     parts = []
     for path in shard_paths(root):
-        part = _read_shard(path)
+        part = read_shard(path)
         if part["store_rows"].shape[1:] != (NUM_STORE_FEATURES,):
             raise DatasetError(f"{path}: store features have {part['store_rows'].shape[1:]} columns, "
                                f"expected {NUM_STORE_FEATURES}")
@@ -271,7 +268,7 @@ def write_subset(root: str | pathlib.Path, keep: np.ndarray, out: str | pathlib.
     out.mkdir(parents=True, exist_ok=True)
     offset, written = 0, 0
     for number, path in enumerate(shard_paths(pathlib.Path(root))):
-        part = _read_shard(path)
+        part = read_shard(path)
         meta = part.pop("meta")
         n = len(part["latency"])
         chosen = np.isin(np.arange(offset, offset + n), keep)
