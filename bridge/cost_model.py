@@ -56,7 +56,8 @@ class CandidateFeatures:
             extracted = [f.numpy() for f in self.extractor.extract_from(context, [candidate_of[t] for t in missing])]
             self.flags.setdefault(workload, extracted[0][0, NUM_STORE_FEATURES:] if len(extracted[0])
                                   else np.zeros(0, np.float32))
-            ids, values = batch_tokens([python_trace(t.split("\n")) for t in missing], self.trace_tokens)
+            ids, values = batch_tokens([python_trace(t.split("\n")) if self.trace_tokens else [] for t in missing],
+                                       self.trace_tokens)
             for trace, rows, trace_ids, trace_values in zip(missing, extracted, ids, values):
                 self.seen[workload, trace] = (rows[: self.max_stores, :NUM_STORE_FEATURES].astype(np.float32),
                                               trace_ids, trace_values)
@@ -200,7 +201,7 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
 
     def __init__(self, booster: PackSumXGB, update_every: int = 32, update_rounds: int = 20, max_stores: int = 32):
         super().__init__()
-        self.booster, self.update_every, self.update_rounds, self.max_stores = booster, update_every, update_rounds, max_stores
+        self.booster, self.update_every, self.update_rounds = booster, update_every, update_rounds
         self.candidates = CandidateFeatures(max_stores)
         self.measured: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # task -> features, mask, latency
         self.since_update, self.seconds, self.updates = 0, 0.0, 0
