@@ -265,8 +265,8 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     """Measure `config.programs_per_task` programs for every task of `network` on `platform`."""
     platform.check_runnable()
     target = platform.tvm_target()
-    platform_dir = (out / platform.name).absolute()
-    net_dir = platform_dir / network.name
+    net_dir = network_folder(out, platform, network)
+    platform_dir = net_dir.parent
     _platform_payload(platform_dir, platform)  # refuses another host's folder before the slow task extraction
     tasks = extract_tasks(network, target)
     if config.max_tasks:
@@ -285,7 +285,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     pending = _pending_tasks(tasks, measured_before, store.exhausted(), config, summary)
     if not pending:  # nothing to measure: leave a finished collection as it is, sealed
         if not config.max_tasks:
-            _seal(net_dir)  # a run killed between its last batch and sealing
+            seal_network(net_dir)  # a run killed between its last batch and sealing
         return summary
     records.append_lines(net_dir / "runs.jsonl", [records.dumps({  # one line per invocation: its settings
         "t": round(time.time(), 1), "settings": dataclasses.asdict(config),
@@ -322,7 +322,7 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     bar.close()
     session.log_reference(session.guard.ratio(), "end")
     if not config.max_tasks:
-        _seal(net_dir)
+        seal_network(net_dir)
     summary.seconds = time.time() - start
     return summary
 
@@ -484,8 +484,12 @@ def _record_batch(session: _Session, state: _TaskState, candidates: list, outcom
     return results
 
 
-def _seal(net_dir: pathlib.Path) -> None:
-    """A complete network is compressed; appends after this start new plain files."""
+def network_folder(out: pathlib.Path, platform: Platform, network: Network) -> pathlib.Path:
+    return (out / platform.name).absolute() / network.name
+
+
+def seal_network(net_dir: pathlib.Path) -> None:
+    """A complete or paused network is compressed; appends after this start new plain files."""
     for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE, "reference.jsonl",
                  "runs.jsonl", EXHAUSTED_FILE):
         records.seal(net_dir / name)

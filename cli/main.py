@@ -11,7 +11,7 @@ import os
 import pathlib
 import signal
 import sys
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
@@ -67,11 +67,15 @@ def _leave_interrupted(*_) -> None:
     os._exit(130)
 
 
-def leave_at_once_on_ctrl_c() -> None:
+def leave_at_once_on_ctrl_c(before_leaving: Callable[[], object] = lambda: None) -> None:
     """For commands that run TVM's C++ search loops (collect, tune): a KeyboardInterrupt raised in one of its
     Python callbacks crashed tune with a segfault and 76 lines of native stack. Leave from the handler instead,
     as a kill would; both commands resume from what they appended."""
-    signal.signal(signal.SIGINT, _leave_interrupted)
+    def leave(*_) -> None:
+        before_leaving()
+        _leave_interrupted()
+
+    signal.signal(signal.SIGINT, leave)
 
 
 def given(**options) -> dict:
@@ -108,9 +112,10 @@ def collect(
                                                 help="seconds per candidate run [default: MeasureConfig.run_timeout_s]"),
 ) -> None:
     """Run MetaSchedule and measure every proposed program, appending MetaSchedule JSON databases."""
-    leave_at_once_on_ctrl_c()
+    measuring: list[pathlib.Path] = []  # compressed on Ctrl-C, so that a paused collection is committed small
+    leave_at_once_on_ctrl_c(before_leaving=lambda: [seal_network(folder) for folder in measuring])
     with user_errors():
-        from xfer_jax.bridge.collect import CollectConfig, collect as run_collect
+        from xfer_jax.bridge.collect import CollectConfig, collect as run_collect, network_folder, seal_network
         from xfer_jax.bridge.measure import MeasureConfig
         from xfer_jax.bridge.networks import NetworkError, get_network
         from xfer_jax.bridge.platforms import get_platform
@@ -126,6 +131,7 @@ def collect(
         nets = [get_network(onnx_path=onnx, batch=batch)] if onnx else [get_network(n, batch=batch) for n in network]
         for net in nets:
             for target_platform in chosen:
+                measuring[:] = [network_folder(out, target_platform, net)]
                 summary = run_collect(target_platform, net, out, config)
                 typer.echo(f"{summary.out_dir}: {summary.measured} measured, {summary.failed} failed, "
                            f"{summary.tasks_skipped_shared} tasks already done, "
