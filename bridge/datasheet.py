@@ -11,6 +11,8 @@ import pathlib
 
 import numpy as np
 
+from xfer_jax.hardware import reference_gflops
+
 from . import records
 
 
@@ -31,6 +33,11 @@ def collection_stats(root: pathlib.Path) -> dict:
         hosts.setdefault(platform, {"mcpu": spec["target"].get("mcpu", spec["target"]["kind"]), "threads": d["threads"],
                                     "cpu": d["model"], "caches_kib": [d["l1_kib"], d["l2_kib"], d["l3_kib"]],
                                     "clock_ghz": d["clock_ghz"], "mem_bw_gbs": d["mem_bw_gbs"]})
+        timings = [v["baseline_s"] for _, v in records.iter_json_lines(net_dir / "reference.jsonl")
+                   if isinstance(v, dict) and isinstance(v.get("baseline_s"), (int, float)) and v["baseline_s"] > 0]
+        if timings:  # the best of every collection: load only ever slows the reference down
+            hosts[platform]["reference_gflops"] = max(hosts[platform].get("reference_gflops", 0.0),
+                                                      reference_gflops(min(timings)))
         per_task[platform].update(v["task"] for v in ok)
         sizes.setdefault(platform, {})[network] = {
             "programs": len(ok), "failed": len(lines) - len(ok), "tasks": len(tasks),
@@ -80,12 +87,12 @@ def markdown(stats: dict) -> str:
         cells = [stats["sizes"][p].get(n, {}).get("programs", 0) for n in networks]
         out.append(f"| {p} | " + " | ".join(str(c) for c in cells) + f" | {sum(cells)} | {per_task['per_platform'][p]} |")
     out += ["", "| platform | target mcpu (or kind) | threads | device | L1d / L2 / L3 KiB (a GPU: its L2 as L3) "
-                "| clock GHz | copy bandwidth GB/s |",
-            "|---|---|---|---|---|---|---|"]
+                "| clock GHz | copy bandwidth GB/s | reference matmul GFLOP/s (measured) |",
+            "|---|---|---|---|---|---|---|---|"]
     for p in platforms:
         h = stats["hosts"][p]
         out.append(f"| {p} | {h['mcpu']} | {h['threads']} | {h['cpu']} | {' / '.join(f'{c:g}' for c in h['caches_kib'])} "
-                   f"| {h['clock_ghz']} | {h['mem_bw_gbs']} |")
+                   f"| {h['clock_ghz']} | {h['mem_bw_gbs']} | {h.get('reference_gflops', 'n/a')} |")
     noise, speed = stats["noise"], stats["throughput"]
     fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
     out += ["", f"- successfully measured programs: {stats['programs']}; failed builds or runs: {stats['failed']}",

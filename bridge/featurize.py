@@ -18,7 +18,7 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from xfer_jax import dataset as ds
-from xfer_jax.hardware import HardwareDescriptor, hardware_vector
+from xfer_jax.hardware import HardwareDescriptor, hardware_vector, reference_gflops
 from xfer_jax.trace import batch_tokens
 
 from . import records
@@ -40,6 +40,7 @@ class FeaturizeSummary:
     skipped_nonfinite: int = 0  # missing, empty, NaN, inf or non-positive latencies
     skipped_unknown_workload: int = 0
     trace_files_written: int = 0
+    references_recorded: int = 0  # new lines in measured_hardware.jsonl
     tasks_all_failed: int = 0
     damaged_files: list[str] = dataclasses.field(default_factory=list)  # skipped: damaged segments, platform.json
 
@@ -94,6 +95,7 @@ def featurize(root: pathlib.Path, out: pathlib.Path, show_progress: bool = True)
             damaged.append(err.path)
     bar.close()
     summary.trace_files_written = add_traces(root, out, damaged)
+    summary.references_recorded = add_references(root, out, dirs, damaged)
     summary.damaged_files = sorted({str(path) for path in damaged})
     return summary
 
@@ -118,6 +120,27 @@ def add_traces(root: pathlib.Path, out: pathlib.Path, damaged: list) -> int:
             ds.write_traces(shard, *batch_tokens([traces[n] for n in numbers]))
             written += 1
     return written
+
+
+def add_references(root: pathlib.Path, out: pathlib.Path, dirs: list[pathlib.Path], damaged: list) -> int:
+    """Record each collection's best reference-matmul timing (its least loaded one) in the dataset, unless that
+    value is recorded already. Returns the lines appended."""
+    recorded = {(m["platform"], m["collection"], m["reference_gflops"]) for m in ds.read_measured_hardware(out)}
+    lines = []
+    for net_dir in dirs:
+        timings = [v["baseline_s"] for _, v in records.iter_json_lines(net_dir / "reference.jsonl", damaged)
+                   if isinstance(v, dict) and isinstance(v.get("baseline_s"), (int, float)) and v["baseline_s"] > 0]
+        try:
+            name = json.loads((net_dir / "platform.json").read_text())["platform"]["name"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # featurizing it noted the damage
+        if timings:
+            line = {"platform": name, "collection": _source_name(root, net_dir),
+                    "reference_gflops": reference_gflops(min(timings))}
+            if (line["platform"], line["collection"], line["reference_gflops"]) not in recorded:
+                lines.append(line)
+    ds.append_measured_hardware(out, lines)
+    return len(lines)
 
 
 class PlatformFileError(Exception):

@@ -24,6 +24,7 @@ from tvm.s_tir.meta_schedule.builder import local_builder
 from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
 
 from xfer_jax.errors import UserError
+from xfer_jax.hardware import REFERENCE_MATMUL_SIZE, reference_gflops
 
 from .platforms import Platform
 
@@ -266,10 +267,20 @@ class LoadGuard:
         return ratio
 
 
+def with_timed_reference(platform: Platform, target, builder, runner) -> Platform:
+    """The platform with the reference matmul's speed on it in its descriptor (a measured hardware feature),
+    timed here unless the descriptor gives it."""
+    if platform.descriptor.reference_gflops > 0:
+        return platform
+    seconds = LoadGuard(platform, target, builder, runner).baseline_s
+    descriptor = dataclasses.replace(platform.descriptor, reference_gflops=reference_gflops(seconds))
+    return dataclasses.replace(platform, descriptor=descriptor)
+
+
 def _reference_candidate(device_type: str) -> ms.MeasureCandidate:
     """A 256x256x256 float32 matmul, parallel over the CPU cores or spread over GPU blocks and threads:
     long enough to notice a second busy core."""
-    n = 256
+    n = REFERENCE_MATMUL_SIZE
     a = te.placeholder((n, n), name="A")
     b = te.placeholder((n, n), name="B")
     k = te.reduce_axis((0, n), "k")

@@ -72,8 +72,11 @@ def test_featurize_round_trips_shapes_masks_and_labels(collection, tmp_path):
     assert np.isclose(data.label[ok].max(), 1.0) and np.all(data.label[ok] > 0)
     assert set(data.phase) == {0, 1}
     assert data.networks == {"tiny": {data.platform_names[0]: {data.tasks[0]["hash"]: 1}}}
+    baseline = min(v["baseline_s"] for _, v in records.iter_json_lines(_net_dir(root) / "reference.jsonl"))
+    assert result.references_recorded == 1  # the collection's reference timing is a hardware feature
+    assert data.platforms[0]["descriptor"]["reference_gflops"] == pytest.approx(2 * 256**3 / baseline / 1e9, 1e-3)
     again = featurize.featurize(root / "raw", tmp_path / "data", show_progress=False)
-    assert again.programs == 0  # cached: nothing new to featurize
+    assert again.programs == 0 and again.references_recorded == 0  # cached: nothing new to featurize
     first = ds.load(tmp_path / "data")
     shutil.rmtree(tmp_path / "data")
     featurize.featurize(root / "raw", tmp_path / "data", show_progress=False)

@@ -131,3 +131,20 @@ def test_a_pruned_subset_keeps_the_trace_tokens_of_the_programs_it_keeps(synthet
     pruned = ds.load(tmp_path / "pruned")
     np.testing.assert_array_equal(pruned.trace_ids, data.trace_ids[keep])
     np.testing.assert_array_equal(pruned.trace_values, data.trace_values[keep])
+
+
+def test_each_platform_gets_its_best_measured_reference_and_subsets_keep_it(tmp_path):
+    from xfer_jax.hardware import HARDWARE_FEATURE_NAMES
+
+    root = synthetic_shards(tmp_path / "data", platforms=("cpu-a", "cpu-b"))
+    ds.append_measured_hardware(root, [{"platform": "cpu-a", "collection": "cpu-a/x", "reference_gflops": 10.0},
+                                       {"platform": "cpu-a", "collection": "cpu-a/y", "reference_gflops": 14.0}])
+    with open(root / ds.MEASURED_HARDWARE_FILE, "a") as f:
+        f.write('{"platform": "cpu-b", "collec')  # a killed writer's torn line
+    ds.append_measured_hardware(root, [{"platform": "cpu-b", "collection": "cpu-b/x", "reference_gflops": 3.0}])
+    data = ds.load(root)
+    assert [p["descriptor"]["reference_gflops"] for p in data.platforms] == [14.0, 3.0]
+    column = HARDWARE_FEATURE_NAMES.index("log2(1+reference_gflops)")
+    np.testing.assert_allclose(data.hardware[:, column], np.log2(1 + np.where(data.platform == 0, 14.0, 3.0)), 1e-6)
+    ds.write_subset(root, np.arange(0, len(data), 2), tmp_path / "half", provenance={})
+    np.testing.assert_array_equal(ds.load(tmp_path / "half").hardware, data.hardware[::2])

@@ -27,8 +27,12 @@ def test_a_task_shared_by_two_networks_counts_once_per_platform(tmp_path):
     # task "a" measured 3 times for net1 (one failed) and twice more for net2; task "b" 4 times
     _network(tmp_path, "p", "net1", [_line("a", 0), _line("a", 1), _line("a", 2, ok=False), _line("b", 3)])
     _network(tmp_path, "p", "net2", [_line("a", 4), _line("a", 5), _line("b", 6), _line("b", 7), _line("b", 8)])
+    for network, timings in (("net1", [2e-3, 1e-3]), ("net2", [4e-3])):  # the reference matmul, loaded or not
+        records.append_lines(tmp_path / "p" / network / "reference.jsonl",
+                             [json.dumps({"baseline_s": s, "ratio": 1.0}) for s in timings])
     stats = datasheet.collection_stats(tmp_path)
     assert stats["programs"] == 8 and stats["failed"] == 1
+    assert stats["hosts"]["p"]["reference_gflops"] == 33.554  # 2 * 256^3 flops in its best time, 1 ms
     groups = stats["programs_per_task_and_platform"]
     assert groups["groups"] == 2 and groups["mean"] == 4.0
     assert "mean 4.0" in datasheet.markdown(stats)

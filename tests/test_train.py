@@ -50,6 +50,22 @@ def test_predictor_pads_buckets_and_accepts_one_hardware_vector(synthetic_datase
         predictor.predict(data.features[:5], data.mask[:5], data.workload[:5], data.hardware[:5])
 
 
+def test_a_checkpoint_older_than_a_hardware_feature_reads_the_entries_it_knows(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    shipped = xfer_jax.load()  # trained before the measured reference joined the hardware vector
+    known = len(shipped.metadata["hardware_features"])
+    assert known < data.hardware.shape[1]
+    later = data.hardware[:8].copy()
+    later[:, known:] += 5.0
+    inputs = data.features[:8], data.mask[:8], data.workload[:8]
+    trace = data.trace_ids[:8], data.trace_values[:8]
+    np.testing.assert_array_equal(shipped.predict(*inputs, data.hardware[:8], *trace),
+                                  shipped.predict(*inputs, later, *trace))
+    renamed = {**shipped.metadata, "hardware_features": ["cores", *shipped.metadata["hardware_features"][1:]]}
+    with pytest.raises(checkpoint.CheckpointError, match="not a leading part"):
+        checkpoint._check_metadata(tmp_path, renamed)
+
+
 def test_training_resumes_from_its_latest_checkpoint(synthetic_dataset, tmp_path):
     data = dataset.load(synthetic_dataset)
     split = splits.within_task(data, seed=0)

@@ -102,11 +102,15 @@ def model_config_of(meta: dict) -> ModelConfig:
 
 def _check_metadata(path: pathlib.Path, meta: dict) -> None:
     expected = {"schema_version": SCHEMA_VERSION, "store_features": NUM_STORE_FEATURES,
-                "workload_features": NUM_WORKLOAD_FEATURES, "hardware_features": list(HARDWARE_FEATURE_NAMES)}
+                "workload_features": NUM_WORKLOAD_FEATURES}
     for key, value in expected.items():
         if meta.get(key) != value:
             raise CheckpointError(f"checkpoint {path} has {key}={meta.get(key)!r}, this xfer-jax expects "
                                   f"{value!r}; retrain it with this version")
+    known = meta.get("hardware_features")
+    if not isinstance(known, list) or not known or known != list(HARDWARE_FEATURE_NAMES[: len(known)]):
+        raise CheckpointError(f"checkpoint {path} has hardware features {known!r}, not a leading part of this "
+                              f"xfer-jax's {list(HARDWARE_FEATURE_NAMES)}; retrain it with this version")
     unknown = set(meta.get("model", {})) - {f.name for f in dataclasses.fields(ModelConfig)}
     if unknown:
         raise CheckpointError(f"checkpoint {path} has model fields {sorted(unknown)} that this xfer-jax does not "

@@ -21,6 +21,9 @@ In memory, `Dataset` holds padded arrays (N programs, S stores, F = 164 per-stor
 
 A shard's trace tokens live beside it in `trace-<number>.npz`, derived from the same database lines (featurize
 writes them, also for shards written before traces were read).
+
+`measured_hardware.jsonl` holds what was timed on each platform (the reference matmul of every collection), one
+appended line per measurement; a platform's descriptor gets its best timing when the dataset loads.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ from typing import Any
 import numpy as np
 
 from .errors import UserError
-from .hardware import NUM_HARDWARE_FEATURES
+from .hardware import NUM_HARDWARE_FEATURES, HardwareDescriptor, hardware_vector
 from .trace import MAX_TOKENS, TOKEN_VALUES
 
 SCHEMA_VERSION = 1
+MEASURED_HARDWARE_FILE = "measured_hardware.jsonl"
 NUM_STORE_FEATURES = 164
 # MetaSchedule's 8 workload flags, then ours (log scales keep tiny and huge tasks comparable)
 WORKLOAD_FEATURE_NAMES = (
@@ -234,6 +238,43 @@ def shard_paths(root: pathlib.Path) -> list[pathlib.Path]:
     return paths
 
 
+def read_measured_hardware(root: str | pathlib.Path) -> list[dict]:
+    """Every measurement line under `root` ({"platform", "collection", "reference_gflops"}); a torn line is
+    skipped."""
+    lines = []
+    for path in sorted(pathlib.Path(root).glob(f"**/{MEASURED_HARDWARE_FILE}")):
+        for text in path.read_text(errors="replace").splitlines():
+            try:
+                value = json.loads(text)
+                lines.append({"platform": str(value["platform"]), "collection": str(value["collection"]),
+                              "reference_gflops": float(value["reference_gflops"])})
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return lines
+
+
+def append_measured_hardware(root: str | pathlib.Path, lines: list[dict]) -> None:
+    if not lines:
+        return
+    path = pathlib.Path(root) / MEASURED_HARDWARE_FILE
+    torn = path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n")  # a killed writer
+    with open(path, "a") as f:
+        f.write("\n" * torn + "".join(json.dumps(line, sort_keys=True) + "\n" for line in lines))
+
+
+def _with_measurements(platform: dict, measured: list[dict]) -> dict:
+    """The platform with its best timed reference in the descriptor, and the vector computed from that
+    descriptor (shards written before a hardware feature existed get it this way)."""
+    timed = [m["reference_gflops"] for m in measured if m["platform"] == platform["name"]]
+    descriptor = dict(platform["descriptor"])
+    descriptor["reference_gflops"] = max([descriptor.get("reference_gflops", 0.0), *timed])
+    try:
+        vector = hardware_vector(HardwareDescriptor.from_dict(descriptor))
+    except ValueError as err:
+        raise DatasetError(f"platform {platform['name']}: {err}") from None
+    return {**platform, "descriptor": descriptor, "vector": vector.tolist()}
+
+
 def load(root: str | pathlib.Path, max_stores: int | None = None) -> Dataset:
     """Read every shard under `root` into one padded Dataset (stores padded to the largest, or max_stores)."""
     root = pathlib.Path(root)
@@ -249,7 +290,7 @@ def load(root: str | pathlib.Path, max_stores: int | None = None) -> Dataset:
     derived = [part["meta"]["derived_from"] for part in parts if "derived_from" in part["meta"]]
     if derived:
         provenance["derived_from"] = {k: v for k, v in derived[0].items() if k != "shard"}
-    return _assemble(parts, max_stores, provenance=provenance)
+    return _assemble(parts, max_stores, provenance, read_measured_hardware(root))
 
 
 def write_subset(root: str | pathlib.Path, keep: np.ndarray, out: str | pathlib.Path, provenance: dict) -> int:
@@ -288,10 +329,11 @@ def write_subset(root: str | pathlib.Path, keep: np.ndarray, out: str | pathlib.
         if traces is not None:
             write_traces(out / f"shard-{number:05d}.npz", traces[0][chosen], traces[1][chosen])
         written += int(chosen.sum())
+    append_measured_hardware(out, read_measured_hardware(root))
     return written
 
 
-def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Dataset:
+def _assemble(parts: list[dict], max_stores: int | None, provenance: dict, measured: list[dict]) -> Dataset:
     platform_index: dict[str, int] = {}
     platforms: list[dict] = []
     task_index: dict[str, int] = {}
@@ -304,7 +346,7 @@ def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Da
         name = meta["platform"]["name"]
         if name not in platform_index:
             platform_index[name] = len(platforms)
-            platforms.append(meta["platform"])
+            platforms.append(_with_measurements(meta["platform"], measured))
         for h, info in meta["tasks"].items():
             if h not in task_index:
                 task_index[h] = len(tasks)
@@ -341,8 +383,6 @@ def _assemble(parts: list[dict], max_stores: int | None, provenance: dict) -> Da
     group = group.astype(np.int32)
     vectors = np.stack([np.asarray(p["vector"], np.float32) for p in platforms]) if platforms else \
         np.zeros((0, NUM_HARDWARE_FEATURES), np.float32)
-    if vectors.shape[1:] != (NUM_HARDWARE_FEATURES,):
-        raise DatasetError(f"hardware vectors have {vectors.shape[1:]} entries, expected {NUM_HARDWARE_FEATURES}")
     return Dataset(
         features=features, mask=mask, workload=data["workload"].astype(np.float32),
         hardware=vectors[data["platform"]], platform=data["platform"], task=data["task"], group=group,

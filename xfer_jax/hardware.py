@@ -37,6 +37,9 @@ class HardwareDescriptor:
     max_threads_per_block: int = 0
     warp_size: int = 0
     compute_capability: float = 0.0  # e.g. 9.0 for sm_90
+    # measured, not written down: the fixed 256x256x256 fp32 matmul that collect and tune time on this config
+    # (its ISA and threads; bridge.measure.LoadGuard), in GFLOP/s; 0 when it was never timed
+    reference_gflops: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +95,8 @@ HARDWARE_FEATURES: tuple[tuple[str, Any], ...] = (
     ("log2(1+max_threads_per_block)", lambda d: _log2p(d.max_threads_per_block)),
     ("warp_size/32", lambda d: d.warp_size / 32.0),
     ("compute_capability/10", lambda d: d.compute_capability / 10.0),
+    # appended last: a checkpoint trained before it reads the entries it knows (Normalizer.apply)
+    ("log2(1+reference_gflops)", lambda d: _log2p(d.reference_gflops)),
 )
 HARDWARE_FEATURE_NAMES = tuple(name for name, _ in HARDWARE_FEATURES)
 NUM_HARDWARE_FEATURES = len(HARDWARE_FEATURES)
@@ -100,6 +105,14 @@ NUM_HARDWARE_FEATURES = len(HARDWARE_FEATURES)
 def hardware_vector(descriptor: HardwareDescriptor) -> np.ndarray:
     """The descriptor as a float32 vector of length NUM_HARDWARE_FEATURES, in HARDWARE_FEATURE_NAMES order."""
     return np.array([fn(descriptor) for _, fn in HARDWARE_FEATURES], dtype=np.float32)
+
+
+REFERENCE_MATMUL_SIZE = 256  # the reference program: an n x n x n float32 matmul (bridge.measure)
+
+
+def reference_gflops(seconds: float) -> float:
+    """The reference matmul's speed from its best time."""
+    return round(2 * REFERENCE_MATMUL_SIZE**3 / seconds / 1e9, 3)
 
 
 def peak_cpu_gflops(clock_ghz: float, threads: int, vector_bits: int, fma: bool) -> float:

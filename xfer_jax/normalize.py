@@ -90,7 +90,8 @@ class Normalizer:
         """Normalised (features, mask, workload, hardware); xp=jax.numpy runs it inside a jit."""
         rows = self._scale(features, self.store_scaling, self.store_knots, xp)
         store = ((rows - self.store_mean) / self.store_std) * mask[..., None]
-        hardware = (hardware - self.hardware_mean) / self.hardware_std
+        # a model fitted before hardware features were appended reads the leading entries it knows
+        hardware = (hardware[..., : len(self.hardware_mean)] - self.hardware_mean) / self.hardware_std
         if self.hardware_varied is not None:
             hardware = hardware * self.hardware_varied
         return (store.astype(xp.float32), mask,
