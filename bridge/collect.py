@@ -32,6 +32,7 @@ import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from xfer_jax.errors import UserError
+from xfer_jax.hardware import HardwareDescriptor
 
 from . import records
 from .measure import LoadGuard, MeasureConfig, build_and_run, make_builder, make_runner
@@ -114,10 +115,15 @@ def _host_fingerprint(platform: Platform) -> dict:
             "num_threads": platform.num_threads}
 
 
+MEASURED_FIELDS = ("mem_bw_gbs", "reference_gflops")  # timed, so they differ between boots and runs
+
+
 def _same_host(a: dict, b: dict) -> bool:
-    """Host fingerprints match up to the memory bandwidth, which is measured and so differs between boots."""
+    """Host fingerprints match up to what is measured; a field added to the descriptor later (missing from
+    folders written before it) compares at its default."""
     def stable(h: dict) -> dict:
-        return {**h, "descriptor": {k: v for k, v in h["descriptor"].items() if k != "mem_bw_gbs"}}
+        descriptor = HardwareDescriptor.from_dict(h["descriptor"]).to_dict()
+        return {**h, "descriptor": {k: v for k, v in descriptor.items() if k not in MEASURED_FIELDS}}
     return stable(a) == stable(b)
 
 

@@ -302,13 +302,17 @@ def test_auto_and_at_host_name_this_machine_and_keep_its_target_and_descriptor()
     assert (labelled.target, labelled.descriptor) == (here.target, here.descriptor)
 
 
-def test_a_new_network_reuses_its_platform_folder_descriptor_despite_bandwidth_noise(tmp_path):
+def test_a_new_network_reuses_its_platform_folder_descriptor_despite_bandwidth_noise_and_newer_fields(tmp_path):
     here = platforms.get_platform("auto")
     measured_before = dataclasses.replace(here, descriptor=dataclasses.replace(here.descriptor, mem_bw_gbs=1.5))
     first, second = tmp_path / here.name / "a", tmp_path / here.name / "b"
     first.mkdir(parents=True)
     second.mkdir()
     collect._write_platform_once(tmp_path / here.name, first, measured_before)
+    written = json.loads((first / "platform.json").read_text())
+    for descriptor in (written["platform"]["descriptor"], written["host"]["descriptor"]):
+        del descriptor["reference_gflops"]  # a folder written before the descriptor had this field
+    (first / "platform.json").write_text(json.dumps(written))
     collect._write_platform_once(tmp_path / here.name, second, here)
     stored = [json.loads((d / "platform.json").read_text())["platform"]["descriptor"] for d in (first, second)]
     assert stored[0] == stored[1] and stored[1]["mem_bw_gbs"] == 1.5
