@@ -26,6 +26,7 @@ import xfer_jax
 from xfer_jax import dataset, splits, train
 from xfer_jax.baselines import PackSumXGB
 from xfer_jax.evaluate import ranking_report
+from xfer_jax.hardware import HARDWARE_FEATURE_NAMES
 from xfer_jax.model import ModelConfig
 
 
@@ -99,10 +100,19 @@ def main() -> None:
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--shots", type=int, default=0, help="programs per task of the held-out hardware in training")
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--drop-hardware", action="append", default=[], metavar="NAME",
+                        help="set this hardware-vector entry (xfer_jax.hardware.HARDWARE_FEATURE_NAMES) to 0 on every "
+                             "platform, for every variant: what the models learn without it (repeatable)")
     parser.add_argument("--save-scores", type=pathlib.Path, default=None,
                         help="also save each variant's test scores here (.npy), to blend or ensemble them later")
     args = parser.parse_args()
     data = dataset.load(args.data)
+    for name in args.drop_hardware:
+        if name not in HARDWARE_FEATURE_NAMES:
+            parser.error(f"--drop-hardware {name!r}: not one of {', '.join(HARDWARE_FEATURE_NAMES)}")
+        hardware = data.hardware.copy()
+        hardware[:, HARDWARE_FEATURE_NAMES.index(name)] = 0.0
+        data = dataclasses.replace(data, hardware=hardware)
     split = splits.make_split(data, args.split, seed=args.split_seed, holdout=args.holdout, shots=args.shots)
     print(split.describe(), flush=True)
     trained = {}
@@ -116,7 +126,7 @@ def main() -> None:
                           f"{args.steps}-{variant or 'default'}")
             np.save(args.save_scores / f"{name}.npy", scores)
         print(json.dumps({"variant": variant or "default", "split": split.name, "holdout": args.holdout,
-                          "shots": args.shots, "steps": args.steps, **extra,
+                          "shots": args.shots, "steps": args.steps, "dropped_hardware": args.drop_hardware, **extra,
                           **{k: round(report[k], 4) for k in ("pca", "top1", "top5")},
                           "seconds": round(time.time() - start)}), flush=True)
 

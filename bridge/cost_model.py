@@ -25,6 +25,7 @@ from xfer_jax.hardware import hardware_vector
 from xfer_jax.trace import TOKEN_VALUES, batch_tokens, python_trace
 
 from .featurize import workload_features
+from .measure import MeasureConfig, make_builder, make_runner, with_timed_reference
 from .platforms import Platform, get_platform
 from .records import latency_s
 from .tasks import workload_hash
@@ -102,9 +103,16 @@ class XferCostModel(ms.cost_model.PyCostModel):
     @classmethod
     def from_checkpoint(cls, path=None, platform: str | Platform = "auto", frozen: bool = False,
                         **kwargs) -> "XferCostModel":
-        """path None: the shipped default model."""
+        """path None: the shipped default model. A model that reads the measured reference entry of the
+        hardware vector gets it timed on this host (~1 s) when the platform runs here and does not give it."""
         platform = get_platform(platform) if isinstance(platform, str) else platform
-        return cls(xfer_jax.load(path), platform, frozen=frozen, **kwargs)
+        predictor = xfer_jax.load(path)
+        reads_reference = "log2(1+reference_gflops)" in predictor.metadata["hardware_features"]
+        if reads_reference and platform.descriptor.reference_gflops == 0 and platform.missing_requirement() is None:
+            measure = MeasureConfig()
+            platform = with_timed_reference(platform, platform.tvm_target(), make_builder(measure),
+                                            make_runner(platform, measure))
+        return cls(predictor, platform, frozen=frozen, **kwargs)
 
     @property
     def updates(self) -> dict:

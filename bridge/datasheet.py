@@ -33,11 +33,10 @@ def collection_stats(root: pathlib.Path) -> dict:
         hosts.setdefault(platform, {"mcpu": spec["target"].get("mcpu", spec["target"]["kind"]), "threads": d["threads"],
                                     "cpu": d["model"], "caches_kib": [d["l1_kib"], d["l2_kib"], d["l3_kib"]],
                                     "clock_ghz": d["clock_ghz"], "mem_bw_gbs": d["mem_bw_gbs"]})
-        timings = [v["baseline_s"] for _, v in records.iter_json_lines(net_dir / "reference.jsonl")
-                   if isinstance(v, dict) and isinstance(v.get("baseline_s"), (int, float)) and v["baseline_s"] > 0]
-        if timings:  # the best of every collection: load only ever slows the reference down
+        best = records.best_reference_seconds(net_dir)
+        if best is not None:  # the best over every collection of the platform
             hosts[platform]["reference_gflops"] = max(hosts[platform].get("reference_gflops", 0.0),
-                                                      reference_gflops(min(timings)))
+                                                      reference_gflops(best))
         per_task[platform].update(v["task"] for v in ok)
         sizes.setdefault(platform, {})[network] = {
             "programs": len(ok), "failed": len(lines) - len(ok), "tasks": len(tasks),

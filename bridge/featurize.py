@@ -128,15 +128,14 @@ def add_references(root: pathlib.Path, out: pathlib.Path, dirs: list[pathlib.Pat
     recorded = {(m["platform"], m["collection"], m["reference_gflops"]) for m in ds.read_measured_hardware(out)}
     lines = []
     for net_dir in dirs:
-        timings = [v["baseline_s"] for _, v in records.iter_json_lines(net_dir / "reference.jsonl", damaged)
-                   if isinstance(v, dict) and isinstance(v.get("baseline_s"), (int, float)) and v["baseline_s"] > 0]
+        best = records.best_reference_seconds(net_dir, damaged)
         try:
             name = json.loads((net_dir / "platform.json").read_text())["platform"]["name"]
         except (OSError, ValueError, KeyError, TypeError):
             continue  # featurizing it noted the damage
-        if timings:
+        if best is not None:
             line = {"platform": name, "collection": _source_name(root, net_dir),
-                    "reference_gflops": reference_gflops(min(timings))}
+                    "reference_gflops": reference_gflops(best)}
             if (line["platform"], line["collection"], line["reference_gflops"]) not in recorded:
                 lines.append(line)
     ds.append_measured_hardware(out, lines)

@@ -102,6 +102,15 @@ def count_lines(path: pathlib.Path) -> int:
     return max((number + 1 for number, _ in _numbered_lines(path)), default=0)
 
 
+def best_reference_seconds(net_dir: pathlib.Path, damaged: list | None = None) -> float | None:
+    """The fastest time of the load guard's reference program in a collection (`reference.jsonl`): load only
+    ever slows it down. None when it was never timed."""
+    timings = [v["baseline_s"] for _, v in iter_json_lines(net_dir / "reference.jsonl", damaged)
+               if isinstance(v, dict) and isinstance(v.get("baseline_s"), (int, float))
+               and math.isfinite(v["baseline_s"]) and v["baseline_s"] > 0]
+    return min(timings, default=None)
+
+
 def count_complete_lines(path: pathlib.Path, damaged: list | None = None) -> int:
     """One past the last line that ends in a newline: a line still being written by a live collector is not
     counted."""

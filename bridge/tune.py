@@ -29,8 +29,7 @@ from xfer_jax.errors import UserError
 
 from . import records
 from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel
-from .measure import (MeasureConfig, SyncRunner, build_and_run, check_tracker, make_builder, make_runner,
-                      with_timed_reference)
+from .measure import MeasureConfig, SyncRunner, build_and_run, check_tracker, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
 from .tasks import Task, extract_tasks
@@ -205,8 +204,6 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         raise UserError(f"unknown task scheduler {config.task_scheduler!r}; choose {', '.join(TASK_SCHEDULERS)}")
     if config.measure.rpc_tracker:
         check_tracker(config.measure.rpc_tracker, config.measure.rpc_key)
-    builder, inner_runner = make_builder(config.measure), make_runner(platform, config.measure)
-    platform = with_timed_reference(platform, target, builder, inner_runner)  # ~1 s: the hardware vector needs it
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out / name) for name in models}
     # a rerun resumes only the same job; a key left out of `job` at its default compares as None
     records.write_once(out / "settings.json", job, compare_keys=(*job, "data", "task_scheduler", "top_k_per_task"))
@@ -229,15 +226,15 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         reference = _run(network, untuned, inputs, dataclasses.replace(config, e2e_number=1, e2e_repeat=1))[0]
         np.save(reference_path, reference)
 
-    report: dict = {"network": network.name, "platform": platform.name,
-                    "reference_gflops": platform.descriptor.reference_gflops, "trials": config.trials,
+    report: dict = {"network": network.name, "platform": platform.name, "trials": config.trials,
                     "tasks": len(tasks), "settings": dataclasses.asdict(config),
                     "models": {}}
     if "xfer" in cost_models:  # which hardware the checkpoint saw: tuning on an unseen one is zero-shot transfer
         trained = cost_models["xfer"].predictor.metadata.get("data", {})
         report["checkpoint"] = {"path": str(checkpoint), "trained_on_platforms": trained.get("platforms"),
-                                "trained_programs": trained.get("programs")}
-    runner = SyncRunner(inner_runner)
+                                "trained_programs": trained.get("programs"),
+                                "reference_gflops_here": cost_models["xfer"].platform.descriptor.reference_gflops}
+    builder, runner = make_builder(config.measure), SyncRunner(make_runner(platform, config.measure))
     untuned = untuned_latencies(tasks, target, builder, runner, platform, out / "untuned_task_seconds.json")
     _contexts(tasks[:1], target, config)  # the first TuneContext imports tensor intrinsics (~40 s): not a model's time
     for name in models:

@@ -70,10 +70,13 @@ def _leave_interrupted(*_) -> None:
 def leave_at_once_on_ctrl_c(before_leaving: Callable[[], object] = lambda: None) -> None:
     """For commands that run TVM's C++ search loops (collect, tune): a KeyboardInterrupt raised in one of its
     Python callbacks crashed tune with a segfault and 76 lines of native stack. Leave from the handler instead,
-    as a kill would; both commands resume from what they appended."""
+    as a kill would, after `before_leaving` (whatever it raises); both commands resume from what they appended."""
     def leave(*_) -> None:
-        before_leaving()
-        _leave_interrupted()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt `before_leaving`
+        try:
+            before_leaving()
+        finally:
+            _leave_interrupted()
 
     signal.signal(signal.SIGINT, leave)
 

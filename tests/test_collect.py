@@ -175,10 +175,10 @@ def test_a_task_whose_search_runs_out_is_not_reopened_by_a_rerun(tmp_path):
     assert {p: p.read_bytes() for p in (tmp_path / "raw").rglob("*") if p.is_file()} == before
 
 
-def test_a_collection_stopped_with_ctrl_c_is_sealed_and_resumes_losing_nothing(tmp_path):
+def test_killed_collection_resumes_and_loses_nothing(tmp_path):
     model = write_matmul_onnx(tmp_path / "tiny.onnx")
     command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "32", "--out", str(tmp_path / "raw")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 900  # the load guard waits while other work loads the machine
     measurements = None
     while time.time() < deadline:
@@ -187,23 +187,48 @@ def test_a_collection_stopped_with_ctrl_c_is_sealed_and_resumes_losing_nothing(t
             measurements = found[0]
             break
         time.sleep(0.5)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130, process.stderr.read()[-2000:]
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
     assert measurements is not None, process.stderr.read()[-2000:]
     net_dir = measurements.parent
-    for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE):
-        assert not (net_dir / name).exists() and records.segments(net_dir / name)  # moved into gzip segments
-    before = b"".join(gzip.open(p).read() for p in records.segments(net_dir / records.RECORD_FILE))
+    before = (net_dir / records.RECORD_FILE).read_bytes()
     finished = run_cli(*command[len(CLI):])  # the rerun in this process: no second interpreter start
     assert finished.returncode == 0, finished.stderr[-2000:]
     after = b"".join(gzip.open(p).read() for p in records.segments(net_dir / records.RECORD_FILE))
-    assert after.startswith(before) and len(records.segments(net_dir / records.RECORD_FILE)) == 2  # appended
+    assert after.startswith(before)  # appended, never rewritten
     lines = [v for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)]
     provenance = [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE) if v]
     assert len([v for v in lines if v is not None]) >= 32
     assert len({p["record"] for p in provenance}) == len(provenance)
     assert len(lines) - len(provenance) <= 16  # at most the batch in flight lacks provenance
     assert records.count_lines(net_dir / records.WORKLOAD_FILE) == 1
+
+
+def test_ctrl_c_seals_what_the_collection_measured_and_exits_130(tmp_path):
+    model = write_matmul_onnx(tmp_path / "tiny.onnx")
+    command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "64", "--out", str(tmp_path / "raw")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 900  # the load guard waits while other work loads the machine
+    measurements = None
+    while time.time() < deadline and process.poll() is None:
+        found = list((tmp_path / "raw").glob(f"*/tiny/{records.MEASUREMENTS_FILE}"))
+        if found and records.count_lines(found[0]) >= 16:
+            measurements = found[0]
+            break
+        time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    try:
+        assert process.wait(timeout=120) == 130, process.stderr.read()[-2000:]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert measurements is not None
+    assert "interrupted; rerun the same command to resume" in process.stderr.read().decode()
+    net_dir = measurements.parent
+    for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE):
+        assert not (net_dir / name).exists() and records.segments(net_dir / name)  # moved into gzip segments
+    measured = collect.TaskStore(net_dir, net_dir.parent).measured()
+    assert sum(len(v) for v in measured.values()) >= 16  # a rerun resumes from every program measured
 
 
 def test_bad_input_gives_one_line_and_exit_code_2(tmp_path):

@@ -141,7 +141,8 @@ def test_each_platform_gets_its_best_measured_reference_and_subsets_keep_it(tmp_
                                        {"platform": "cpu-a", "collection": "cpu-a/y", "reference_gflops": 14.0}])
     with open(root / ds.MEASURED_HARDWARE_FILE, "a") as f:
         f.write('{"platform": "cpu-b", "collec')  # a killed writer's torn line
-    ds.append_measured_hardware(root, [{"platform": "cpu-b", "collection": "cpu-b/x", "reference_gflops": 3.0}])
+    ds.append_measured_hardware(root, [{"platform": "cpu-b", "collection": "cpu-b/x", "reference_gflops": 3.0},
+                                       {"platform": "cpu-b", "collection": "cpu-b/y", "reference_gflops": np.inf}])
     data = ds.load(root)
     assert [p["descriptor"]["reference_gflops"] for p in data.platforms] == [14.0, 3.0]
     column = HARDWARE_FEATURE_NAMES.index("log2(1+reference_gflops)")

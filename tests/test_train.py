@@ -13,6 +13,7 @@ import xfer_jax
 from helpers import CLI, assert_one_line, run_cli
 from xfer_jax import checkpoint, dataset, distill, evaluate, metrics, splits, train
 from xfer_jax.errors import UserError
+from xfer_jax.hardware import HARDWARE_FEATURE_NAMES
 from xfer_jax.model import ModelConfig
 
 TINY = train.TrainConfig(steps=60, eval_every=30, groups_per_batch=4, programs_per_group=8, patience=3)
@@ -59,11 +60,15 @@ def test_a_checkpoint_older_than_a_hardware_feature_reads_the_entries_it_knows(s
     later[:, known:] += 5.0
     inputs = data.features[:8], data.mask[:8], data.workload[:8]
     trace = data.trace_ids[:8], data.trace_values[:8]
-    np.testing.assert_array_equal(shipped.predict(*inputs, data.hardware[:8], *trace),
-                                  shipped.predict(*inputs, later, *trace))
+    scores = shipped.predict(*inputs, data.hardware[:8], *trace)
+    np.testing.assert_array_equal(scores, shipped.predict(*inputs, later, *trace))
+    np.testing.assert_array_equal(scores, shipped.predict(*inputs, data.hardware[:8, :known], *trace))
     renamed = {**shipped.metadata, "hardware_features": ["cores", *shipped.metadata["hardware_features"][1:]]}
     with pytest.raises(checkpoint.CheckpointError, match="not a leading part"):
         checkpoint._check_metadata(tmp_path, renamed)
+    newer = {**shipped.metadata, "hardware_features": [*HARDWARE_FEATURE_NAMES, "tensor_cores"]}
+    with pytest.raises(checkpoint.CheckpointError, match="newer version"):
+        checkpoint._check_metadata(tmp_path, newer)
 
 
 def test_training_resumes_from_its_latest_checkpoint(synthetic_dataset, tmp_path):

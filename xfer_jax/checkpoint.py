@@ -108,6 +108,10 @@ def _check_metadata(path: pathlib.Path, meta: dict) -> None:
             raise CheckpointError(f"checkpoint {path} has {key}={meta.get(key)!r}, this xfer-jax expects "
                                   f"{value!r}; retrain it with this version")
     known = meta.get("hardware_features")
+    if isinstance(known, list) and len(known) > NUM_HARDWARE_FEATURES \
+            and known[:NUM_HARDWARE_FEATURES] == list(HARDWARE_FEATURE_NAMES):
+        raise CheckpointError(f"checkpoint {path} reads hardware features this xfer-jax does not know "
+                              f"({known[NUM_HARDWARE_FEATURES:]}); load it with the newer version that wrote it")
     if not isinstance(known, list) or not known or known != list(HARDWARE_FEATURE_NAMES[: len(known)]):
         raise CheckpointError(f"checkpoint {path} has hardware features {known!r}, not a leading part of this "
                               f"xfer-jax's {list(HARDWARE_FEATURE_NAMES)}; retrain it with this version")
@@ -152,11 +156,13 @@ class Predictor:
             return np.zeros(0, np.float32)
         if hardware.ndim == 1:
             hardware = hardware[None]
+        known = len(self.metadata["hardware_features"])  # later entries of a longer vector are not read
         if features.shape[2] != NUM_STORE_FEATURES or workload.shape[1] != NUM_WORKLOAD_FEATURES \
-                or hardware.shape[1] != NUM_HARDWARE_FEATURES or len(hardware) not in (1, n):
+                or not known <= hardware.shape[1] <= NUM_HARDWARE_FEATURES or len(hardware) not in (1, n):
             raise CheckpointError(f"predict got features {features.shape}, workload {workload.shape}, hardware "
                                   f"{hardware.shape}; expected [N,S,{NUM_STORE_FEATURES}], "
-                                  f"[N,{NUM_WORKLOAD_FEATURES}], [N,{NUM_HARDWARE_FEATURES}]")
+                                  f"[N,{NUM_WORKLOAD_FEATURES}], [N,{NUM_HARDWARE_FEATURES}] (this model reads "
+                                  f"the first {known} hardware entries)")
         if len(hardware) > 1 and (hardware == hardware[:1]).all():
             hardware = hardware[:1]  # one config for the whole batch: the model embeds it once
         # programs run in groups of equal store bucket, so a few many-store programs don't pad all the others

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import zipfile
 import zlib
@@ -239,17 +240,19 @@ def shard_paths(root: pathlib.Path) -> list[pathlib.Path]:
 
 
 def read_measured_hardware(root: str | pathlib.Path) -> list[dict]:
-    """Every measurement line under `root` ({"platform", "collection", "reference_gflops"}); a torn line is
-    skipped."""
+    """Every measurement line under `root` ({"platform", "collection", "reference_gflops"}); a torn line, or a
+    value that is not a finite positive number, is skipped."""
     lines = []
     for path in sorted(pathlib.Path(root).glob(f"**/{MEASURED_HARDWARE_FILE}")):
         for text in path.read_text(errors="replace").splitlines():
             try:
                 value = json.loads(text)
-                lines.append({"platform": str(value["platform"]), "collection": str(value["collection"]),
-                              "reference_gflops": float(value["reference_gflops"])})
+                line = {"platform": str(value["platform"]), "collection": str(value["collection"]),
+                        "reference_gflops": float(value["reference_gflops"])}
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue
+            if math.isfinite(line["reference_gflops"]) and line["reference_gflops"] > 0:
+                lines.append(line)
     return lines
 
 
@@ -271,7 +274,7 @@ def _with_measurements(platform: dict, measured: list[dict]) -> dict:
     try:
         vector = hardware_vector(HardwareDescriptor.from_dict(descriptor))
     except ValueError as err:
-        raise DatasetError(f"platform {platform['name']}: {err}") from None
+        raise DatasetError(f"platform {platform['name']} in the dataset's shards: {err}") from None
     return {**platform, "descriptor": descriptor, "vector": vector.tolist()}
 
 

@@ -1,7 +1,8 @@
 """Hardware descriptors and the fixed-length vector the model sees.
 
 The vector is what lets the model score programs for hardware it never trained on, so every entry is a
-physical quantity (or a flag) that a user can write down for a new machine. Pure Python: no TVM needed.
+physical quantity (or a flag) that a user can write down for a new machine, or time on it in a second (the
+reference matmul). Pure Python: no TVM needed.
 """
 
 from __future__ import annotations
