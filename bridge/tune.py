@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import pathlib
 import time
@@ -47,6 +48,7 @@ class TuneConfig:
     trials: int = 128  # measured programs per cost model, over all tasks
     trials_per_round: int = 8  # small rounds let a good cost model show early, and cover every task sooner
     top_k_per_task: int | None = None  # measure only the model's k best candidates of each task (one round each)
+    rounds_per_task: float | None = None  # sets trials to this many rounds of every task (a budget per network size)
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
@@ -212,6 +214,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured
         config = dataclasses.replace(config, trials=config.top_k_per_task * len(tasks),
                                      trials_per_round=config.top_k_per_task)
+    elif config.rounds_per_task:
+        rounds = max(1, math.ceil(config.rounds_per_task * len(tasks)))
+        config = dataclasses.replace(config, trials=rounds * config.trials_per_round)
     elif config.trials < len(tasks) * config.trials_per_round:
         tqdm.tqdm.write(f"note: {config.trials} trials cover {config.trials // config.trials_per_round} of "
                         f"{len(tasks)} tasks once; the rest keep their untuned code "

@@ -274,6 +274,9 @@ def tune(
     trials_per_round: Optional[int] = typer.Option(None, "--trials-per-round", min=1,
                                                    help="programs measured per search round "
                                                    "[default: TuneConfig.trials_per_round]"),
+    rounds_per_task: Optional[float] = typer.Option(None, "--rounds-per-task", min=0.01,
+                                                    help="budget as rounds of every task: trials = ROUNDS x tasks x "
+                                                    "trials per round (replaces --trials)"),
     top_k_per_task: Optional[int] = typer.Option(None, "--top-k-per-task", min=1,
                                                  help="measure only the model's K best candidates of each task, "
                                                  "one search per task (replaces --trials and --trials-per-round)"),
@@ -306,10 +309,13 @@ def tune(
         if not network and onnx is None:
             raise NetworkError("give --network NAME or --onnx PATH")
         models = ["xfer"] + [m.strip() for m in compare.split(",") if m.strip() and m.strip() != "xfer"]
-        if top_k_per_task and (trials or trials_per_round):
-            raise UserError("--top-k-per-task sets the trials itself; leave out --trials and --trials-per-round")
+        if top_k_per_task and (trials or trials_per_round or rounds_per_task):
+            raise UserError("--top-k-per-task sets the trials itself; leave out --trials, --trials-per-round and "
+                            "--rounds-per-task")
+        if rounds_per_task and trials:
+            raise UserError("--rounds-per-task sets the trials itself; leave out --trials")
         config = TuneConfig(**given(trials=trials, trials_per_round=trials_per_round, data=data and str(data),
-                                    top_k_per_task=top_k_per_task,
+                                    top_k_per_task=top_k_per_task, rounds_per_task=rounds_per_task,
                                     task_scheduler=task_scheduler and task_scheduler.value),
                             seed=seed, frozen=frozen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)

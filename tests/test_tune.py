@@ -167,14 +167,15 @@ def test_top_k_per_task_measures_exactly_k_programs_of_every_task(checkpoint, ti
     assert sorted(collections.Counter(json.loads(line)[0] for line in lines).values()) == [2] * count
 
 
-def test_round_robin_scheduler_gives_every_task_the_same_trials(checkpoint, tmp_path):
+def test_round_robin_scheduler_gives_every_task_the_rounds_per_task_it_asks_for(checkpoint, tmp_path):
     network = networks.onnx_network(write_two_matmul_onnx(tmp_path / "two.onnx"))
     count = len(tasks.extract_tasks(network, platforms.get_platform("auto").tvm_target()))
     assert count == 2
-    config = TuneConfig(trials=4 * count, trials_per_round=2, task_scheduler="round-robin", e2e_number=1,
+    config = TuneConfig(rounds_per_task=2, trials_per_round=2, task_scheduler="round-robin", e2e_number=1,
                         e2e_repeat=1)
-    tune_network(network, platforms.get_platform("auto"), ["random"], tmp_path, config, checkpoint,
-                 show_progress=False)
+    report = tune_network(network, platforms.get_platform("auto"), ["random"], tmp_path, config, checkpoint,
+                          show_progress=False)
+    assert report["trials"] == 2 * 2 * count  # rounds x trials per round x tasks
     lines = (tmp_path / "random" / "database_tuning_record.json").read_text().splitlines()
     assert sorted(collections.Counter(json.loads(line)[0] for line in lines).values()) == [4] * count
     assert json.loads((tmp_path / "settings.json").read_text())["task_scheduler"] == "round-robin"
@@ -231,6 +232,7 @@ def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
         ["tune", "--onnx", str(tiny), "--checkpoint", str(tmp_path / "missing")],
         ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--compare", "xgb-pretrained", "--data",
          str(tmp_path / "no-dataset")],
+        ["tune", "--onnx", str(tiny), "--checkpoint", str(checkpoint), "--rounds-per-task", "8", "--trials", "64"],
     ]
     for args in cases:
         assert_one_line(run_cli(*args, "--out", tmp_path / "o"))
