@@ -46,9 +46,9 @@ class CandidateFeatures:
         self.flags: dict[str, np.ndarray] = {}  # workload -> PerStoreFeature's workload columns
         self.hits = self.misses = 0
 
-    def __call__(self, context, candidates) -> tuple[np.ndarray, ...]:
-        """(features [N, max_stores, 164] float32, mask [N, max_stores], trace ids [N, trace_tokens] int8,
-        trace values [N, trace_tokens, TOKEN_VALUES] float32)."""
+    def __call__(self, context, candidates) -> tuple:
+        """(workload hash, features [N, max_stores, 164] float32, mask [N, max_stores], trace ids
+        [N, trace_tokens] int8, trace values [N, trace_tokens, TOKEN_VALUES] float32)."""
         workload = workload_hash(context.mod)
         traces = ["\n".join(c.sch.trace.as_python(False)) for c in candidates]
         missing = list(dict.fromkeys(t for t in traces if (workload, t) not in self.seen))
@@ -74,7 +74,7 @@ class CandidateFeatures:
             mask[i, : len(rows)] = True
         while len(self.seen) > self.capacity:  # after use: this batch's entries may be the oldest
             del self.seen[next(iter(self.seen))]
-        return features, mask, ids, values
+        return workload, features, mask, ids, values
 
 
 def measured_latency(results) -> np.ndarray:
@@ -125,22 +125,22 @@ class XferCostModel(ms.cost_model.PyCostModel):
             raise UserError(f"the tuning target is {kind} but platform {self.platform.name!r} "
                             f"describes {expected}; pass the matching --platform")
 
-    def _inputs(self, context, candidates) -> tuple[np.ndarray, ...]:
+    def _inputs(self, context, candidates) -> tuple[str, tuple[np.ndarray, ...]]:
+        """(workload hash, the predictor's inputs)."""
         self._check_target(context.target)
-        features, mask, trace_ids, trace_values = self.candidates(context, candidates)
+        key, features, mask, trace_ids, trace_values = self.candidates(context, candidates)
         n = len(features)
-        key = workload_hash(context.mod)
         if key not in self.workloads:
             self.workloads[key] = workload_features(context.mod, context.task_name or "", self.candidates.flags[key])
         workload = np.broadcast_to(self.workloads[key], (n, len(self.workloads[key])))
         hardware = np.broadcast_to(self.hardware, (n, len(self.hardware)))
-        return features, mask, workload, hardware, trace_ids, trace_values
+        return key, (features, mask, workload, hardware, trace_ids, trace_values)
 
     def predict(self, context, candidates) -> np.ndarray:
         start = time.perf_counter()
         if not candidates:
             return np.zeros(0, np.float64)
-        scores = self.predictor.predict(*self._inputs(context, candidates)).astype(np.float64)
+        scores = self.predictor.predict(*self._inputs(context, candidates)[1]).astype(np.float64)
         self.seconds += time.perf_counter() - start
         return scores
 
@@ -148,8 +148,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if self.frozen or not candidates:
             return
         start = time.perf_counter()
-        newest = Measurements(*(np.array(x) for x in self._inputs(context, candidates)), measured_latency(results))
-        key = workload_hash(context.mod)
+        key, inputs = self._inputs(context, candidates)
+        newest = Measurements(*(np.array(x) for x in inputs), measured_latency(results))
         self.measured_since_update += len(candidates)
         if self.measured_since_update >= self.adapt_every:
             self.adapter.update(list(self.history.values()), newest)
@@ -216,7 +216,7 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
 
     def predict(self, context, candidates) -> np.ndarray:
         start = time.perf_counter()
-        features, mask, _, _ = self.candidates(context, candidates)
+        _, features, mask, _, _ = self.candidates(context, candidates)
         scores = self.booster.predict(features, mask).astype(np.float64) if len(features) else np.zeros(0)
         self.seconds += time.perf_counter() - start
         return scores
@@ -225,9 +225,8 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
         if not candidates:
             return
         start = time.perf_counter()
-        features, mask, _, _ = self.candidates(context, candidates)
+        key, features, mask, _, _ = self.candidates(context, candidates)
         new = (features, mask, measured_latency(results))
-        key = workload_hash(context.mod)
         self.measured[key] = tuple(np.concatenate([a, b]) for a, b in zip(self.measured[key], new)) \
             if key in self.measured else new
         self.since_update += len(candidates)

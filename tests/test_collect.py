@@ -97,7 +97,8 @@ def test_featurize_writes_the_features_and_trace_tokens_the_cost_model_sees_and_
     context = ms.TuneContext(workloads[lines[0][0]].mod, target=tuning[0].target)
     seen = CandidateFeatures(data.features.shape[1], trace_tokens=data.trace_ids.shape[1])
     candidates = [record.as_measure_candidate() for record in tuning]
-    features, mask, ids, values = seen(context, candidates + candidates[:2])  # as tuning hands candidates over
+    workload, features, mask, ids, values = seen(context, candidates + candidates[:2])  # as tuning hands them over
+    assert workload == data.tasks[0]["hash"]
     np.testing.assert_array_equal(ids[:6], data.trace_ids[:6])
     np.testing.assert_allclose(values[:6], data.trace_values[:6], rtol=1e-3)  # stored as float16
     np.testing.assert_array_equal(mask[:6], data.mask[:6])
