@@ -93,3 +93,12 @@ def test_collection_simulation_fine_tunes_on_chosen_programs_of_the_held_out_hos
     assert len(test_programs) == 1  # one test half for every method and k
     again = study.Study(data, tmp_path / "work", steps=30, finetune_steps=10, log=lambda *_: None)
     assert again.collection("h2", ["random"], shots=(3,), model="noHW")["random-k3"]["pca"] == results["random-k3"]["pca"]
+
+
+def test_cached_study_results_are_keyed_by_the_hardware_vectors_too(tmp_path):
+    root = synthetic_shards(tmp_path / "data")
+    before = study.fingerprint(dataset.load(root))
+    assert study.fingerprint(dataset.load(root)) == before
+    dataset.append_measured_hardware(root, [{"platform": dataset.load(root).platform_names[0], "collection": "c",
+                                             "reference_gflops": 20.0}])
+    assert study.fingerprint(dataset.load(root)) != before  # same programs, another hardware input

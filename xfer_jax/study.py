@@ -52,11 +52,12 @@ def one_hot_platforms(data: dataset.Dataset) -> dataset.Dataset:
 
 
 def fingerprint(data: dataset.Dataset) -> str:
-    """Changes whenever the programs or their latencies change, so cached results never go stale."""
+    """Changes whenever the programs, their latencies or the hardware vectors change, so cached results never go
+    stale."""
     digest = hashlib.sha256()
     for array in (data.latency, data.task, data.platform):
         digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update(json.dumps(data.platform_names).encode())
+    digest.update(json.dumps([[p["name"], p["vector"]] for p in data.platforms]).encode())
     return digest.hexdigest()[:12]
 
 
