@@ -27,8 +27,9 @@ def test_shards_round_trip_with_padding_masks_and_group_labels(synthetic_dataset
 
 def test_summary_reports_sizes_per_platform_and_network(synthetic_dataset):
     stats = ds.summary(ds.load(synthetic_dataset))
-    assert stats["platforms"] == ["cpu-a", "cpu-b"]
+    assert stats["platforms"] == ["cpu-a", "cpu-b"] and stats["hosts"] == ["unlabelled"]
     assert stats["networks"] == ["net-x", "net-y"]
+    assert stats["reference_gflops_per_platform"] == {"cpu-a": 0.0, "cpu-b": 0.0}  # never timed
     assert stats["programs"] + stats["failed"] == 288
     assert sum(stats["programs_per_platform"].values()) == stats["programs"]
     assert stats["tasks"] == 6

@@ -398,6 +398,8 @@ def _assemble(parts: list[dict], max_stores: int | None, provenance: dict, measu
 
 def summary(data: Dataset) -> dict:
     """What `xfer-jax info --json` prints."""
+    from .splits import hosts  # splits reads datasets
+
     ok = ~data.failed
     names = data.platform_names
     per_platform = {n: int(np.sum(ok & (data.platform == i))) for i, n in enumerate(names)}
@@ -413,9 +415,12 @@ def summary(data: Dataset) -> dict:
         "tasks": len(np.unique(data.task)),
         "groups": len(groups_ok),
         "platforms": names,
+        "hosts": hosts(data),
         "networks": sorted(data.networks),
         "programs_per_platform": per_platform,
         "programs_per_network": per_network,
+        "reference_gflops_per_platform": {p["name"]: p["descriptor"].get("reference_gflops", 0.0)
+                                          for p in data.platforms},
         "mean_programs_per_group": round(float(ok.sum()) / max(len(groups_ok), 1), 1),
         "max_stores": int(data.mask.shape[1]),
         "trace_tokens": data.has_traces,
