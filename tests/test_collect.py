@@ -176,18 +176,23 @@ def test_a_task_whose_search_runs_out_is_not_reopened_by_a_rerun(tmp_path):
     assert {p: p.read_bytes() for p in (tmp_path / "raw").rglob("*") if p.is_file()} == before
 
 
-def test_killed_collection_resumes_and_loses_nothing(tmp_path):
+def _collect_in_background_until_16_measured(tmp_path, programs_per_task: int):
+    """(process, its command, the measurements file once it has 16 lines, or None if that never came)."""
     model = write_matmul_onnx(tmp_path / "tiny.onnx")
-    command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "32", "--out", str(tmp_path / "raw")]
+    command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", str(programs_per_task), "--out",
+                     str(tmp_path / "raw")]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.time() + 900  # the load guard waits while other work loads the machine
-    measurements = None
-    while time.time() < deadline:
+    while time.time() < deadline and process.poll() is None:
         found = list((tmp_path / "raw").glob(f"*/tiny/{records.MEASUREMENTS_FILE}"))
         if found and records.count_lines(found[0]) >= 16:
-            measurements = found[0]
-            break
+            return process, command, found[0]
         time.sleep(0.5)
+    return process, command, None
+
+
+def test_killed_collection_resumes_and_loses_nothing(tmp_path):
+    process, command, measurements = _collect_in_background_until_16_measured(tmp_path, 32)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert measurements is not None, process.stderr.read()[-2000:]
@@ -206,17 +211,7 @@ def test_killed_collection_resumes_and_loses_nothing(tmp_path):
 
 
 def test_ctrl_c_seals_what_the_collection_measured_and_exits_130(tmp_path):
-    model = write_matmul_onnx(tmp_path / "tiny.onnx")
-    command = CLI + ["collect", "--onnx", str(model), "--platform", "auto", "-k", "64", "--out", str(tmp_path / "raw")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    deadline = time.time() + 900  # the load guard waits while other work loads the machine
-    measurements = None
-    while time.time() < deadline and process.poll() is None:
-        found = list((tmp_path / "raw").glob(f"*/tiny/{records.MEASUREMENTS_FILE}"))
-        if found and records.count_lines(found[0]) >= 16:
-            measurements = found[0]
-            break
-        time.sleep(0.5)
+    process, command, measurements = _collect_in_background_until_16_measured(tmp_path, 64)
     process.send_signal(signal.SIGINT)
     try:
         assert process.wait(timeout=120) == 130, process.stderr.read()[-2000:]
