@@ -45,7 +45,6 @@ class CollectError(UserError):
     """Collection cannot go on (wholesale failures, a mismatched output folder). One line for the user."""
 
 
-EXHAUSTED_FILE = "exhausted.jsonl"
 _tuning_record_as_json = tvm_ffi.get_global_func("s_tir.meta_schedule.TuningRecordAsJSON")
 
 
@@ -187,10 +186,10 @@ class TaskStore:
     def exhausted(self) -> set[str]:
         """Tasks whose search ran out of new programs before (for any network of the platform)."""
         return {v["task"] for net_dir in self._network_dirs()
-                for _, v in records.iter_json_lines(net_dir / EXHAUSTED_FILE) if v is not None and "task" in v}
+                for _, v in records.iter_json_lines(net_dir / records.EXHAUSTED_FILE) if v is not None and "task" in v}
 
     def mark_exhausted(self, task_hash: str, programs: int) -> None:
-        records.append_lines(self.net_dir / EXHAUSTED_FILE, [records.dumps(
+        records.append_lines(self.net_dir / records.EXHAUSTED_FILE, [records.dumps(
             {"task": task_hash, "programs": programs, "t": round(time.time(), 1)})])
 
     def _network_dirs(self) -> list[pathlib.Path]:
@@ -497,7 +496,7 @@ def network_folder(out: pathlib.Path, platform: Platform, network: Network) -> p
 def seal_network(net_dir: pathlib.Path) -> None:
     """A complete or paused network is compressed; appends after this start new plain files."""
     for name in (records.WORKLOAD_FILE, records.RECORD_FILE, records.MEASUREMENTS_FILE, "reference.jsonl",
-                 "runs.jsonl", EXHAUSTED_FILE):
+                 "runs.jsonl", records.EXHAUSTED_FILE):
         records.seal(net_dir / name)
 
 

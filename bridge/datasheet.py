@@ -21,6 +21,7 @@ def collection_stats(root: pathlib.Path) -> dict:
     sizes: dict = {}
     hosts: dict = {}  # platform -> what its programs ran on
     per_task: dict = collections.defaultdict(collections.Counter)  # platform -> task -> programs that ran
+    exhausted: set = set()  # (platform, task) pairs whose search ran out of new programs
     cvs, loads, stamps = [], [], []
     remeasured = batches = 0
     for net_dir in sorted(p.parent for p in root.glob("*/*/platform.json") if (p.parent / "tasks.json").exists()):
@@ -38,6 +39,8 @@ def collection_stats(root: pathlib.Path) -> dict:
             hosts[platform]["reference_gflops"] = max(hosts[platform].get("reference_gflops", 0.0),
                                                       reference_gflops(best))
         per_task[platform].update(v["task"] for v in ok)
+        exhausted.update((platform, v["task"]) for _, v in records.iter_json_lines(net_dir / records.EXHAUSTED_FILE)
+                         if v is not None and "task" in v)
         sizes.setdefault(platform, {})[network] = {
             "programs": len(ok), "failed": len(lines) - len(ok), "tasks": len(tasks),
             "tasks_measured_here": len({v["task"] for v in lines}),
@@ -57,6 +60,7 @@ def collection_stats(root: pathlib.Path) -> dict:
     active_s = float(gaps[gaps < 300].sum())  # pauses of 5 minutes or more are restarts, not collection
     programs = sum(c["programs"] + c["failed"] for p in sizes.values() for c in p.values())
     group_sizes = [n for counts in per_task.values() for n in counts.values()]  # a task shared by networks: once
+    open_sizes = [n for p, counts in per_task.items() for t, n in counts.items() if (p, t) not in exhausted]
     return {
         "sizes": sizes,
         "hosts": hosts,
@@ -65,6 +69,8 @@ def collection_stats(root: pathlib.Path) -> dict:
         "programs_per_task_and_platform": {
             "groups": len(group_sizes), "mean": float(np.mean(group_sizes)) if group_sizes else None,
             "median": float(np.median(group_sizes)) if group_sizes else None,
+            "exhausted": len(exhausted & {(p, t) for p, counts in per_task.items() for t in counts}),
+            "mean_not_exhausted": float(np.mean(open_sizes)) if open_sizes else None,
             "per_platform": {p: round(float(np.mean(list(c.values()))), 1) if c else 0.0
                              for p, c in sorted(per_task.items())}},
         "noise": {"repeat_cv_median": float(np.median(cvs)) if cvs else None,
@@ -96,7 +102,10 @@ def markdown(stats: dict) -> str:
     fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
     out += ["", f"- successfully measured programs: {stats['programs']}; failed builds or runs: {stats['failed']}",
             f"- programs that ran per (task, platform), a task shared by networks counted once: mean "
-            f"{fmt(per_task['mean'], '.1f')}, median {fmt(per_task['median'], '.0f')}, over {per_task['groups']} pairs",
+            f"{fmt(per_task['mean'], '.1f')}, median {fmt(per_task['median'], '.0f')}, over {per_task['groups']} pairs; "
+            f"{per_task['exhausted']} pairs are tasks whose search ran out of new programs before the collection's "
+            f"target (small design spaces), and the other pairs hold {fmt(per_task['mean_not_exhausted'], '.1f')} "
+            "on average",
             f"- repeat spread (coefficient of variation of the 3 repeats): median {fmt(noise['repeat_cv_median'], '.2%')}, "
             f"90th percentile {fmt(noise['repeat_cv_p90'], '.2%')}",
             f"- reference-program slowdown at measurement time: median {fmt(noise['reference_ratio_median'], '.3f')}, "

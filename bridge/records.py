@@ -24,6 +24,7 @@ from xfer_jax.errors import UserError
 WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 MEASUREMENTS_FILE = "measurements.jsonl"
+EXHAUSTED_FILE = "exhausted.jsonl"  # tasks whose search ran out of new programs
 FAILED_RUN_SECS = 1e10  # what TVM's AddToDatabase stores for a failed build or run
 
 

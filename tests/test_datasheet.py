@@ -30,9 +30,11 @@ def test_a_task_shared_by_two_networks_counts_once_per_platform(tmp_path):
     for network, timings in (("net1", [2e-3, 1e-3]), ("net2", [4e-3])):  # the reference matmul, loaded or not
         records.append_lines(tmp_path / "p" / network / "reference.jsonl",
                              [json.dumps({"baseline_s": s, "ratio": 1.0}) for s in timings])
+    records.append_lines(tmp_path / "p" / "net2" / "exhausted.jsonl", [json.dumps({"task": "a", "programs": 4})])
     stats = datasheet.collection_stats(tmp_path)
     assert stats["programs"] == 8 and stats["failed"] == 1
     assert stats["hosts"]["p"]["reference_gflops"] == 33.554  # 2 * 256^3 flops in its best time, 1 ms
     groups = stats["programs_per_task_and_platform"]
     assert groups["groups"] == 2 and groups["mean"] == 4.0
-    assert "mean 4.0" in datasheet.markdown(stats)
+    assert groups["exhausted"] == 1 and groups["mean_not_exhausted"] == 4.0  # "a" ran out; "b" ran 4
+    assert "mean 4.0" in datasheet.markdown(stats) and "1 pairs are tasks whose search ran out" in datasheet.markdown(stats)
