@@ -57,6 +57,31 @@ def blended_scores(variant: str, data, split, steps: int, trained: dict) -> tupl
     return sum(zscore(s) for s, _ in runs) / len(runs), {"members": [extra for _, extra in runs]}
 
 
+def two_stage_scores(cheap: np.ndarray, full: np.ndarray, group: np.ndarray, keep: float) -> np.ndarray:
+    """Tuning's cascade on a test set: in each group the best `keep` fraction by `cheap` (at least one) ranked by
+    `full`, above the others, which keep their `cheap` order."""
+    out = np.zeros(len(full))
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        order = members[np.argsort(-cheap[members], kind="stable")]
+        top, rest = np.split(order, [max(1, int(np.ceil(keep * len(members))))])
+        out[top] = len(members) + np.argsort(np.argsort(full[top]))
+        out[rest] = -np.arange(len(rest))
+    return out
+
+
+def trace_only_reports(predictor, test) -> dict:
+    """For a model trained with store_dropout: its ranking from trace tokens alone (every store masked), and the
+    cascade that featurizes only the best quarter by that ranking."""
+    blind = np.zeros((len(test.features), 1), bool)
+    cheap = predictor.predict(test.features[:, :1], blind, test.workload, test.hardware, test.trace_ids,
+                              test.trace_values)
+    full = predictor.predict_dataset(test)
+    reports = {"trace_only": ranking_report(test, cheap),
+               "cascade_25": ranking_report(test, two_stage_scores(cheap, full, test.group, 0.25))}
+    return {name: {k: round(r[k], 4) for k in ("pca", "top1", "top5")} for name, r in reports.items()}
+
+
 def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
     """(test scores, extra fields of the JSON line)."""
     fields = {}
@@ -87,8 +112,10 @@ def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
                              {"name": split.name, "holdout": list(split.held_out), "seed": seed},
                              show_progress=False)
         predictor = xfer_jax.load(out)
-    return (predictor.predict_dataset(test),
-            {"valid_pca": round(result["best"]["pca"], 4), "best_step": result["best"]["step"]})
+    extra = {"valid_pca": round(result["best"]["pca"], 4), "best_step": result["best"]["step"]}
+    if config.store_dropout:
+        extra.update(trace_only_reports(predictor, test))
+    return predictor.predict_dataset(test), extra
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 # 64 MiB per call and TVM alone is ~70 MiB packed, so TVM travels in parts over consecutive calls, each of
 # which also does useful work, and the last one assembles it:
 #   pack     here: TVM + xgboost for the device's Python 3.12, packed into .gpu1 .gpu2 .gpu3 (ignored by git)
-#   train    device: xfer-jax train on the GPU (jit + pmap); samples/s go to $OUT/train-gpu.json
+#   train    device: xfer-jax train on the GPU (jit + pmap); samples/s go to $OUT/train-gpu-<split>.json (within-task, by-task)
 #   check    device: the GPU platform as the driver describes it, and what the machine has
 #   collect  device: TVM from the parts, then `xfer-jax collect --platform cuda` for $COLLECT_S seconds
 #   sweep    device: the ablations listed in $JOBS (lines of bench/ablate_model.py arguments), $PARALLEL at a

@@ -6,7 +6,7 @@
 #   nohup bash bench/tune_budgets.sh >> runs/tune_budgets.log 2>&1 &
 #   NETWORKS="resnet18" ONNX=model.onnx ROUNDS="1 8" bash bench/tune_budgets.sh
 # CHECKPOINT must never have seen this host. On a host outside data/v1 the shipped default is one; on a host in
-# it, train one without it first: xfer-jax train --split by-host --holdout <host> --out runs/ck-without-<host>
+# it, train one without it first: xfer-jax train --data data/v1/dataset --split by-host --holdout <host> --out runs/ck-without-<host>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${PLATFORM:-auto}

@@ -89,3 +89,20 @@ def test_a_trace_reading_model_scores_by_the_tokens_and_ignores_padding_tokens()
     np.testing.assert_allclose(scores, model(features, mask, workload, hardware, ids, padding_changed), rtol=1e-5,
                                atol=1e-6)
 
+
+
+def test_a_trace_only_model_ignores_the_store_rows_and_needs_some_program_input():
+    from xfer_jax.trace import MAX_TOKENS, TOKEN_VALUES
+
+    features, workload = _inputs()
+    mask, hardware = jnp.ones(features.shape[:2], bool), jnp.zeros((1, NUM_HARDWARE_FEATURES))
+    rng = np.random.default_rng(2)
+    ids = rng.integers(1, 20, (len(features), MAX_TOKENS)).astype(np.int8)
+    values = rng.normal(size=(len(features), MAX_TOKENS, TOKEN_VALUES)).astype(np.float32)
+    model = build_model(ModelConfig(stores=False), nnx.Rngs(0))
+    scores = model(features, mask, workload, hardware, ids, values)
+    np.testing.assert_array_equal(scores, model(features + 3.0, mask, workload, hardware, ids, values))
+    assert np.abs(np.asarray(scores - model(features, mask, workload, hardware, ids, values + 1.0))).max() > 1e-4
+    assert np.unique(np.asarray(scores)).size == len(features)  # the programs are told apart by their traces
+    with pytest.raises(ValueError, match="no program input"):
+        build_model(ModelConfig(stores=False, trace=False), nnx.Rngs(0))

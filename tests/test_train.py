@@ -302,3 +302,22 @@ def test_distil_command_rejects_a_missing_teacher_or_a_bad_mix_in_one_line(synth
     common = ("--data", synthetic_dataset, "--out", tmp_path / "s")
     assert_one_line(run_cli("distill", "--teacher", tmp_path / "nope", *common), "no checkpoint")
     assert_one_line(run_cli("distill", "--teacher", tmp_path / "nope", "--mix", "2", *common), "--mix")
+
+
+def test_store_dropout_hides_every_store_of_whole_groups_and_needs_a_trace_reading_model(synthetic_dataset,
+                                                                                        tmp_path):
+    data = dataset.load(synthetic_dataset)
+    inputs = (data.features, data.mask, data.workload, data.hardware, data.trace_ids, data.trace_values)
+    plain = train.GroupSampler(data, inputs, dataclasses.replace(TINY, groups_per_batch=64)).next()
+    dropped = train.GroupSampler(data, inputs, dataclasses.replace(TINY, groups_per_batch=64,
+                                                                   store_dropout=0.5)).next()
+    hidden = ~dropped.mask.any(axis=(1, 2))  # groups whose programs show no store at all
+    assert 0.2 < hidden.mean() < 0.8
+    np.testing.assert_array_equal(dropped.mask[~hidden], plain.mask[~hidden])  # the others are untouched
+    np.testing.assert_array_equal(dropped.trace_ids, plain.trace_ids)
+    split = splits.within_task(data, seed=0)
+    with pytest.raises(UserError, match="store_dropout"):
+        train.train(data, split.train, split.test, dataclasses.replace(ModelConfig.small(), trace=False),
+                    dataclasses.replace(TINY, store_dropout=0.5), tmp_path / "ck", show_progress=False)
+    with pytest.raises(UserError, match="store_dropout"):
+        train.TrainConfig(store_dropout=1.0)

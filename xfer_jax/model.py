@@ -42,6 +42,8 @@ class ModelConfig:
     # the schedule-trace tokens (xfer_jax.trace), each through an MLP and averaged into one more program token
     # (by-task PCA +0.012, Zen 1 held out +0.008, session 10); letting all of them attend cost 7x the time for less
     trace: bool = True
+    # False: the trace-only ablation (TLP's input alone): the store rows are not read, the trace token is all
+    stores: bool = True
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
     @classmethod
@@ -157,14 +159,13 @@ class CostModel(nnx.Module):
             raise ValueError(f"unknown readout {config.readout!r}; choose {', '.join(READOUTS)}")
         self.config = config
         dim = config.dim
+        if not (config.stores or config.trace):
+            raise ValueError("a model that reads neither store rows nor trace tokens has no program input")
         row_width = (config.store_features * max(config.store_bins, 1)
                      + (config.hardware_features if self._hardware_in_stores else 0))
-        if config.store_hidden:
-            self.store_hidden = nnx.Linear(row_width, config.store_hidden, rngs=rngs)
-            self.store_embed = nnx.Linear(config.store_hidden, dim, rngs=rngs)
-        else:
-            self.store_hidden = None
-            self.store_embed = nnx.Linear(row_width, dim, rngs=rngs)
+        self.store_hidden = (nnx.Linear(row_width, config.store_hidden, rngs=rngs)
+                             if config.stores and config.store_hidden else None)
+        self.store_embed = (nnx.Linear(config.store_hidden or row_width, dim, rngs=rngs) if config.stores else None)
         self.workload_embed = nnx.Linear(config.workload_features, dim, rngs=rngs)
         cross = config.use_hardware and config.hardware_cross
         self.hardware_embed = (nnx.Linear(config.hardware_features, dim * config.hardware_tokens, rngs=rngs)
@@ -181,16 +182,22 @@ class CostModel(nnx.Module):
     def _hardware_in_stores(self) -> bool:
         return self.config.use_hardware and self.config.hardware_in_stores
 
-    def __call__(self, features, mask, workload, hardware, trace_ids=None, trace_values=None):
-        """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once.
-        trace_ids [B, T] and trace_values [B, T, V] are read only by a model with config.trace."""
+    def _store_tokens(self, features, hardware):
         rows = piecewise_linear_bins(features, self.config.store_bins) if self.config.store_bins else features
         if self._hardware_in_stores:
             per_row = jnp.broadcast_to(hardware[:, None, :], (features.shape[0], features.shape[1], hardware.shape[-1]))
             rows = jnp.concatenate([rows, per_row], axis=-1)
         if self.store_hidden is not None:
             rows = jax.nn.gelu(self.store_hidden(rows))
-        tokens = self.store_embed(rows) + self.workload_embed(workload)[:, None, :]
+        return self.store_embed(rows)
+
+    def __call__(self, features, mask, workload, hardware, trace_ids=None, trace_values=None):
+        """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once.
+        trace_ids [B, T] and trace_values [B, T, V] are read only by a model with config.trace."""
+        if self.store_embed is not None:
+            tokens = self._store_tokens(features, hardware) + self.workload_embed(workload)[:, None, :]
+        else:  # trace-only: no store tokens
+            tokens, mask = jnp.zeros((features.shape[0], 0, self.config.dim)), mask[:, :0]
         if self.hardware_film is not None:
             scale, shift = jnp.split(self.hardware_film(hardware)[:, None, :], 2, axis=-1)
             tokens = tokens * (1.0 + scale) + shift

@@ -46,12 +46,17 @@ class TrainConfig:
     store_scaling: str = "auto"
     only_varied_hardware: bool = True  # zero the hardware entries that never varied in training (normalize.py)
     validation: str = "programs"  # early stopping on held-out programs or tasks (splits.early_stopping_split)
+    # this fraction of each batch's groups is seen through its trace tokens alone (every store masked), so that
+    # the model also ranks from traces alone: tuning's cheap first stage before PerStoreFeature (trace models)
+    store_dropout: float = 0.0
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
             raise UserError(f"unknown loss {self.loss!r}; choose {', '.join(losses.LOSSES)}")
         if self.validation not in splits.VALIDATIONS:
             raise UserError(f"unknown validation {self.validation!r}; choose {', '.join(splits.VALIDATIONS)}")
+        if not 0.0 <= self.store_dropout < 1.0:
+            raise UserError(f"store_dropout must be in [0, 1), got {self.store_dropout}")
 
     def scaling_for(self, model_config: ModelConfig) -> str:
         if self.store_scaling != "auto":
@@ -108,6 +113,8 @@ class GroupSampler:
             where[row, : len(take)] = True
         features, mask, workload, hardware, trace_ids, trace_values = (x[index] for x in self.inputs)
         features, mask = features[:, :, :bucket], mask[:, :, :bucket]
+        if self.config.store_dropout:
+            mask = mask & (self.rng.random(g) >= self.config.store_dropout)[:, None, None]
         labels = np.where(where, self.labels[index], 0.0).astype(np.float32)
         return Batch(features, mask, workload, hardware, trace_ids, trace_values, labels, where)
 
@@ -238,6 +245,8 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
 
     if model_config.bins_stores and normalizer.store_scaling != "quantile":
         raise UserError("store_bins needs store_scaling='quantile' (its bins read features in [0, 1])")
+    if config.store_dropout and not model_config.trace_tokens:
+        raise UserError("store_dropout leaves a program its trace tokens alone: it needs a model that reads them")
 
     train_inputs, valid_inputs = (model_inputs(normalizer, d, stores, model_config) for d in (train_data, valid_data))
     sampler = GroupSampler(train_data, train_inputs, config, host_shard=(jax.process_index(), jax.process_count()))
