@@ -42,39 +42,54 @@ class CandidateFeatures:
     def __init__(self, max_stores: int, trace_tokens: int = 0, capacity: int = 1 << 14):
         self.max_stores, self.trace_tokens, self.capacity = max_stores, trace_tokens, capacity
         self.extractor = ms.feature_extractor.PerStoreFeature(extract_workload=True)
-        self.seen: dict[tuple[str, str], tuple[np.ndarray, ...]] = {}  # -> rows, token ids, values; oldest first
+        self.seen: dict[tuple[str, str], np.ndarray] = {}  # -> PerStoreFeature rows; oldest first
+        self.tokens_of: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # -> trace ids, values
         self.flags: dict[str, np.ndarray] = {}  # workload -> PerStoreFeature's workload columns
         self.hits = self.misses = 0
 
     def __call__(self, context, candidates) -> tuple:
         """(workload hash, features [N, max_stores, 164] float32, mask [N, max_stores], trace ids
         [N, trace_tokens] int8, trace values [N, trace_tokens, TOKEN_VALUES] float32)."""
-        workload = workload_hash(context.mod)
-        traces = ["\n".join(c.sch.trace.as_python(False)) for c in candidates]
+        workload, traces, ids, values = self.tokens(context, candidates)
         missing = list(dict.fromkeys(t for t in traces if (workload, t) not in self.seen))
         if missing:
             candidate_of = dict(zip(traces, candidates))
             extracted = [f.numpy() for f in self.extractor.extract_from(context, [candidate_of[t] for t in missing])]
             self.flags.setdefault(workload, extracted[0][0, NUM_STORE_FEATURES:] if len(extracted[0])
                                   else np.zeros(0, np.float32))
-            ids, values = batch_tokens([python_trace(t.split("\n")) if self.trace_tokens else [] for t in missing],
-                                       self.trace_tokens)
-            for trace, rows, trace_ids, trace_values in zip(missing, extracted, ids, values):
-                self.seen[workload, trace] = (rows[: self.max_stores, :NUM_STORE_FEATURES].astype(np.float32),
-                                              trace_ids, trace_values)
+            for trace, rows in zip(missing, extracted):
+                self.seen[workload, trace] = rows[: self.max_stores, :NUM_STORE_FEATURES].astype(np.float32)
         self.hits += len(traces) - len(missing)
         self.misses += len(missing)
         features = np.zeros((len(traces), self.max_stores, NUM_STORE_FEATURES), np.float32)
         mask = np.zeros((len(traces), self.max_stores), bool)
+        for i, trace in enumerate(traces):
+            rows = self.seen[workload, trace]
+            features[i, : len(rows)] = rows
+            mask[i, : len(rows)] = True
+        self._forget_oldest()
+        return workload, features, mask, ids, values
+
+    def tokens(self, context, candidates) -> tuple:
+        """(workload hash, printed traces, trace ids, trace values) without lowering any candidate."""
+        workload = workload_hash(context.mod)
+        traces = ["\n".join(c.sch.trace.as_python(False)) for c in candidates]
+        new = list(dict.fromkeys(t for t in traces if (workload, t) not in self.tokens_of))
+        ids, values = batch_tokens([python_trace(t.split("\n")) if self.trace_tokens else [] for t in new],
+                                   self.trace_tokens)
+        self.tokens_of.update({(workload, t): pair for t, pair in zip(new, zip(ids, values))})
         ids = np.zeros((len(traces), self.trace_tokens), np.int8)
         values = np.zeros((len(traces), self.trace_tokens, TOKEN_VALUES), np.float32)
         for i, trace in enumerate(traces):
-            rows, ids[i], values[i] = self.seen[workload, trace]
-            features[i, : len(rows)] = rows
-            mask[i, : len(rows)] = True
-        while len(self.seen) > self.capacity:  # after use: this batch's entries may be the oldest
-            del self.seen[next(iter(self.seen))]
-        return workload, features, mask, ids, values
+            ids[i], values[i] = self.tokens_of[workload, trace]
+        self._forget_oldest()
+        return workload, traces, ids, values
+
+    def _forget_oldest(self) -> None:
+        """After use: this batch's entries may be the oldest."""
+        for cache in (self.seen, self.tokens_of):
+            while len(cache) > self.capacity:
+                del cache[next(iter(cache))]
 
 
 def search_weights(scores: np.ndarray) -> np.ndarray:
@@ -98,10 +113,13 @@ class XferCostModel(ms.cost_model.PyCostModel):
     """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_budget_s: float = 1.5, adapt_every: int = 32):
+                 adapt_budget_s: float = 1.5, adapt_every: int = 32, prescreen: float | None = None):
         super().__init__()
         checkpoint.use_compilation_cache()
-        self.predictor, self.platform, self.frozen = predictor, platform, frozen
+        if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
+            raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
+                            "(0, 1) and a model that reads traces (trained with store_dropout to rank well so)")
+        self.predictor, self.platform, self.frozen, self.prescreen = predictor, platform, frozen, prescreen
         # fine-tune once per `adapt_every` new measurements, not per batch: each try costs ~1-2 s of steps
         self.adapt_every, self.measured_since_update = adapt_every, 0
         self.hardware = hardware_vector(platform.descriptor)
@@ -151,8 +169,30 @@ class XferCostModel(ms.cost_model.PyCostModel):
         start = time.perf_counter()
         if not candidates:
             return np.zeros(0, np.float64)
-        scores = search_weights(self.predictor.predict(*self._inputs(context, candidates)[1]))
+        key = workload_hash(context.mod)
+        if self.prescreen and key in self.workloads and len(candidates) * self.prescreen >= 1:
+            scores = self._prescreened(context, candidates)
+        else:
+            scores = search_weights(self.predictor.predict(*self._inputs(context, candidates)[1]))
         self.seconds += time.perf_counter() - start
+        return scores
+
+    def _prescreened(self, context, candidates) -> np.ndarray:
+        """The trace tokens rank every candidate; only the best `prescreen` fraction is featurized (PerStoreFeature
+        lowers each, ~7 ms) and ranked by the whole model, above all the others."""
+        key, _, ids, values = self.candidates.tokens(context, candidates)
+        n = len(candidates)
+        blind = np.zeros((n, 1), bool)  # no store rows: the model reads the trace token alone
+        cheap = self.predictor.predict(np.zeros((n, 1, NUM_STORE_FEATURES), np.float32), blind,
+                                       np.broadcast_to(self.workloads[key], (n, len(self.workloads[key]))),
+                                       self.hardware, ids, values)
+        order = np.argsort(-cheap, kind="stable")
+        top, rest = np.split(order, [int(np.ceil(self.prescreen * n))])
+        full = self.predictor.predict(*self._inputs(context, [candidates[i] for i in top])[1])
+        scores = np.empty(n, np.float64)
+        below = search_weights(cheap[rest])
+        scores[rest] = 1e-3 * below / max(below.max(initial=0.0), 1e-12)  # rarely parents, never above a top one
+        scores[top] = 1e-3 + search_weights(full)
         return scores
 
     def update(self, context, candidates, results) -> None:

@@ -52,6 +52,7 @@ class TuneConfig:
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
+    prescreen: float | None = None  # xfer: featurize only this fraction of candidates, the best by trace tokens
     task_scheduler: str = "gradient"  # one of TASK_SCHEDULERS
     data: str = "data/v1/dataset"  # xgb-pretrained fits on the checkpoint's training programs of this dataset
     e2e_number: int = 5
@@ -138,7 +139,7 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     if name in ("xfer", "xgb-pretrained") and checkpoint is None:
         raise UserError(f"the {name} cost model needs --checkpoint")
     if name == "xfer":
-        return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen)
+        return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen, prescreen=config.prescreen)
     if name == "xgb-pretrained":
         key = hashlib.sha256(f"{pathlib.Path(checkpoint).resolve()}|{pathlib.Path(config.data).resolve()}".encode())
         return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data,
@@ -200,7 +201,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
            "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {}),
            **({"task_scheduler": config.task_scheduler} if config.task_scheduler != "gradient" else {}),
-           **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {})}
+           **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {}),
+           **({"prescreen": config.prescreen} if config.prescreen else {})}
     # validate the tracker, the checkpoint and every model first: a typo must not claim the folder for a job
     if config.task_scheduler not in TASK_SCHEDULERS:
         raise UserError(f"unknown task scheduler {config.task_scheduler!r}; choose {', '.join(TASK_SCHEDULERS)}")
@@ -208,7 +210,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         check_tracker(config.measure.rpc_tracker, config.measure.rpc_key)
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out / name) for name in models}
     # a rerun resumes only the same job; a key left out of `job` at its default compares as None
-    records.write_once(out / "settings.json", job, compare_keys=(*job, "data", "task_scheduler", "top_k_per_task"))
+    records.write_once(out / "settings.json", job, compare_keys=(*job, "data", "task_scheduler", "top_k_per_task",
+                                                                    "prescreen"))
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured

@@ -207,6 +207,9 @@ def train_command(
     loss: Optional[Loss] = typer.Option(None, "--loss", help="[default: TrainConfig.loss]"),
     no_hardware: bool = typer.Option(False, "--no-hardware", help="ablation: drop the hardware input"),
     no_trace: bool = typer.Option(False, "--no-trace", help="ablation: drop the schedule-trace tokens"),
+    store_dropout: Optional[float] = typer.Option(None, "--store-dropout", min=0.0, max=0.99,
+                                                  help="share of groups trained on trace tokens alone, so that tune "
+                                                  "--prescreen can rank by them [default: TrainConfig.store_dropout]"),
     size: Size = typer.Option("base", "--size"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -216,7 +219,7 @@ def train_command(
 
         result = train_and_evaluate(data, split.value, out, holdout=holdout, shots=shots,
                                     use_hardware=not no_hardware, use_trace=not no_trace, size=size.value, seed=seed,
-                                    **given(steps=steps, loss=loss and loss.value))
+                                    **given(steps=steps, loss=loss and loss.value, store_dropout=store_dropout))
     typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1),
                            "test": {m: result["test"][m] for m in ("pca", "top1", "top5")}}))
 
@@ -287,6 +290,9 @@ def tune(
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "
                                                 "was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
+    prescreen: Optional[float] = typer.Option(None, "--prescreen", min=0.01, max=0.99,
+                                              help="xfer: featurize only this fraction of the candidates, the best "
+                                              "by their trace tokens alone (a model trained with store_dropout)"),
     task_scheduler: Optional[TaskScheduler] = typer.Option(None, "--task-scheduler", help="how trials go to tasks "
                                                            "[default: TuneConfig.task_scheduler]"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs/tune"), "--out",
@@ -317,7 +323,7 @@ def tune(
         config = TuneConfig(**given(trials=trials, trials_per_round=trials_per_round, data=data and str(data),
                                     top_k_per_task=top_k_per_task, rounds_per_task=rounds_per_task,
                                     task_scheduler=task_scheduler and task_scheduler.value),
-                            seed=seed, frozen=frozen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
+                            seed=seed, frozen=frozen, prescreen=prescreen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config,
                               checkpoint or default_checkpoint())

@@ -291,3 +291,17 @@ def test_ctrl_c_during_tune_is_one_line_and_exit_code_130_and_keeps_the_curve(ch
         messages, stderr[-600:])
     curve = next(tmp_path.glob("out/**/curve.jsonl"))
     assert all(json.loads(line)["trials"] > 0 for line in curve.read_text().splitlines())
+
+
+def test_prescreening_featurizes_only_the_best_share_by_trace_tokens(checkpoint, tiny, tmp_path):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    with pytest.raises(UserError, match="prescreening"):
+        XferCostModel.from_checkpoint(checkpoint, platform, prescreen=1.0)
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, frozen=True, prescreen=0.25)
+    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16,
+                           num_trials_per_iter=8, cost_model=cost_model, **fast_measurement(platform))
+    assert 0 < len(database.get_all_tuning_records()) <= 16
+    featurized, tokenized = cost_model.candidates.misses, len(cost_model.candidates.tokens_of)
+    assert 0 < featurized < 0.6 * tokenized  # the first call featurizes all; later ones a quarter and the measured
