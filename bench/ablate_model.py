@@ -45,15 +45,16 @@ def zscore(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean()) / max(scores.std(), 1e-9)
 
 
-def blended_scores(variant: str, data, split, steps: int, trained: dict) -> tuple[np.ndarray, dict]:
+def blended_scores(variant: str, data, split, steps: int, trained: dict,
+                   keep: pathlib.Path | None = None) -> tuple[np.ndarray, dict]:
     """Scores of one variant, or the mean z-score of the " | "-separated variants it names; `trained` keeps
     every variant's scores so that each trains once."""
     parts = [part.strip() for part in variant.split("|")]
     if len(parts) == 1:
         if variant not in trained:
-            trained[variant] = scores_of(variant, data, split, steps)
+            trained[variant] = scores_of(variant, data, split, steps, keep)
         return trained[variant]
-    runs = [blended_scores(part, data, split, steps, trained) for part in parts]
+    runs = [blended_scores(part, data, split, steps, trained, keep) for part in parts]
     return sum(zscore(s) for s, _ in runs) / len(runs), {"members": [extra for _, extra in runs]}
 
 
@@ -82,8 +83,8 @@ def trace_only_reports(predictor, test) -> dict:
     return {name: {k: round(r[k], 4) for k in ("pca", "top1", "top5")} for name, r in reports.items()}
 
 
-def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
-    """(test scores, extra fields of the JSON line)."""
+def scores_of(variant: str, data, split, steps: int, keep: pathlib.Path | None = None) -> tuple[np.ndarray, dict]:
+    """(test scores, extra fields of the JSON line); a trained model's checkpoint goes to keep/<variant> if given."""
     fields = {}
     for pair in filter(None, variant.split(",")):
         key, _, value = pair.partition("=")
@@ -94,7 +95,7 @@ def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
     if members > 1:  # z-scored scores of `members` seeds, averaged
         text = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
         runs = [scores_of(",".join(f"{k}={text(v)}" for k, v in {**fields, "seed": seed + i}.items()), data, split,
-                          steps)
+                          steps, keep)
                 for i in range(members)]
         return sum(zscore(s) for s, _ in runs) / members, {"members": [extra for _, extra in runs]}
     if fields.get("kind") in ("xgb", "xgb+hw"):
@@ -107,8 +108,9 @@ def scores_of(variant: str, data, split, steps: int) -> tuple[np.ndarray, dict]:
     model_fields = {k: v for k, v in fields.items() if k not in train_names}
     config = train.TrainConfig(**{"steps": steps, **train_fields, "seed": seed})
     fit, valid = splits.early_stopping_split(data, split, seed, config.validation)
-    with tempfile.TemporaryDirectory() as out:
-        result = train.train(data, fit, valid, ModelConfig(**model_fields), config, pathlib.Path(out),
+    with tempfile.TemporaryDirectory() as scratch:
+        out = keep / re.sub(r"[^A-Za-z0-9.=+-]+", "_", variant or "default") if keep else pathlib.Path(scratch)
+        result = train.train(data, fit, valid, ModelConfig(**model_fields), config, out,
                              {"name": split.name, "holdout": list(split.held_out), "seed": seed},
                              show_progress=False)
         predictor = xfer_jax.load(out)
@@ -130,6 +132,8 @@ def main() -> None:
     parser.add_argument("--drop-hardware", action="append", default=[], metavar="NAME",
                         help="set this hardware-vector entry (xfer_jax.hardware.HARDWARE_FEATURE_NAMES) to 0 on every "
                              "platform, for every variant: what the models learn without it (repeatable)")
+    parser.add_argument("--save-checkpoints", type=pathlib.Path, default=None, metavar="DIR",
+                        help="keep each trained variant's checkpoint in DIR/<variant> (e.g. to tune with it)")
     parser.add_argument("--save-scores", type=pathlib.Path, default=None,
                         help="also save each variant's test scores here (.npy), to blend or ensemble them later")
     args = parser.parse_args()
@@ -145,7 +149,7 @@ def main() -> None:
     trained = {}
     for variant in args.variants:
         start = time.time()
-        scores, extra = blended_scores(variant, data, split, args.steps, trained)
+        scores, extra = blended_scores(variant, data, split, args.steps, trained, args.save_checkpoints)
         report = ranking_report(data.subset(split.test), scores)
         if args.save_scores:
             args.save_scores.mkdir(parents=True, exist_ok=True)
