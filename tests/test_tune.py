@@ -73,17 +73,22 @@ def test_scores_reach_the_search_positive_and_in_the_model_order():
     np.testing.assert_allclose(weights[-1], 14.0, rtol=1e-6)  # high scores pass through nearly unchanged
 
 
-def test_frozen_model_never_updates(checkpoint, tiny, tmp_path):
+def test_a_frozen_prescreening_model_never_updates_and_featurizes_only_the_best_share(checkpoint, tiny, tmp_path):
     platform = platforms.get_platform("auto")
     target = platform.tvm_target()
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, frozen=True)
+    with pytest.raises(UserError, match="prescreening"):
+        XferCostModel.from_checkpoint(checkpoint, platform, prescreen=1.0)
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, frozen=True, prescreen=0.25)
     before = xfer_jax.load(checkpoint).params
-    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=8, num_trials_per_iter=8,
-                cost_model=cost_model, **fast_measurement(platform))
+    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
+                           cost_model=cost_model, **fast_measurement(platform))
+    assert 0 < len(database.get_all_tuning_records()) <= 16
     assert cost_model.updates["tried"] == 0
     for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
         np.testing.assert_array_equal(a, b)
+    featurized, tokenized = cost_model.candidates.misses, len(cost_model.candidates.tokens_of)
+    assert 0 < featurized < 0.6 * tokenized  # the first call featurizes all; later ones a quarter and the measured
 
 
 def test_pretrained_xgb_boosts_on_its_own_measurements_and_saves_json_not_pickle(tiny, tmp_path):
@@ -291,17 +296,3 @@ def test_ctrl_c_during_tune_is_one_line_and_exit_code_130_and_keeps_the_curve(ch
         messages, stderr[-600:])
     curve = next(tmp_path.glob("out/**/curve.jsonl"))
     assert all(json.loads(line)["trials"] > 0 for line in curve.read_text().splitlines())
-
-
-def test_prescreening_featurizes_only_the_best_share_by_trace_tokens(checkpoint, tiny, tmp_path):
-    platform = platforms.get_platform("auto")
-    target = platform.tvm_target()
-    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    with pytest.raises(UserError, match="prescreening"):
-        XferCostModel.from_checkpoint(checkpoint, platform, prescreen=1.0)
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, frozen=True, prescreen=0.25)
-    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16,
-                           num_trials_per_iter=8, cost_model=cost_model, **fast_measurement(platform))
-    assert 0 < len(database.get_all_tuning_records()) <= 16
-    featurized, tokenized = cost_model.candidates.misses, len(cost_model.candidates.tokens_of)
-    assert 0 < featurized < 0.6 * tokenized  # the first call featurizes all; later ones a quarter and the measured
