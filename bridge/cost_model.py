@@ -120,6 +120,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
                             "(0, 1) and a model that reads traces (trained with store_dropout to rank well so)")
         self.predictor, self.platform, self.frozen, self.prescreen = predictor, platform, frozen, prescreen
+        self.prescreened_out = 0  # candidates ranked by their trace tokens alone, never featurized for it
         # fine-tune once per `adapt_every` new measurements, not per batch: each try costs ~1-2 s of steps
         self.adapt_every, self.measured_since_update = adapt_every, 0
         self.hardware = hardware_vector(platform.descriptor)
@@ -189,6 +190,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         order = np.argsort(-cheap, kind="stable")
         top, rest = np.split(order, [int(np.ceil(self.prescreen * n))])
         full = self.predictor.predict(*self._inputs(context, [candidates[i] for i in top])[1])
+        self.prescreened_out += len(rest)
         scores = np.empty(n, np.float64)
         below = search_weights(cheap[rest])
         scores[rest] = 1e-3 * below / max(below.max(initial=0.0), 1e-12)  # rarely parents, never above a top one

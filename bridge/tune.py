@@ -279,13 +279,14 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
                  "trials": len(database.get_all_tuning_records()), "wall_s": round(last["s"], 1),
                  "model_s": round(last["model_s"], 2), "curve": recorder.curve, "output_matches_untuned": matches,
                  "library": str(library), "database": str(work_dir)}
-        if isinstance(cost_model, XferCostModel):
-            entry["online_updates"] = cost_model.updates
-        if isinstance(cost_model, PretrainedXGBCostModel):
-            entry["online_updates"] = {"boosted": cost_model.updates}
         if isinstance(cost_model, (XferCostModel, PretrainedXGBCostModel)):  # how often search rescored a candidate
             entry["candidates"] = {"scored": cost_model.candidates.hits + cost_model.candidates.misses,
                                    "featurized": cost_model.candidates.misses}
+        if isinstance(cost_model, XferCostModel):
+            entry["online_updates"] = cost_model.updates
+            entry["candidates"]["scored"] += cost_model.prescreened_out  # ranked by trace tokens alone
+        if isinstance(cost_model, PretrainedXGBCostModel):
+            entry["online_updates"] = {"boosted": cost_model.updates}
         report["models"][name] = entry
         if matches:
             result_path.write_text(json.dumps(entry, indent=1))
