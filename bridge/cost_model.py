@@ -170,8 +170,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
         start = time.perf_counter()
         if not candidates:
             return np.zeros(0, np.float64)
-        key = workload_hash(context.mod)
-        if self.prescreen and key in self.workloads and len(candidates) * self.prescreen >= 1:
+        # prescreen once the task's workload features are known (its first call featurizes every candidate)
+        if self.prescreen and len(candidates) * self.prescreen >= 1 and workload_hash(context.mod) in self.workloads:
             scores = self._prescreened(context, candidates)
         else:
             scores = search_weights(self.predictor.predict(*self._inputs(context, candidates)[1]))
