@@ -3,6 +3,7 @@
 # Resumable: rerun after an interruption; finished tasks are skipped. Hours on 2 cores; run it in the background:
 #   nohup bash bench/collect_v1.sh >> runs/collect_v1.log 2>&1 &
 #   nohup bash bench/collect_v1.sh avx2-2t@host avx2-1t@host >> runs/collect_v1.log 2>&1 &   # chosen configs
+#   PROGRAMS=128 nohup bash bench/collect_v1.sh ...   # deeper: tops up every task measured before to 128
 # Configs are labelled with the host's LLVM CPU name (`avx512-2t@host` -> avx512-2t@znver5), so collections
 # from several machines share one dataset without mixing; the unlabelled avx2-2t, avx2-1t and avx-2t folders
 # were measured on an AMD Zen 1 host (see data/README.md). Configs go two at a time, network by network, so
@@ -18,5 +19,5 @@ networks=(--network resnet18 --network mobilenet_v2 --network bert_tiny --networ
 while [ $# -gt 0 ]; do
   pair=(--platform "$1"); shift
   if [ $# -gt 0 ]; then pair+=(--platform "$1"); shift; fi
-  xfer-jax collect --programs-per-task 72 --out data/v1/raw "${pair[@]}" "${networks[@]}"
+  xfer-jax collect --programs-per-task "${PROGRAMS:-72}" --out data/v1/raw "${pair[@]}" "${networks[@]}"
 done

@@ -321,3 +321,20 @@ def test_store_dropout_hides_every_store_of_whole_groups_and_needs_a_trace_readi
                     dataclasses.replace(TINY, store_dropout=0.5), tmp_path / "ck", show_progress=False)
     with pytest.raises(UserError, match="store_dropout"):
         train.TrainConfig(store_dropout=1.0)
+
+
+def test_hardware_noise_moves_each_groups_hardware_vector_as_one_and_only_the_entries_that_vary(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    inputs = (data.features, data.mask, data.workload, data.hardware, data.trace_ids, data.trace_values)
+    config = dataclasses.replace(TINY, groups_per_batch=16)
+    plain = train.GroupSampler(data, inputs, config).next()
+    noisy = train.GroupSampler(data, inputs, dataclasses.replace(config, hardware_noise=0.5)).next()
+    shift = noisy.hardware - plain.hardware
+    spread = data.hardware.std(axis=0)
+    varies = spread > 1e-3  # the rest differ by float rounding only
+    assert varies.any() and not varies.all()
+    assert np.all(np.abs(shift[..., varies]) > 0) and np.all(np.abs(shift[..., ~varies]) <= 1e-3)
+    np.testing.assert_allclose(shift, np.broadcast_to(shift[:, :1], shift.shape))  # one draw per group
+    np.testing.assert_array_equal(noisy.features, plain.features)
+    with pytest.raises(UserError, match="hardware_noise"):
+        train.TrainConfig(hardware_noise=-1.0)

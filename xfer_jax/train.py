@@ -49,6 +49,9 @@ class TrainConfig:
     # this fraction of each batch's groups is seen through its trace tokens alone (every store masked), so that
     # the model also ranks from traces alone: tuning's cheap first stage before PerStoreFeature (trace models)
     store_dropout: float = 0.0
+    # each batch's groups see their hardware vector shifted by Gaussian noise of this many times each entry's spread
+    # over the training programs: a few hosts give a few distinct vectors, which a model can memorise as host ids
+    hardware_noise: float = 0.0
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -57,6 +60,8 @@ class TrainConfig:
             raise UserError(f"unknown validation {self.validation!r}; choose {', '.join(splits.VALIDATIONS)}")
         if not 0.0 <= self.store_dropout < 1.0:
             raise UserError(f"store_dropout must be in [0, 1), got {self.store_dropout}")
+        if self.hardware_noise < 0:
+            raise UserError(f"hardware_noise must be >= 0, got {self.hardware_noise}")
 
     def scaling_for(self, model_config: ModelConfig) -> str:
         if self.store_scaling != "auto":
@@ -97,6 +102,7 @@ class GroupSampler:
         self.buckets = {b: np.flatnonzero(np.array(buckets) == b) for b in sorted(set(buckets))}
         sizes = np.array([len(v) for v in self.buckets.values()])
         self.bucket_odds = sizes / sizes.sum()  # a bucket as often as its groups: each group equally often
+        self.hardware_spread = inputs[3].std(axis=0)  # 0 where an entry never varied: no noise there
         self.rng = np.random.default_rng(config.seed)
 
     def next(self) -> Batch:
@@ -115,6 +121,9 @@ class GroupSampler:
         features, mask = features[:, :, :bucket], mask[:, :, :bucket]
         if self.config.store_dropout:
             mask = mask & (self.rng.random(g) >= self.config.store_dropout)[:, None, None]
+        if self.config.hardware_noise:  # one draw per group: a group is one config
+            noise = self.rng.normal(size=(g, 1, hardware.shape[-1])) * self.config.hardware_noise
+            hardware = (hardware + noise * self.hardware_spread).astype(hardware.dtype)
         labels = np.where(where, self.labels[index], 0.0).astype(np.float32)
         return Batch(features, mask, workload, hardware, trace_ids, trace_values, labels, where)
 
