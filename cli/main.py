@@ -210,6 +210,9 @@ def train_command(
     store_dropout: Optional[float] = typer.Option(None, "--store-dropout", min=0.0, max=0.99,
                                                   help="share of groups trained on trace tokens alone, so that tune "
                                                   "--prescreen can rank by them [default: TrainConfig.store_dropout]"),
+    hardware_noise: Optional[float] = typer.Option(None, "--hardware-noise", min=0.0,
+                                                   help="jitter each group's hardware vector by this many times each "
+                                                   "entry's spread [default: TrainConfig.hardware_noise]"),
     size: Size = typer.Option("base", "--size"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
@@ -219,7 +222,8 @@ def train_command(
 
         result = train_and_evaluate(data, split.value, out, holdout=holdout, shots=shots,
                                     use_hardware=not no_hardware, use_trace=not no_trace, size=size.value, seed=seed,
-                                    **given(steps=steps, loss=loss and loss.value, store_dropout=store_dropout))
+                                    **given(steps=steps, loss=loss and loss.value, store_dropout=store_dropout,
+                                          hardware_noise=hardware_noise))
     typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1),
                            "test": {m: result["test"][m] for m in ("pca", "top1", "top5")}}))
 
