@@ -45,6 +45,12 @@ def zscore(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean()) / max(scores.std(), 1e-9)
 
 
+def scores_file(split_name: str, holdout, split_seed: int, steps: int, variant: str) -> str:
+    """The .npy name under which --save-scores keeps a variant's test scores (bench/blend_scores.py reads it)."""
+    name = f"{split_name}-{holdout}-split{split_seed}-{steps}-{variant or 'default'}"
+    return re.sub(r"[^A-Za-z0-9.=+-]+", "_", name) + ".npy"
+
+
 def blended_scores(variant: str, data, split, steps: int, trained: dict,
                    keep: pathlib.Path | None = None) -> tuple[np.ndarray, dict]:
     """Scores of one variant, or the mean z-score of the " | "-separated variants it names; `trained` keeps
@@ -153,9 +159,8 @@ def main() -> None:
         report = ranking_report(data.subset(split.test), scores)
         if args.save_scores:
             args.save_scores.mkdir(parents=True, exist_ok=True)
-            name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{split.name}-{args.holdout}-split{args.split_seed}-"
-                          f"{args.steps}-{variant or 'default'}")
-            np.save(args.save_scores / f"{name}.npy", scores)
+            np.save(args.save_scores / scores_file(split.name, args.holdout, args.split_seed, args.steps, variant),
+                    scores)
         print(json.dumps({"variant": variant or "default", "split": split.name, "holdout": args.holdout,
                           "shots": args.shots, "steps": args.steps, "dropped_hardware": args.drop_hardware, **extra,
                           **{k: round(report[k], 4) for k in ("pca", "top1", "top5")},

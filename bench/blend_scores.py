@@ -13,16 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import re
 
 import numpy as np
 
+from ablate_model import scores_file, zscore
 from xfer_jax import dataset, splits
 from xfer_jax.evaluate import ranking_report
-
-
-def zscore(scores: np.ndarray) -> np.ndarray:
-    return (scores - scores.mean()) / max(scores.std(), 1e-9)
 
 
 def main() -> None:
@@ -41,9 +37,7 @@ def main() -> None:
     for blend in args.blends:
         members = []
         for variant in (part.strip() for part in blend.split("|")):
-            name = re.sub(r"[^A-Za-z0-9.=+-]+", "_", f"{split.name}-{args.holdout}-split{args.split_seed}-"
-                          f"{args.steps}-{variant or 'default'}")
-            path = args.scores / f"{name}.npy"
+            path = args.scores / scores_file(split.name, args.holdout, args.split_seed, args.steps, variant)
             if not path.exists():
                 parser.error(f"no saved scores {path}")
             members.append(np.load(path))
