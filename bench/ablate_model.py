@@ -25,6 +25,7 @@ import numpy as np
 import xfer_jax
 from xfer_jax import dataset, splits, train
 from xfer_jax.baselines import PackSumXGB
+from xfer_jax.cascade import cascade_scores, prescreen
 from xfer_jax.evaluate import ranking_report
 from xfer_jax.hardware import HARDWARE_FEATURE_NAMES
 from xfer_jax.model import ModelConfig
@@ -65,15 +66,12 @@ def blended_scores(variant: str, data, split, steps: int, trained: dict,
 
 
 def two_stage_scores(cheap: np.ndarray, full: np.ndarray, group: np.ndarray, keep: float) -> np.ndarray:
-    """Tuning's cascade on a test set: in each group the best `keep` fraction by `cheap` (at least one) ranked by
-    `full`, above the others, which keep their `cheap` order."""
+    """Tuning's cascade (`xfer-jax tune --prescreen`) on a test set, group by group."""
     out = np.zeros(len(full))
     for g in np.unique(group):
         members = np.flatnonzero(group == g)
-        order = members[np.argsort(-cheap[members], kind="stable")]
-        top, rest = np.split(order, [max(1, int(np.ceil(keep * len(members))))])
-        out[top] = len(members) + np.argsort(np.argsort(full[top]))
-        out[rest] = -np.arange(len(rest))
+        top, rest = prescreen(cheap[members], keep)
+        out[members] = cascade_scores(cheap[members], top, rest, full[members][top])
     return out
 
 

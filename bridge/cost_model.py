@@ -19,6 +19,7 @@ import xfer_jax
 from xfer_jax import checkpoint
 from xfer_jax.adapt import Measurements, OnlineAdapter
 from xfer_jax.baselines import PackSumXGB
+from xfer_jax.cascade import cascade_scores, prescreen, search_weights
 from xfer_jax.dataset import NUM_STORE_FEATURES
 from xfer_jax.errors import UserError
 from xfer_jax.hardware import hardware_vector
@@ -92,15 +93,6 @@ class CandidateFeatures:
                 del cache[next(iter(cache))]
 
 
-def search_weights(scores: np.ndarray) -> np.ndarray:
-    """The model's scores as MetaSchedule's evolutionary search reads them: positive, in the same order.
-
-    The search clips every score at 0 (PredictNormalizedScore) and draws parents in proportion to the scores
-    (MakeMultinomialSampler). A ranking model's scores have no fixed zero: under the shipped model, in 39% of
-    200 (task, config) groups of data/v1 half the programs or more score below 0 (all tied at 0 for the search),
-    and in 1.5% all do, so such a task always breeds from its first candidate. softplus keeps the order and
-    leaves scores above ~3 nearly as they are."""
-    return np.logaddexp(0.0, np.asarray(scores, np.float64))
 
 
 def measured_latency(results) -> np.ndarray:
@@ -187,15 +179,10 @@ class XferCostModel(ms.cost_model.PyCostModel):
         cheap = self.predictor.predict(np.zeros((n, 1, NUM_STORE_FEATURES), np.float32), blind,
                                        np.broadcast_to(self.workloads[key], (n, len(self.workloads[key]))),
                                        self.hardware, ids, values)
-        order = np.argsort(-cheap, kind="stable")
-        top, rest = np.split(order, [int(np.ceil(self.prescreen * n))])
+        top, rest = prescreen(cheap, self.prescreen)
         full = self.predictor.predict(*self._inputs(context, [candidates[i] for i in top])[1])
         self.prescreened_out += len(rest)
-        scores = np.empty(n, np.float64)
-        below = search_weights(cheap[rest])
-        scores[rest] = 1e-3 * below / max(below.max(initial=0.0), 1e-12)  # rarely parents, never above a top one
-        scores[top] = 1e-3 + search_weights(full)
-        return scores
+        return cascade_scores(cheap, top, rest, full)
 
     def update(self, context, candidates, results) -> None:
         if self.frozen or not candidates:
