@@ -48,10 +48,11 @@ class CandidateFeatures:
         self.flags: dict[str, np.ndarray] = {}  # workload -> PerStoreFeature's workload columns
         self.hits = self.misses = 0
 
-    def __call__(self, context, candidates) -> tuple:
+    def __call__(self, context, candidates, tokens: tuple | None = None) -> tuple:
         """(workload hash, features [N, max_stores, 164] float32, mask [N, max_stores], trace ids
-        [N, trace_tokens] int8, trace values [N, trace_tokens, TOKEN_VALUES] float32)."""
-        workload, traces, ids, values = self.tokens(context, candidates)
+        [N, trace_tokens] int8, trace values [N, trace_tokens, TOKEN_VALUES] float32); `tokens`: what
+        `tokens(context, candidates)` returned already, so that no trace is printed twice."""
+        workload, traces, ids, values = tokens or self.tokens(context, candidates)
         missing = list(dict.fromkeys(t for t in traces if (workload, t) not in self.seen))
         if missing:
             candidate_of = dict(zip(traces, candidates))
@@ -91,8 +92,6 @@ class CandidateFeatures:
         for cache in (self.seen, self.tokens_of):
             while len(cache) > self.capacity:
                 del cache[next(iter(cache))]
-
-
 
 
 def measured_latency(results) -> np.ndarray:
@@ -147,10 +146,10 @@ class XferCostModel(ms.cost_model.PyCostModel):
             raise UserError(f"the tuning target is {kind} but platform {self.platform.name!r} "
                             f"describes {expected}; pass the matching --platform")
 
-    def _inputs(self, context, candidates) -> tuple[str, tuple[np.ndarray, ...]]:
-        """(workload hash, the predictor's inputs)."""
+    def _inputs(self, context, candidates, tokens: tuple | None = None) -> tuple[str, tuple[np.ndarray, ...]]:
+        """(workload hash, the predictor's inputs); `tokens` as CandidateFeatures takes them."""
         self._check_target(context.target)
-        key, features, mask, trace_ids, trace_values = self.candidates(context, candidates)
+        key, features, mask, trace_ids, trace_values = self.candidates(context, candidates, tokens)
         n = len(features)
         if key not in self.workloads:
             self.workloads[key] = workload_features(context.mod, context.task_name or "", self.candidates.flags[key])
@@ -173,14 +172,15 @@ class XferCostModel(ms.cost_model.PyCostModel):
     def _prescreened(self, context, candidates) -> np.ndarray:
         """The trace tokens rank every candidate; only the best `prescreen` fraction is featurized (PerStoreFeature
         lowers each, ~7 ms) and ranked by the whole model, above all the others."""
-        key, _, ids, values = self.candidates.tokens(context, candidates)
+        key, traces, ids, values = self.candidates.tokens(context, candidates)
         n = len(candidates)
         blind = np.zeros((n, 1), bool)  # no store rows: the model reads the trace token alone
         cheap = self.predictor.predict(np.zeros((n, 1, NUM_STORE_FEATURES), np.float32), blind,
                                        np.broadcast_to(self.workloads[key], (n, len(self.workloads[key]))),
                                        self.hardware, ids, values)
         top, rest = prescreen(cheap, self.prescreen)
-        full = self.predictor.predict(*self._inputs(context, [candidates[i] for i in top])[1])
+        kept = (key, [traces[i] for i in top], ids[top], values[top])
+        full = self.predictor.predict(*self._inputs(context, [candidates[i] for i in top], kept)[1])
         self.prescreened_out += len(rest)
         return cascade_scores(cheap, top, rest, full)
 
