@@ -20,6 +20,7 @@ tune() {  # tune <source args> <label> <rounds> <seed>
   xfer-jax tune $source --platform "$PLATFORM" --rounds-per-task "$rounds" --seed "$seed" \
     --checkpoint "$CHECKPOINT" --compare xgb,xgb-pretrained --out "runs/tune-budgets/$name-r$rounds-s$seed" \
     --json "reports/tune/$label-$name-r$rounds-s$seed.json"
+  cp "runs/tune-budgets/$name-r$rounds-s$seed/$label/tune.png" "reports/tune/$label-$name-r$rounds-s$seed.png"
 }
 for rounds in $ROUNDS; do
   seeds="0 1"; [ "$rounds" = 1 ] || seeds=0
