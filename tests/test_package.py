@@ -23,12 +23,13 @@ def test_every_shipped_checkpoint_loads_and_scores_with_this_version(folder):
     import numpy as np
 
     import xfer_jax
+    from xfer_jax.hardware import HARDWARE_FEATURE_NAMES
 
     predictor = xfer_jax.load(REPO / "checkpoints" / folder)
     rng = np.random.default_rng(0)
     trace_ids, trace_values = rng.integers(1, 30, size=(5, 48)), rng.random((5, 48, 6))  # ignored without traces
     scores = predictor.predict(np.abs(rng.normal(size=(5, 3, 164))), np.ones((5, 3), bool), rng.normal(size=(5, 20)),
-                               np.zeros(19), trace_ids, trace_values)
+                               np.zeros(len(HARDWARE_FEATURE_NAMES)), trace_ids, trace_values)  # older: a prefix
     assert scores.shape == (5,) and np.isfinite(scores).all() and np.ptp(scores) > 0
 
 
@@ -55,7 +56,7 @@ def test_compiled_predict_buckets_are_kept_on_disk_for_the_next_process(tmp_path
     script = ("import numpy as np, xfer_jax; from xfer_jax import checkpoint\n"
               f"checkpoint.use_compilation_cache({str(tmp_path / 'cache')!r})\n"
               "p = xfer_jax.load()\n"
-              "p.predict(np.ones((3, 2, 164)), np.ones((3, 2), bool), np.zeros((3, 20)), np.zeros(19),\n"
+              "p.predict(np.ones((3, 2, 164)), np.ones((3, 2), bool), np.zeros((3, 20)), np.zeros(20),\n"
               "          np.ones((3, 48)), np.ones((3, 48, 6)))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
