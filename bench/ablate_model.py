@@ -78,9 +78,7 @@ def two_stage_scores(cheap: np.ndarray, full: np.ndarray, group: np.ndarray, kee
 def trace_only_reports(predictor, test) -> dict:
     """For a model trained with store_dropout: its ranking from trace tokens alone (every store masked), and the
     cascade that featurizes only the best quarter by that ranking."""
-    blind = np.zeros((len(test.features), 1), bool)
-    cheap = predictor.predict(test.features[:, :1], blind, test.workload, test.hardware, test.trace_ids,
-                              test.trace_values)
+    cheap = predictor.predict_from_traces(test.workload, test.hardware, test.trace_ids, test.trace_values)
     full = predictor.predict_dataset(test)
     reports = {"trace_only": ranking_report(test, cheap),
                "cascade_25": ranking_report(test, two_stage_scores(cheap, full, test.group, 0.25))}

@@ -173,11 +173,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
         """The trace tokens rank every candidate; only the best `prescreen` fraction is featurized (PerStoreFeature
         lowers each, ~7 ms) and ranked by the whole model, above all the others."""
         key, traces, ids, values = self.candidates.tokens(context, candidates)
-        n = len(candidates)
-        blind = np.zeros((n, 1), bool)  # no store rows: the model reads the trace token alone
-        cheap = self.predictor.predict(np.zeros((n, 1, NUM_STORE_FEATURES), np.float32), blind,
-                                       np.broadcast_to(self.workloads[key], (n, len(self.workloads[key]))),
-                                       self.hardware, ids, values)
+        workload = np.broadcast_to(self.workloads[key], (len(candidates), len(self.workloads[key])))
+        cheap = self.predictor.predict_from_traces(workload, self.hardware, ids, values)
         top, rest = prescreen(cheap, self.prescreen)
         kept = (key, [traces[i] for i in top], ids[top], values[top])
         full = self.predictor.predict(*self._inputs(context, [candidates[i] for i in top], kept)[1])

@@ -141,6 +141,13 @@ class Predictor:
         return self.predict(data.features, data.mask, data.workload, data.hardware, data.trace_ids,
                             data.trace_values)
 
+    def predict_from_traces(self, workload, hardware, trace_ids, trace_values) -> np.ndarray:
+        """Scores from the trace tokens alone, every store masked (a model trained with store_dropout ranks so):
+        the cheap first stage of `xfer-jax tune --prescreen`."""
+        n = len(trace_ids)
+        return self.predict(np.zeros((n, 1, NUM_STORE_FEATURES), np.float32), np.zeros((n, 1), bool), workload,
+                            hardware, trace_ids, trace_values)
+
     def predict(self, features, mask, workload, hardware, trace_ids=None, trace_values=None) -> np.ndarray:
         features, mask, workload = np.asarray(features, np.float32), np.asarray(mask, bool), np.asarray(workload)
         hardware = np.asarray(hardware, np.float32)
