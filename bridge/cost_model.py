@@ -161,8 +161,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         start = time.perf_counter()
         if not candidates:
             return np.zeros(0, np.float64)
-        # prescreen once the task's workload features are known (its first call featurizes every candidate)
-        if self.prescreen and len(candidates) * self.prescreen >= 1 and workload_hash(context.mod) in self.workloads:
+        if self.prescreen and len(candidates) * self.prescreen >= 1:
+            if workload_hash(context.mod) not in self.workloads:  # a task's first call: one candidate's
+                self._inputs(context, candidates[:1])  # PerStoreFeature rows carry the workload's columns
             scores = self._prescreened(context, candidates)
         else:
             scores = search_weights(self.predictor.predict(*self._inputs(context, candidates)[1]))

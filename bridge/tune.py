@@ -36,7 +36,7 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xgb", "xgb-pretrained", "random")
+COST_MODELS = ("xfer", "xfer-frozen", "xgb", "xgb-pretrained", "random")
 
 
 # MetaSchedule's: "gradient" gives trials to the tasks of most expected gain, "round-robin" to each in turn
@@ -136,10 +136,11 @@ def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Plat
 
 def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, config: TuneConfig,
                      work_dir: pathlib.Path):
-    if name in ("xfer", "xgb-pretrained") and checkpoint is None:
+    if name in ("xfer", "xfer-frozen", "xgb-pretrained") and checkpoint is None:
         raise UserError(f"the {name} cost model needs --checkpoint")
-    if name == "xfer":
-        return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen, prescreen=config.prescreen)
+    if name in ("xfer", "xfer-frozen"):  # xfer-frozen beside xfer: what online adaptation adds, in one job
+        return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen or name == "xfer-frozen",
+                                             prescreen=config.prescreen)
     if name == "xgb-pretrained":
         key = hashlib.sha256(f"{pathlib.Path(checkpoint).resolve()}|{pathlib.Path(config.data).resolve()}".encode())
         return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data,

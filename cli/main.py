@@ -290,7 +290,8 @@ def tune(
     checkpoint: Optional[pathlib.Path] = typer.Option(None, "--checkpoint",
                                                      help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
-                                "(fitted on the checkpoint's training programs of --data), random"),
+                                "(fitted on the checkpoint's training programs of --data), xfer-frozen (xfer without "
+                                "online updates), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "
                                                 "was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
@@ -363,11 +364,18 @@ def report(
     collect_shots: Optional[str] = typer.Option(None, "--collect-shots", help="programs per task measured on the "
                                                 "held-out host in the collection simulation, e.g. 16,64"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="train this many models at once (processes)"),
+    tuning_only: bool = typer.Option(False, "--tuning-only", help="only rewrite the tuning tables and curves from "
+                                     "OUT/tune/ (new tune results, no training)"),
 ) -> None:
     """Every model on every split (by-host included), transfer curves, pruning and tuning, as reports/README.md,
     PNG plots and summary.json. Trained models are cached: a rerun only trains what is missing."""
     with user_errors():
-        from xfer_jax.report import Plan, build, parse_fractions, parse_list
+        from xfer_jax.report import Plan, build, parse_fractions, parse_list, refresh_tuning
+
+        if tuning_only:
+            runs = refresh_tuning(out).get("runs", {})
+            typer.echo(f"{len(runs)} tune reports -> {out / 'README.md'}")
+            return
 
         plan = Plan(**given(seeds=parse_list(seeds, int, "--seeds"), steps=steps, finetune_steps=finetune_steps,
                             shots=shots and parse_list(shots, int, "--shots"),

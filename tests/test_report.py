@@ -11,14 +11,23 @@ QUICK = report.Plan(seeds=(0, 1), steps=20, finetune_steps=5, shots=(0, 4), frac
                     prune_methods=("random", "kcenter"), collect_methods=("random", "top-spread"), collect_shots=(2, 8))
 
 
-def _tune_report(path, platform="cpu-a"):
+def _tune_report(path, platform="cpu-a", top_k=None):
     curve = lambda finals: [[8 * (i + 1), 10.0 * (i + 1), v] for i, v in enumerate(finals)]  # noqa: E731
     models = {"xgb": {"final_latency_ms": 10.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 40.0,
-                      "model_s": 2.0, "curve": curve([30, 20, 15, 12])},
+                      "model_s": 2.0, "curve": curve([30, 20, 15, 12]), "database": str(path.parent.parent.parent / "job/netz/xgb")},
+              "xgb-pretrained": {"final_latency_ms": 12.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 40.0,
+                                 "model_s": 4.0, "curve": curve([20, 14, 11, 11]), "online_updates": {"boosted": 3}},
               "xfer": {"final_latency_ms": 9.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 44.0,
-                       "model_s": 6.0, "curve": curve([25, 11, 10, 9])}}
+                       "model_s": 6.0, "curve": curve([25, 11, 10, 9]),
+                       "online_updates": {"tried": 3, "kept": 2, "seconds": 1.0},
+                       "database": str(path.parent.parent.parent / "job/netz/xfer")}}
+    settings = {"trials_per_round": 8, "seed": 0, "top_k_per_task": top_k}
+    if top_k:  # xfer alone, k trials of each of the 2 tasks
+        models = {"xfer": dict(models["xfer"], final_latency_ms=12.5, trials=2 * top_k, wall_s=8.0,
+                               curve=curve([14, 12.5][:top_k]))}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"network": "netz", "platform": platform, "trials": 32, "models": models,
+    path.write_text(json.dumps({"network": "netz", "platform": platform, "trials": 2 * (top_k or 16), "tasks": 2,
+                                "settings": settings, "models": models,
                                 "checkpoint": {"trained_on_platforms": ["cpu-a"]}}))
 
 
@@ -35,9 +44,9 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     assert zero_shot["pca"] == sum(s["pca"] for s in zero_shot["seeds"]) / 2  # a mean over the seeds
     assert set(summary["by_host"]) == {f"by-host-k{k}/{h}" for k in (0, 4) for h in ("h2", "unlabelled", "mean")}
     assert "xgb-target" not in summary["splits"]["by-host-k0/mean"]  # zero-shot it has nothing to train on
-    assert summary["tuning"]["trials_to_baseline"]["netz/cpu-a"] == {"xgb": 32, "xfer": 16}
-    assert summary["tuning"]["detail"]["netz/cpu-b"]["checkpoint"]["trained_on_platforms"] == ["cpu-a"]
-    assert "| netz | cpu-b | no | xfer |" in (out / "README.md").read_text()  # tuned where it never trained
+    assert summary["tuning"]["runs"]["netz"]["trials_to"]["xgb"] == {"xgb": 32, "xgb-pretrained": 24, "xfer": 16}
+    assert summary["tuning"]["runs"]["netz-b"]["checkpoint"]["trained_on_platforms"] == ["cpu-a"]
+    assert "| netz-b | no | 2 r | 0 | xfer |" in (out / "README.md").read_text()  # tuned where it never trained
     for split in ("by-task", "by-host"):  # the full set always qualifies, so some set is chosen
         best = summary["pruning"]["detail"][split]
         assert best["pca"] >= best["full_pca"] - 0.01 and best["keep"] in (0.5, 1.0)
@@ -55,6 +64,35 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     for folder in (out / "work").glob("*/checkpoints"):
         subprocess.run(["rm", "-rf", str(folder)], check=True)
     assert report.build(synthetic_dataset, out, QUICK, log=lambda *_: None) == summary
+
+
+def test_tuning_only_rewrites_the_tuning_part_and_keeps_the_study(tmp_path):
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "README.md").write_text("# study\n\nsplit tables\n\n## Tuning whole networks\n\nold rows\n")
+    (out / "summary.json").write_text(json.dumps({"splits": {"by-task": 1}, "tuning": {}}))
+    _tune_report(out / "tune" / "netz-r2.json")
+    _tune_report(out / "tune" / "netz-top1.json", top_k=1)
+    remeasured = {"job": str(tmp_path / "job" / "netz"), "ms": {"xfer": {"median": 8.5, "min": 8.4, "max": 8.7}}}
+    (out / "tune" / "remeasured.jsonl").write_text(json.dumps(remeasured) + "\n")
+    done = run_cli("report", "--out", out, "--tuning-only")
+    assert done.returncode == 0, done.stderr
+    text = (out / "README.md").read_text()
+    assert text.startswith("# study\n\nsplit tables\n\n## Tuning whole networks") and "old rows" not in text
+    assert "| netz-r2 | yes | 2 r | 0 | xfer | 9.00 ± 0.10 | 8.50 | 32 | 16 (50%) | 16 (50%) | 0.900 | 0.750 |" in text
+    assert "| netz-r2 | - | 2 r | 0 | xgb | 10.00 ± 0.10 | - |" in text  # not timed again
+    assert "| 2 of 3 |" in text and "| 3 boosted |" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["splits"] == {"by-task": 1}
+    runs = summary["tuning"]["runs"]
+    assert runs["netz-r2"]["final_ratio"]["xgb-pretrained"]["xfer"] == 0.75
+    assert runs["netz-top1"]["budget"] == "top-1" and runs["netz-r2"]["remeasured_ms"]["xfer"] == 8.5
+    top1 = summary["tuning"]["top_k"]["netz-top1"]  # against xgb's longest run on the same network and platform
+    assert top1["reference"] == "netz-r2" and top1["performance_vs_xgb_full"] == 10.0 / 12.5
+    assert top1["wall_vs_xgb_full"] == 8.0 / 40.0
+    assert (out / "tune" / "netz-top1.png").exists()
+    missing = run_cli("report", "--out", tmp_path / "nothing", "--tuning-only")
+    assert missing.returncode == 2 and "run `xfer-jax report" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_xfer_margin_is_over_the_best_other_model_and_ignores_xgb_target():

@@ -264,47 +264,134 @@ def collection_section(studies: list[Study], plan: Plan, host: str) -> tuple[str
     return text, {"host": host, "per_method": results, "methods_matching_random_at_max_k": reached}
 
 
-def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
-    reports = sorted((out / "tune").glob("*.json"))
-    if not reports:
-        return "## Tuning\n\nNo tune reports in reports/tune/ yet (`xfer-jax tune ... --json reports/tune/NET.json`).", {}
+TUNE_BASELINES = ("xgb", "xgb-pretrained")  # TVM's XGBModel from scratch; XGBoost fitted on the checkpoint's data
+
+
+def _budget(report: dict) -> str:
+    """'8 r' (rounds of every task), 'top-2' (the model's k best per task) or plain trials for older reports."""
+    settings = report.get("settings") or {}
+    if settings.get("top_k_per_task"):
+        return f"top-{settings['top_k_per_task']}"
+    if settings.get("trials_per_round") and report.get("tasks"):
+        return f"{report['trials'] / (report['tasks'] * settings['trials_per_round']):.3g} r"
+    return f"{report['trials']} trials"
+
+
+def _remeasured(out: pathlib.Path) -> dict:
+    """bench/remeasure.py's interleaved timings, by the resolved tune job folder; a later line wins."""
+    path = out / "tune" / "remeasured.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return {str(pathlib.Path(line["job"]).resolve()): line["ms"] for line in lines}
+
+
+def tune_summary(report: dict, remeasured: dict | None = None) -> dict:
+    """One `xfer-jax tune --json` report in the numbers issue-style targets use: trials and seconds until each
+    model's estimate first reaches each baseline's final estimate, final latency over each baseline's, the cost
+    model's share of wall time and the online updates."""
+    models = report["models"]
+    baselines = [b for b in TUNE_BASELINES if b in models]
+    return {
+        "network": report["network"], "platform": report["platform"], "budget": _budget(report),
+        "seed": (report.get("settings") or {}).get("seed"), "trials": report["trials"], "tasks": report.get("tasks"),
+        "final_latency_ms": {n: e["final_latency_ms"] for n, e in models.items()},
+        "wall_s": {n: e["wall_s"] for n, e in models.items()},
+        "trials_to": {b: curves.trials_to_baseline(models, b) for b in baselines},
+        "seconds_to": {b: curves.seconds_to_baseline(models, b) for b in baselines},
+        "final_ratio": {b: {n: e["final_latency_ms"] / models[b]["final_latency_ms"] for n, e in models.items()}
+                        for b in baselines},
+        "model_share_of_wall": {n: e["model_s"] / max(e["wall_s"], 1e-9) for n, e in models.items()},
+        "online_updates": {n: e["online_updates"] for n, e in models.items() if "online_updates" in e},
+        "remeasured_ms": {n: (remeasured or {}).get(_job(e), {}).get(n, {}).get("median") for n, e in models.items()},
+        "checkpoint": report.get("checkpoint")}
+
+
+def _job(entry: dict) -> str | None:
+    """The tune work folder (OUT/NETWORK) a model's entry was tuned in."""
+    return str(pathlib.Path(entry["database"]).resolve().parent) if entry.get("database") else None
+
+
+def _fmt_ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _reached(run: dict, baseline: str, name: str) -> str:
+    if baseline not in run["trials_to"]:
+        return "-"
+    trials = run["trials_to"][baseline].get(name)
+    return "never" if trials is None else f"{trials} ({trials / run['trials']:.0%})"
+
+
+def _updates(entry: dict | None) -> str:
+    if not entry:
+        return "-"
+    return f"{entry['kept']} of {entry['tried']}" if "kept" in entry else f"{entry.get('boosted', 0)} boosted"
+
+
+def _top_k_rows(runs: dict) -> tuple[list[list[str]], dict]:
+    """Runs that measured only the model's k best per task, against xgb's longest run on the same network and
+    platform: the share of its performance (its latency over ours) and of its wall time."""
     rows, summary = [], {}
-    for path in reports:
+    for stem, run in runs.items():
+        if not run["budget"].startswith("top-"):
+            continue
+        references = [(r["trials"], s) for s, r in runs.items() if "xgb" in r["final_latency_ms"]
+                      and (r["network"], r["platform"]) == (run["network"], run["platform"])]
+        if not references:
+            continue
+        reference = runs[max(references)[1]]
+        performance = reference["final_latency_ms"]["xgb"] / run["final_latency_ms"]["xfer"]
+        wall_share = run["wall_s"]["xfer"] / reference["wall_s"]["xgb"]
+        summary[stem] = {"reference": max(references)[1], "performance_vs_xgb_full": performance,
+                         "wall_vs_xgb_full": wall_share}
+        rows.append([stem, str(run["trials"]), f"{run['final_latency_ms']['xfer']:.2f}",
+                     f"{reference['final_latency_ms']['xgb']:.2f} ({max(references)[1]}, {reference['trials']} trials)",
+                     f"{performance:.0%}", f"{run['wall_s']['xfer']:.0f}", f"{wall_share:.0%}"])
+    return rows, summary
+
+
+def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
+    paths = sorted((out / "tune").glob("*.json"))
+    if not paths:
+        return "## Tuning\n\nNo tune reports in reports/tune/ yet (`xfer-jax tune ... --json reports/tune/NET.json`).", {}
+    runs, rows, remeasured = {}, [], _remeasured(out)
+    for path in paths:
         report = json.loads(path.read_text())
-        models = report["models"]
         plots.tuning_curves(report, path.with_suffix(".png"))
-        to_base, time_to_base = curves.trials_to_baseline(models), curves.seconds_to_baseline(models)
-        baseline = models.get("xgb")
-        for name, entry in models.items():
-            ratio = entry["final_latency_ms"] / baseline["final_latency_ms"] if baseline else None
-            share = entry["model_s"] / max(entry["wall_s"], 1e-9)
-            reached = time_to_base.get(name)
-            seen = (report.get("checkpoint") or {}).get("trained_on_platforms")
-            rows.append([report["network"], report["platform"],
-                         "-" if name != "xfer" or seen is None else ("yes" if report["platform"] in seen else "no"),
-                         name, f"{entry['final_latency_ms']:.2f} ± "
-                         f"{entry['latency_spread_ms']:.2f}", str(entry["trials"]), str(to_base.get(name)),
-                         "-" if reached is None or not baseline else f"{reached / baseline['wall_s']:.0%}",
-                         _fmt(ratio), f"{share:.1%}", f"{entry['wall_s']:.0f}"])
-        summary[f"{report['network']}/{report['platform']}"] = {
-            "platform": report["platform"], "trials": report["trials"], "trials_to_baseline": to_base,
-            "seconds_to_baseline": time_to_base,
-            "final_ratio_vs_xgb": {n: e["final_latency_ms"] / baseline["final_latency_ms"]
-                                   for n, e in models.items()} if baseline else None,
-            "model_share_of_wall": {n: e["model_s"] / max(e["wall_s"], 1e-9) for n, e in models.items()},
-            "checkpoint": report.get("checkpoint")}
-    images = "\n".join(f"![{p.stem}](tune/{p.stem}.png)" for p in reports)
+        run = runs[path.stem] = tune_summary(report, remeasured)
+        seen = (report.get("checkpoint") or {}).get("trained_on_platforms")
+        for name, entry in report["models"].items():
+            ratios = [_fmt(run["final_ratio"][b][name]) if b in run["final_ratio"] else "-" for b in TUNE_BASELINES]
+            rows.append([path.stem, "-" if not name.startswith("xfer") or seen is None
+                         else ("yes" if report["platform"] in seen else "no"), run["budget"],
+                         "-" if run["seed"] is None else str(run["seed"]), name,
+                         f"{entry['final_latency_ms']:.2f} ± {entry['latency_spread_ms']:.2f}",
+                         _fmt_ms(run["remeasured_ms"][name]), str(entry["trials"]),
+                         *[_reached(run, b, name) for b in TUNE_BASELINES], *ratios,
+                         f"{run['model_share_of_wall'][name]:.1%}", _updates(entry.get("online_updates")),
+                         f"{entry['wall_s']:.0f}"])
+    top_k_rows, top_k = _top_k_rows(runs)
+    images = "\n".join(f"![{p.stem}](tune/{p.stem}.png)" for p in paths)
     text = "\n\n".join([
         "## Tuning whole networks",
-        "`xfer-jax tune` with an xfer checkpoint against TVM's XGBModel, same search settings, budget and "
-        "seed. Where the checkpoint never saw the tuned platform (column 'seen'), xfer starts zero-shot from the "
-        "hardware vector and adapts online. Trials to baseline: trials until the estimated network latency (sum of weight x best task "
-        "latency) first reaches xgb's final estimate; time to xgb: the tuning seconds that took, over xgb's whole wall "
-        "time. Ratio: final measured end-to-end latency / xgb's, at equal trials. Model share: seconds in the cost "
-        "model (featurising, predicting, updating) over wall time.",
-        _table(["network", "platform", "seen", "model", "latency ms", "trials", "trials to xgb", "time to xgb / xgb wall",
-                "ratio", "model share", "wall s"], rows), images])
-    return text, summary
+        "`xfer-jax tune` with an xfer checkpoint against TVM's XGBModel from scratch (`xgb`) and XGBoost fitted on the "
+        "checkpoint's training programs and updated online (`xgb-pretrained`), same search settings, budget and seed. "
+        "Where the checkpoint never saw the tuned platform (column 'seen'), xfer starts zero-shot from the hardware "
+        "vector and adapts online (`xfer-frozen`: the same checkpoint without online updates). Budget: rounds of 8 "
+        "trials per task ('r'), or top-k (only the model's k best candidates of each task measured). 'to xgb' and "
+        "'to xgb-pre': trials until the estimated network latency (sum of weight x best task latency) first reaches "
+        "that baseline's final estimate, and the share of the budget. '/ xgb', '/ xgb-pre': final measured end-to-end "
+        "latency over the baseline's, at equal trials. Remeasured: the median of `bench/remeasure.py`'s passes, which "
+        "time every model's compiled network again, interleaved (tune times each once, minutes apart). Share: seconds in the cost model (featurising, predicting, "
+        "updating) over wall time. Updates: online updates kept of tried.",
+        _table(["run", "seen", "budget", "seed", "model", "latency ms", "remeasured", "trials", "to xgb", "to xgb-pre", "/ xgb",
+                "/ xgb-pre", "share", "updates", "wall s"], rows)]
+        + (["### One measurement per task",
+            "Only xfer's k best-scored candidates of each task measured, against xgb's longest run on the same "
+            "network and platform. Performance: xgb's final latency over this run's.",
+            _table(["run", "trials", "latency ms", "xgb's full-budget ms (run, trials)", "performance", "wall s",
+                    "wall / xgb's"], top_k_rows)] if top_k_rows else [])
+        + [images])
+    return text, {"runs": runs, "top_k": top_k}
 
 
 def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None]]:
@@ -435,8 +522,7 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         "by_host": {label: row for label, row in table.items() if label.startswith("by-host")},
         "xfer_minus_best_baseline": {label: {x: _margin(row, x) for x in METRICS} for label, row in table.items()},
         "pruning": pruning,
-        "tuning": {"trials_to_baseline": {net: s["trials_to_baseline"] for net, s in tuning.items()},
-                   "detail": tuning},
+        "tuning": tuning,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     header = "\n\n".join([
@@ -448,6 +534,23 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         f"(fine-tuning {plan.finetune_steps}), seeds {', '.join(map(str, plan.seeds))}."])
     (out / "README.md").write_text("\n\n".join([header, *sections]) + "\n")
     return summary
+
+
+def refresh_tuning(out: pathlib.Path) -> dict:
+    """Rewrite only the tuning part of out/README.md and out/summary.json from out/tune/: new tune results
+    without retraining the study. Returns the tuning summary."""
+    out = pathlib.Path(out)
+    readme, summary_path = out / "README.md", out / "summary.json"
+    if not readme.exists() or not summary_path.exists():
+        raise UserError(f"no report in {out} yet: run `xfer-jax report --out {out}` once first")
+    text = readme.read_text()
+    study = (text[: text.index("\n## Tuning")] if "\n## Tuning" in text else text).rstrip("\n")
+    tuning_text, tuning = tuning_section(out)
+    summary = json.loads(summary_path.read_text())
+    summary["tuning"] = tuning
+    readme.write_text(study + "\n\n" + tuning_text + "\n")
+    summary_path.write_text(json.dumps(summary, indent=1))
+    return tuning
 
 
 def parse_list(text: str, kind=str, what: str = "values") -> tuple:
