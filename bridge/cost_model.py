@@ -17,7 +17,7 @@ from tvm.s_tir import meta_schedule as ms
 
 import xfer_jax
 from xfer_jax import checkpoint
-from xfer_jax.adapt import Measurements, OnlineAdapter
+from xfer_jax.adapt import Measurements, OnlineAdapter, OnlineBooster
 from xfer_jax.baselines import PackSumXGB
 from xfer_jax.cascade import cascade_scores, prescreen, search_weights
 from xfer_jax.dataset import NUM_STORE_FEATURES
@@ -30,6 +30,11 @@ from .measure import MeasureConfig, make_builder, make_runner, with_timed_refere
 from .platforms import Platform, get_platform
 from .records import latency_s
 from .tasks import workload_hash
+
+
+# online adaptation: "finetune" steps the model on the measurements (OnlineAdapter), "booster" leaves it frozen and
+# blends in a booster fitted on them (OnlineBooster)
+ADAPTS = ("finetune", "booster")
 
 
 class CandidateFeatures:
@@ -104,8 +109,11 @@ class XferCostModel(ms.cost_model.PyCostModel):
     """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_budget_s: float = 1.5, adapt_every: int = 32, prescreen: float | None = None):
+                 adapt_budget_s: float = 1.5, adapt_every: int = 32, prescreen: float | None = None,
+                 adapt: str = "finetune"):
         super().__init__()
+        if adapt not in ADAPTS:
+            raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
         checkpoint.use_compilation_cache()
         if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
@@ -117,6 +125,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.hardware = hardware_vector(platform.descriptor)
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor, time_budget_s=adapt_budget_s)
+        self.booster = OnlineBooster() if adapt == "booster" else None  # else the model itself is fine-tuned
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
         self.seconds = 0.0  # featurising, predicting and updating
@@ -137,6 +146,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
 
     @property
     def updates(self) -> dict:
+        if self.booster is not None:
+            return {"tries": self.booster.tries, "refits": self.booster.refits, "weight": self.booster.weight,
+                    "seconds": round(self.booster.seconds, 2)}
         return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2)}
 
     def _check_target(self, target) -> None:
@@ -166,9 +178,14 @@ class XferCostModel(ms.cost_model.PyCostModel):
                 self._inputs(context, candidates[:1])  # PerStoreFeature rows carry the workload's columns
             scores = self._prescreened(context, candidates)
         else:
-            scores = search_weights(self.predictor.predict(*self._inputs(context, candidates)[1]))
+            scores = search_weights(self._scored(self._inputs(context, candidates)[1]))
         self.seconds += time.perf_counter() - start
         return scores
+
+    def _scored(self, inputs: tuple) -> np.ndarray:
+        """The model's scores of one task's candidates, blended with the online booster's once it earned it."""
+        scores = self.predictor.predict(*inputs)
+        return scores if self.booster is None else self.booster.blend(scores, inputs[0], inputs[1])
 
     def _prescreened(self, context, candidates) -> np.ndarray:
         """The trace tokens rank every candidate; only the best `prescreen` fraction is featurized (PerStoreFeature
@@ -178,7 +195,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         cheap = self.predictor.predict_from_traces(workload, self.hardware, ids, values)
         top, rest = prescreen(cheap, self.prescreen)
         kept = (key, [traces[i] for i in top], ids[top], values[top])
-        full = self.predictor.predict(*self._inputs(context, [candidates[i] for i in top], kept)[1])
+        full = self._scored(self._inputs(context, [candidates[i] for i in top], kept)[1])
         self.prescreened_out += len(rest)
         return cascade_scores(cheap, top, rest, full)
 
@@ -189,10 +206,14 @@ class XferCostModel(ms.cost_model.PyCostModel):
         key, inputs = self._inputs(context, candidates)
         newest = Measurements(*(np.array(x) for x in inputs), measured_latency(results))
         self.measured_since_update += len(candidates)
-        if self.measured_since_update >= self.adapt_every:
+        due = self.measured_since_update >= self.adapt_every
+        if due and self.booster is None:
             self.adapter.update(list(self.history.values()), newest)
-            self.measured_since_update = 0
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
+        if due and self.booster is not None:
+            self.booster.refit(list(self.history.values()), lambda m: self.predictor.predict(
+                m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values))
+        self.measured_since_update = 0 if due else self.measured_since_update
         self.seconds += time.perf_counter() - start
 
     def save(self, path: str) -> None:

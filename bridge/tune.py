@@ -36,7 +36,7 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xfer-frozen", "xgb", "xgb-pretrained", "random")
+COST_MODELS = ("xfer", "xfer-frozen", "xfer-booster", "xgb", "xgb-pretrained", "random")
 
 
 # MetaSchedule's: "gradient" gives trials to the tasks of most expected gain, "round-robin" to each in turn
@@ -136,11 +136,13 @@ def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Plat
 
 def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, config: TuneConfig,
                      work_dir: pathlib.Path):
-    if name in ("xfer", "xfer-frozen", "xgb-pretrained") and checkpoint is None:
+    if name in ("xfer", "xfer-frozen", "xfer-booster", "xgb-pretrained") and checkpoint is None:
         raise UserError(f"the {name} cost model needs --checkpoint")
     if name in ("xfer", "xfer-frozen"):  # xfer-frozen beside xfer: what online adaptation adds, in one job
         return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen or name == "xfer-frozen",
                                              prescreen=config.prescreen)
+    if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
+        return XferCostModel.from_checkpoint(checkpoint, platform, prescreen=config.prescreen, adapt="booster")
     if name == "xgb-pretrained":
         key = hashlib.sha256(f"{pathlib.Path(checkpoint).resolve()}|{pathlib.Path(config.data).resolve()}".encode())
         return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data,

@@ -84,13 +84,31 @@ def test_a_frozen_prescreening_model_never_updates_and_featurizes_only_the_best_
     assert 0 < featurized < 0.45 * tokenized  # a quarter of each call, one more on the first, and the measured
 
 
-def test_xfer_frozen_compares_the_same_checkpoint_without_online_updates(checkpoint, tmp_path):
+def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_frozen(checkpoint, tiny, tmp_path):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    with pytest.raises(UserError, match="unknown online adaptation"):
+        XferCostModel.from_checkpoint(checkpoint, platform, adapt="sometimes")
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="booster")
+    before = xfer_jax.load(checkpoint).params
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
+                cost_model=cost_model, **fast_measurement(platform))
+    assert 1 <= cost_model.updates["tries"] <= 2  # one per 8 measurements
+    assert cost_model.updates["refits"] <= 2 and cost_model.updates["weight"] in cost_model.booster.WEIGHTS
+    for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise(checkpoint, tmp_path):
     from xfer_jax.bridge.tune import _make_cost_model
 
     platform = platforms.get_platform("auto")
     adapting = _make_cost_model("xfer", checkpoint, platform, TuneConfig(), tmp_path)
     frozen = _make_cost_model("xfer-frozen", checkpoint, platform, TuneConfig(), tmp_path)
-    assert not adapting.frozen and frozen.frozen
+    assert not adapting.frozen and frozen.frozen and adapting.booster is None
+    blended = _make_cost_model("xfer-booster", checkpoint, platform, TuneConfig(), tmp_path)
+    assert blended.booster is not None and not blended.frozen
     with pytest.raises(UserError, match="needs --checkpoint"):
         _make_cost_model("xfer-frozen", None, platform, TuneConfig(), tmp_path)
 

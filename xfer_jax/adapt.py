@@ -1,7 +1,9 @@
 """Online adaptation: a few time-bounded fine-tuning steps on measurements from the hardware being tuned.
 
-Guarded against negative transfer: an update is kept only if it ranks the newest measurements (held out from
-that update) at least as well as the parameters before it.
+Guarded against negative transfer: an update is kept only if it ranks held-out measurements at least as well as
+the parameters before it. GUARDS says which: "newest", the batch just measured (one task's few programs); "quarter",
+a fixed quarter of every task's measured programs (chosen by a hash of their features, so that a program is never
+trained on and later judged), never trained on; "none" keeps every update.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +24,7 @@ from .checkpoint import Predictor
 from .normalize import Normalizer
 
 GROUPS, PROGRAMS = 4, 64  # fixed step shape: compile once
+GUARDS = ("newest", "quarter", "none")
 
 
 @dataclasses.dataclass
@@ -38,6 +42,17 @@ class Measurements:
     def extend(self, other: "Measurements") -> "Measurements":
         return Measurements(*(np.concatenate([a, b]) for a, b in zip(dataclasses.astuple(self),
                                                                       dataclasses.astuple(other))))
+
+    def take(self, index: np.ndarray) -> "Measurements":
+        return Measurements(*(a[index] for a in dataclasses.astuple(self)))
+
+    def held_out(self) -> np.ndarray:
+        """The fixed quarter of these programs the quarter guard judges by: a hash of each one's features."""
+        return np.array([zlib.crc32(row.tobytes()) % 4 == 0 for row in self.features], bool)
+
+    @property
+    def usable(self) -> bool:
+        return int(np.isfinite(self.latency).sum()) >= 2
 
 
 def _adapt_loss(params, features, mask, workload, hardware, trace_ids, trace_values, labels, where, *, graphdef,
@@ -59,8 +74,10 @@ class OnlineAdapter:
     """Owns a Predictor's parameters during tuning and decides which fine-tuning updates to keep."""
 
     def __init__(self, predictor: Predictor, learning_rate: float = 3e-4, max_steps: int = 32,
-                 time_budget_s: float = 1.5, seed: int = 0):
-        self.predictor = predictor
+                 time_budget_s: float = 1.5, seed: int = 0, guard: str = "newest"):
+        if guard not in GUARDS:
+            raise ValueError(f"unknown guard {guard!r}; choose {', '.join(GUARDS)}")
+        self.predictor, self.guard = predictor, guard
         self.max_steps, self.time_budget_s = max_steps, time_budget_s
         optimizer = optax.adam(learning_rate)
         self.opt_state = optimizer.init(predictor.params)
@@ -94,24 +111,26 @@ class OnlineAdapter:
         return features, mask, workload, hardware, trace_ids, trace_values, labels, where
 
     def update(self, history: list[Measurements], newest: Measurements) -> bool:
-        """Fine-tune on `history`; keep the result only if it ranks `newest` at least as well. Returns kept."""
-        usable = [m for m in history if np.isfinite(m.latency).sum() >= 2]
-        if not usable or np.isfinite(newest.latency).sum() < 2:
+        """Fine-tune on `history` (one Measurements per task; `newest` not yet in it); keep the result only if it
+        ranks the guard's held-out programs at least as well. Returns kept."""
+        train, judge = self._train_and_judge(history, newest)
+        if not train or not judge:
             return False
         start = time.perf_counter()
-        group = np.zeros(len(newest.latency), np.int32)
-        before = metrics.pca(self._scores(newest), newest.latency, group)
+        group = np.concatenate([np.full(len(m.latency), i, np.int32) for i, m in enumerate(judge)])
+        judged = Measurements(*(np.concatenate(parts) for parts in zip(*map(dataclasses.astuple, judge))))
+        before = metrics.pca(self._scores(judged), judged.latency, group)
         old = (self.predictor.params, self.opt_state)
         params, opt_state = old
         for _ in range(self.max_steps):
-            params, opt_state, loss = self.step(params, opt_state, self._batch(usable))
+            params, opt_state, loss = self.step(params, opt_state, self._batch(train))
             loss.block_until_ready()  # steps dispatch asynchronously: without this the budget never stops one
             if time.perf_counter() - start > self.time_budget_s:
                 break
         self.predictor.params = params
-        after = metrics.pca(self._scores(newest), newest.latency, group)
+        after = metrics.pca(self._scores(judged), judged.latency, group)
         self.tried += 1
-        kept = after >= before
+        kept = after >= before or self.guard == "none"
         if kept:
             self.opt_state = opt_state
             self.kept += 1
@@ -120,5 +139,79 @@ class OnlineAdapter:
         self.seconds += time.perf_counter() - start
         return kept
 
+    def _train_and_judge(self, history: list[Measurements], newest: Measurements):
+        """(groups to fine-tune on, groups to judge the update by), each with two or more measured programs."""
+        if self.guard == "quarter":
+            parts = [(m.take(~out), m.take(out)) for m in [*history, newest] for out in [m.held_out()]]
+            return [t for t, _ in parts if t.usable], [j for _, j in parts if j.usable]
+        usable = [m for m in history if m.usable]
+        return usable, [newest] if newest.usable else []
+
     def _scores(self, m: Measurements) -> np.ndarray:
         return self.predictor.predict(m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values)
+
+
+def _zscore(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, np.float64)
+    return (scores - scores.mean()) / (scores.std() + 1e-9)
+
+
+def _grouped(parts: list[Measurements]) -> tuple[Measurements, np.ndarray]:
+    """The parts as one Measurements and the part index of every program."""
+    group = np.concatenate([np.full(len(m.latency), i, np.int32) for i, m in enumerate(parts)])
+    return Measurements(*(np.concatenate(arrays) for arrays in zip(*map(dataclasses.astuple, parts)))), group
+
+
+class OnlineBooster:
+    """A pack-sum booster fitted from scratch on this run's measurements (what TVM's XGBModel learns), added to
+    the pretrained model's scores with a weight chosen on a held-out quarter of them: the pretrained model ranks
+    alone until the host's own data ranks the held-out programs better with the booster than without it.
+
+    blend(model z-scores, booster z-scores) = z(model) + weight * z(booster), z-scored within each scored batch."""
+
+    WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+    def __init__(self, rounds: int = 100):
+        from .baselines import PackSumXGB  # xgboost: imported only where a booster is used
+
+        self.make = lambda: PackSumXGB(rounds=rounds)
+        self.booster, self.weight, self.tries, self.refits, self.seconds = None, 0.0, 0, 0, 0.0
+
+    def refit(self, history: list[Measurements], model_scores) -> float:
+        """Fit on three quarters of `history` (one Measurements per task), choose the weight on the other quarter
+        by PCA, then refit on all of it. `model_scores(m)`: the pretrained model's scores of m. Returns the weight."""
+        start = time.perf_counter()
+        self.tries += 1  # a refit needs two measured programs of some task on each side of the held-out quarter
+        parts = [(m.take(~out), m.take(out)) for m in history for out in [m.held_out()]]
+        train, judge = [t for t, _ in parts if t.usable], [j for _, j in parts if j.usable]
+        if train and judge:
+            booster = self.fit(train)
+            judged, group = _grouped(judge)
+            model, boosted = model_scores(judged), booster.predict(judged.features, judged.mask)
+            scores = {w: self._blend_groups(model, boosted, group, w) for w in self.WEIGHTS}
+            self.weight = max(self.WEIGHTS, key=lambda w: (metrics.pca(scores[w], judged.latency, group), -w))
+            self.booster = self.fit([m for m in history if m.usable]) if self.weight else None
+            self.refits += 1
+        self.seconds += time.perf_counter() - start
+        return self.weight
+
+    def fit(self, parts: list[Measurements]):
+        """A new PackSumXGB on these tasks' programs, labelled as in training: best latency of the task / latency."""
+        measured, group = _grouped(parts)
+        finite = np.isfinite(measured.latency)
+        best = np.array([measured.latency[(group == g) & finite].min() for g in range(len(parts))])
+        labels = np.where(finite, best[group] / np.where(finite, measured.latency, 1.0), 0.0)
+        return self.make().fit(measured.features, measured.mask, labels.astype(np.float32))
+
+    def _blend_groups(self, model: np.ndarray, boosted: np.ndarray, group: np.ndarray, weight: float) -> np.ndarray:
+        out = np.zeros(len(model))
+        for g in np.unique(group):
+            at = group == g
+            out[at] = _zscore(model[at]) + weight * _zscore(boosted[at])
+        return out
+
+    def blend(self, model: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """One task's candidates: the model's scores, plus the weighted booster's once it earned a weight."""
+        if self.booster is None or len(model) < 2:
+            return np.asarray(model, np.float64)
+        return _zscore(model) + self.weight * _zscore(self.booster.predict(features, mask))

@@ -324,6 +324,8 @@ def _reached(run: dict, baseline: str, name: str) -> str:
 def _updates(entry: dict | None) -> str:
     if not entry:
         return "-"
+    if "refits" in entry:  # xfer --adapt booster
+        return f"{entry['refits']} refits of {entry['tries']}, weight {entry['weight']:g}"
     return f"{entry['kept']} of {entry['tried']}" if "kept" in entry else f"{entry.get('boosted', 0)} boosted"
 
 

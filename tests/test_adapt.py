@@ -1,0 +1,102 @@
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+
+from xfer_jax import dataset, splits, train
+from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter
+from xfer_jax.model import ModelConfig
+
+from helpers import synthetic_shards
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(checkpoint folder, dataset): a small model trained on cpu-a only, so cpu-b is new hardware to adapt to."""
+    root = tmp_path_factory.mktemp("adapt")
+    data = dataset.load(synthetic_shards(root / "data", programs=48))
+    on_a = np.flatnonzero(data.platform == data.platform_names.index("cpu-a"))
+    config = train.TrainConfig(steps=40, eval_every=20, groups_per_batch=4, programs_per_group=8)
+    train.train(data, on_a[::2], on_a[1::2], ModelConfig.small(), config, root / "ck", show_progress=False)
+    return root / "ck", data
+
+
+def _per_task(data: dataset.Dataset, platform: str) -> list[Measurements]:
+    on = data.platform == data.platform_names.index(platform)
+    return [Measurements(*(getattr(data, f)[index] for f in ("features", "mask", "workload", "hardware",
+                                                              "trace_ids", "trace_values", "latency")))
+            for t in np.unique(data.task[on]) for index in [np.flatnonzero(on & (data.task == t))]]
+
+
+def test_the_held_out_quarter_is_a_property_of_each_program_not_of_its_batch(trained):
+    _, data = trained
+    tasks = _per_task(data, "cpu-b")
+    whole = tasks[0].extend(tasks[1])
+    held = whole.held_out()
+    assert 0.1 < held.mean() < 0.4
+    order = np.random.default_rng(0).permutation(len(held))
+    np.testing.assert_array_equal(whole.take(order).held_out(), held[order])  # any regrouping, same programs
+
+
+@pytest.mark.parametrize("guard", GUARDS)
+def test_every_guard_keeps_or_restores_the_parameters(trained, guard):
+    import jax
+    import xfer_jax
+
+    checkpoint, data = trained
+    predictor = xfer_jax.load(checkpoint)
+    before = jax.tree_util.tree_leaves(predictor.params)
+    adapter = OnlineAdapter(predictor, time_budget_s=5.0, max_steps=4, guard=guard)
+    *history, newest = _per_task(data, "cpu-b")
+    kept = adapter.update(history, newest)
+    assert adapter.tried == 1 and adapter.kept == int(kept)
+    after = jax.tree_util.tree_leaves(predictor.params)
+    changed = any(not np.array_equal(a, b) for a, b in zip(before, after))
+    assert changed == kept  # a rejected update leaves the parameters exactly as they were
+    if guard == "none":
+        assert kept
+
+
+def test_an_unknown_guard_is_refused(trained):
+    import xfer_jax
+
+    with pytest.raises(ValueError, match="unknown guard"):
+        OnlineAdapter(xfer_jax.load(trained[0]), guard="sometimes")
+
+
+def test_the_adaptation_replay_bench_runs_on_a_small_dataset(trained, tmp_path):
+    spec = importlib.util.spec_from_file_location("adapt_sim", ROOT / "bench" / "adapt_sim.py")
+    adapt_sim = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adapt_sim)
+    checkpoint, data = trained
+    on_b = data.subset(data.platform == data.platform_names.index("cpu-b"))
+    tasks = {t: 1.0 for t in np.unique(on_b.task)}
+    frozen = adapt_sim.replay(str(checkpoint), on_b, tasks, "frozen", rounds=2, seed=0)
+    quarter = adapt_sim.replay(str(checkpoint), on_b, tasks, "quarter", rounds=2, seed=0)
+    assert frozen["updates"]["tried"] == 0 and quarter["updates"]["tried"] >= 1
+    assert len(frozen["curve"]) == 3 and frozen["curve"][0] == frozen["curve"][-1]  # frozen: nothing changes
+    assert frozen["curve"][0] == quarter["curve"][0]  # the same test halves and starting parameters
+    assert all(0 <= point["pca"] <= 1 and 0 < point["top1"] <= 1 for point in quarter["curve"])
+    blend = adapt_sim.replay(str(checkpoint), on_b, tasks, "blend", rounds=2, seed=0)
+    assert blend["booster"]["refits"] >= 1 and "weight" in blend["curve"][-1]
+
+
+def test_the_online_booster_earns_a_weight_only_where_it_ranks_held_out_programs_better(trained):
+    from xfer_jax.adapt import OnlineBooster
+
+    _, data = trained
+    history = _per_task(data, "cpu-b")  # latency is a learnable function of the features
+    noise = np.random.default_rng(0)
+    useless = OnlineBooster(rounds=30)
+    assert useless.refit(history, lambda m: noise.normal(size=len(m.latency))) > 0  # random model: the booster wins
+    assert useless.booster is not None and useless.refits == 1
+    one = history[0]
+    blended = useless.blend(noise.normal(size=len(one.latency)), one.features, one.mask)
+    assert blended.shape == one.latency.shape and np.isfinite(blended).all()
+    perfect = OnlineBooster(rounds=30)
+    assert perfect.refit(history, lambda m: -np.where(np.isfinite(m.latency), m.latency, 1.0)) == 0.0
+    scores = np.arange(len(one.latency), dtype=float)
+    np.testing.assert_array_equal(perfect.blend(scores, one.features, one.mask), scores)  # no booster, no change
