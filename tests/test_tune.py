@@ -81,7 +81,7 @@ def test_a_frozen_prescreening_model_never_updates_and_featurizes_only_the_best_
     for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
         np.testing.assert_array_equal(a, b)
     featurized, tokenized = cost_model.candidates.misses, len(cost_model.candidates.tokens_of)
-    assert 0 < featurized < 0.45 * tokenized  # a quarter of each call, one more on the first, and the measured
+    assert 0 < featurized < 0.6 * tokenized  # the first call featurizes all; later ones a quarter and the measured
 
 
 def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_frozen(checkpoint, tiny, tmp_path):
