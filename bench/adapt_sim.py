@@ -33,7 +33,7 @@ def _measurements(data: dataset.Dataset, index: np.ndarray) -> Measurements:
 
 def _score(predictor, data: dataset.Dataset, test: np.ndarray, weights: dict[int, float], rescore=None) -> dict:
     m = _measurements(data, test)
-    scores = predictor.predict(m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values)
+    scores = m.scored_by(predictor)
     task = data.task[test]
     if rescore is not None:  # per task, as tuning scores one task's candidates at a time
         scores = np.array(scores, np.float64)
@@ -75,8 +75,7 @@ def replay(checkpoint: str, data: dataset.Dataset, tasks: dict[int, float], guar
                 adapter.update(list(history.values()), newest)
             history[t] = history[t].extend(newest) if t in history else newest
             if guard == "blend" and since >= ADAPT_EVERY:
-                booster.refit(list(history.values()), lambda m: predictor.predict(
-                    m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values))
+                booster.refit(list(history.values()), lambda m: m.scored_by(predictor))
             if guard == "booster-only" and since >= ADAPT_EVERY:
                 only["booster"] = booster.fit([m for m in history.values() if m.usable])
             since = 0 if since >= ADAPT_EVERY else since

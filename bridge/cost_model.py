@@ -212,8 +212,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
             self.adapter.update(list(self.history.values()), newest)
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         if due and self.booster is not None:
-            self.booster.refit(list(self.history.values()), lambda m: self.predictor.predict(
-                m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values))
+            self.booster.refit(list(self.history.values()), lambda m: m.scored_by(self.predictor))
         self.measured_since_update = 0 if due else self.measured_since_update
         self.seconds += time.perf_counter() - start
 

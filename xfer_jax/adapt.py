@@ -54,6 +54,23 @@ class Measurements:
     def usable(self) -> bool:
         return int(np.isfinite(self.latency).sum()) >= 2
 
+    def scored_by(self, predictor: Predictor) -> np.ndarray:
+        return predictor.predict(self.features, self.mask, self.workload, self.hardware, self.trace_ids,
+                                 self.trace_values)
+
+
+def _grouped(parts: list[Measurements]) -> tuple[Measurements, np.ndarray]:
+    """The parts as one Measurements and the part index of every program."""
+    group = np.concatenate([np.full(len(m.latency), i, np.int32) for i, m in enumerate(parts)])
+    return Measurements(*(np.concatenate(arrays) for arrays in zip(*map(dataclasses.astuple, parts)))), group
+
+
+def _split_held_out(groups: list[Measurements]) -> tuple[list[Measurements], list[Measurements]]:
+    """(each group without its held-out quarter, each held-out quarter), keeping the parts with two or more
+    measured programs."""
+    parts = [(m.take(~out), m.take(out)) for m in groups for out in [m.held_out()]]
+    return [t for t, _ in parts if t.usable], [j for _, j in parts if j.usable]
+
 
 def _adapt_loss(params, features, mask, workload, hardware, trace_ids, trace_values, labels, where, *, graphdef,
                 normalizer):
@@ -117,9 +134,8 @@ class OnlineAdapter:
         if not train or not judge:
             return False
         start = time.perf_counter()
-        group = np.concatenate([np.full(len(m.latency), i, np.int32) for i, m in enumerate(judge)])
-        judged = Measurements(*(np.concatenate(parts) for parts in zip(*map(dataclasses.astuple, judge))))
-        before = metrics.pca(self._scores(judged), judged.latency, group)
+        judged, group = _grouped(judge)
+        before = metrics.pca(judged.scored_by(self.predictor), judged.latency, group)
         old = (self.predictor.params, self.opt_state)
         params, opt_state = old
         for _ in range(self.max_steps):
@@ -128,7 +144,7 @@ class OnlineAdapter:
             if time.perf_counter() - start > self.time_budget_s:
                 break
         self.predictor.params = params
-        after = metrics.pca(self._scores(judged), judged.latency, group)
+        after = metrics.pca(judged.scored_by(self.predictor), judged.latency, group)
         self.tried += 1
         kept = after >= before or self.guard == "none"
         if kept:
@@ -142,24 +158,14 @@ class OnlineAdapter:
     def _train_and_judge(self, history: list[Measurements], newest: Measurements):
         """(groups to fine-tune on, groups to judge the update by), each with two or more measured programs."""
         if self.guard == "quarter":
-            parts = [(m.take(~out), m.take(out)) for m in [*history, newest] for out in [m.held_out()]]
-            return [t for t, _ in parts if t.usable], [j for _, j in parts if j.usable]
+            return _split_held_out([*history, newest])
         usable = [m for m in history if m.usable]
         return usable, [newest] if newest.usable else []
-
-    def _scores(self, m: Measurements) -> np.ndarray:
-        return self.predictor.predict(m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values)
 
 
 def _zscore(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, np.float64)
     return (scores - scores.mean()) / (scores.std() + 1e-9)
-
-
-def _grouped(parts: list[Measurements]) -> tuple[Measurements, np.ndarray]:
-    """The parts as one Measurements and the part index of every program."""
-    group = np.concatenate([np.full(len(m.latency), i, np.int32) for i, m in enumerate(parts)])
-    return Measurements(*(np.concatenate(arrays) for arrays in zip(*map(dataclasses.astuple, parts)))), group
 
 
 class OnlineBooster:
@@ -182,8 +188,7 @@ class OnlineBooster:
         by PCA, then refit on all of it. `model_scores(m)`: the pretrained model's scores of m. Returns the weight."""
         start = time.perf_counter()
         self.tries += 1  # a refit needs two measured programs of some task on each side of the held-out quarter
-        parts = [(m.take(~out), m.take(out)) for m in history for out in [m.held_out()]]
-        train, judge = [t for t, _ in parts if t.usable], [j for _, j in parts if j.usable]
+        train, judge = _split_held_out(history)
         if train and judge:
             booster = self.fit(train)
             judged, group = _grouped(judge)

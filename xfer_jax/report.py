@@ -324,7 +324,7 @@ def _reached(run: dict, baseline: str, name: str) -> str:
 def _updates(entry: dict | None) -> str:
     if not entry:
         return "-"
-    if "refits" in entry:  # xfer --adapt booster
+    if "refits" in entry:  # xfer-booster
         return f"{entry['refits']} refits of {entry['tries']}, weight {entry['weight']:g}"
     return f"{entry['kept']} of {entry['tried']}" if "kept" in entry else f"{entry.get('boosted', 0)} boosted"
 
@@ -340,13 +340,14 @@ def _top_k_rows(runs: dict) -> tuple[list[list[str]], dict]:
                       and (r["network"], r["platform"]) == (run["network"], run["platform"])]
         if not references:
             continue
-        reference = runs[max(references)[1]]
+        reference_stem = max(references)[1]
+        reference = runs[reference_stem]
         performance = reference["final_latency_ms"]["xgb"] / run["final_latency_ms"]["xfer"]
         wall_share = run["wall_s"]["xfer"] / reference["wall_s"]["xgb"]
-        summary[stem] = {"reference": max(references)[1], "performance_vs_xgb_full": performance,
+        summary[stem] = {"reference": reference_stem, "performance_vs_xgb_full": performance,
                          "wall_vs_xgb_full": wall_share}
         rows.append([stem, str(run["trials"]), f"{run['final_latency_ms']['xfer']:.2f}",
-                     f"{reference['final_latency_ms']['xgb']:.2f} ({max(references)[1]}, {reference['trials']} trials)",
+                     f"{reference['final_latency_ms']['xgb']:.2f} ({reference_stem}, {reference['trials']} trials)",
                      f"{performance:.0%}", f"{run['wall_s']['xfer']:.0f}", f"{wall_share:.0%}"])
     return rows, summary
 
