@@ -28,6 +28,7 @@ from xfer_jax.baselines import PackSumXGB
 from xfer_jax.cascade import cascade_scores, prescreen
 from xfer_jax.evaluate import ranking_report
 from xfer_jax.hardware import HARDWARE_FEATURE_NAMES
+from xfer_jax.metrics import zscore
 from xfer_jax.model import ModelConfig
 
 
@@ -40,10 +41,6 @@ def parse_value(text: str):
         except ValueError:
             pass
     return text
-
-
-def zscore(scores: np.ndarray) -> np.ndarray:
-    return (scores - scores.mean()) / max(scores.std(), 1e-9)
 
 
 def scores_file(split_name: str, holdout, split_seed: int, steps: int, variant: str) -> str:

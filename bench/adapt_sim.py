@@ -23,7 +23,8 @@ import xfer_jax
 from xfer_jax import dataset, metrics
 from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, OnlineBooster
 
-PER_ROUND, ADAPT_EVERY = 8, 32  # XferCostModel's defaults: trials per round, measurements per update
+PER_ROUND, ADAPT_EVERY = 8, 32  # tune's trials per round, XferCostModel's measurements per update
+VARIANTS = ("frozen", *GUARDS, "blend", "booster-only")
 
 
 def _measurements(data: dataset.Dataset, index: np.ndarray) -> Measurements:
@@ -94,7 +95,7 @@ def main() -> None:
     parser.add_argument("--data", default="data/v1/dataset")
     parser.add_argument("--platform", required=True, help="a platform of the dataset, e.g. avx512-2t@emeraldrapids")
     parser.add_argument("--network", default="resnet18")
-    parser.add_argument("--guards", default="frozen," + ",".join(GUARDS) + ",blend,booster-only",
+    parser.add_argument("--guards", default=",".join(VARIANTS),
                         help="frozen, an OnlineAdapter guard, blend (frozen model + OnlineBooster) or booster-only")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -111,8 +112,12 @@ def main() -> None:
     tasks = {task_of[h]: w for h, w in weights_by_hash.items() if h in task_of}
     if not tasks:
         raise SystemExit(f"error: {args.network} has no measured tasks on {args.platform}")
-    for guard in args.guards.split(","):
-        print(json.dumps(replay(args.checkpoint, on_platform, tasks, guard.strip(), args.rounds, args.seed,
+    guards = [g.strip() for g in args.guards.split(",")]
+    unknown = [g for g in guards if g not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"error: unknown guard {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    for guard in guards:
+        print(json.dumps(replay(args.checkpoint, on_platform, tasks, guard, args.rounds, args.seed,
                                 learning_rate=args.learning_rate, time_budget_s=args.budget_s)), flush=True)
 
 

@@ -16,9 +16,10 @@ import pathlib
 
 import numpy as np
 
-from ablate_model import scores_file, zscore
+from ablate_model import scores_file
 from xfer_jax import dataset, splits
 from xfer_jax.evaluate import ranking_report
+from xfer_jax.metrics import zscore
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 between cost models from machine noise: `tune` times each model's network once, right after its own tuning, minutes
 apart on a shared VM. Run it alone on the machine.
 
-    python bench/remeasure.py runs/tune-budgets/amx-2t@emeraldrapids-r8-s0/resnet18 [--rounds 7] [--onnx model.onnx]
+    python bench/remeasure.py runs/tune-budgets/amx-2t@emeraldrapids-r8-s0/resnet18 [--rounds 7]
 
 Prints one line per model (median of the rounds' means, and their min-max) and appends a JSON line to
 reports/tune/remeasured.jsonl.
@@ -23,21 +23,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("job", type=pathlib.Path, help="a tune work folder: OUT/NETWORK")
     parser.add_argument("--rounds", type=int, default=7, help="passes over every model, interleaved")
-    parser.add_argument("--onnx", type=pathlib.Path, help="the ONNX file of a job tuned with --onnx")
     parser.add_argument("--log", type=pathlib.Path, default=pathlib.Path("reports/tune/remeasured.jsonl"))
     args = parser.parse_args()
     settings_path = args.job / "settings.json"
     if not settings_path.exists():
         raise SystemExit(f"error: no tune job at {args.job} (settings.json missing)")
     settings = json.loads(settings_path.read_text())
-    os.environ["TVM_NUM_THREADS"] = str(settings["platform"][2])  # before TVM starts its thread pool
+    threads = settings["platform"][2]
+    if threads:  # as tune sets it (Platform.runtime_env), before TVM starts its thread pool
+        os.environ["TVM_NUM_THREADS"] = str(threads)
 
     import tvm
     from tvm import relax
 
-    from xfer_jax.bridge.networks import get_network
+    from xfer_jax.bridge.networks import Network
 
-    network = get_network(None if args.onnx else settings["network"], args.onnx)
+    # the inputs tune timed, from the job's own record: no network to rebuild (batch and --onnx jobs alike)
+    network = Network(settings["network"], None, {name: (tuple(shape), dtype)
+                                                  for name, (shape, dtype) in settings["inputs"].items()})
     device = tvm.cpu()
     inputs = [tvm.runtime.tensor(x, device) for x in network.random_inputs(seed=settings["seed"])]
     timers = {}
@@ -51,7 +54,7 @@ def main() -> None:
     for _ in range(args.rounds):
         for name, timer in timers.items():
             means[name].append(float(np.mean(timer(*inputs).results)) * 1e3)
-    result = {"job": str(args.job), "network": network.name, "platform": settings["platform"][0],
+    result = {"job": str(args.job.resolve()), "network": network.name, "platform": settings["platform"][0],
               "seed": settings["seed"], "rounds": args.rounds, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "ms": {name: {"median": float(np.median(v)), "min": min(v), "max": max(v)} for name, v in means.items()}}
     for name, ms in result["ms"].items():

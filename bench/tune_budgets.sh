@@ -5,6 +5,7 @@
 # Hours of machine time: run it alone (no collection or training beside it); rerun to resume.
 #   nohup bash bench/tune_budgets.sh >> runs/tune_budgets.log 2>&1 &
 #   NETWORKS="resnet18" ONNX=model.onnx ROUNDS="1 8" COMPARE=xgb,xgb-pretrained,xfer-frozen bash bench/tune_budgets.sh
+#   SCHEDULER=round-robin NETWORKS=resnet18 ROUNDS=8 COMPARE=xgb bash bench/tune_budgets.sh  # against the gradient runs
 # CHECKPOINT must never have seen this host. On a host outside data/v1 the shipped default is one; on a host in
 # it, train one without it first: xfer-jax train --data data/v1/dataset --split by-host --holdout <host> --out runs/ck-without-<host>
 set -euo pipefail
@@ -14,14 +15,16 @@ CHECKPOINT=${CHECKPOINT:-checkpoints/default}
 NETWORKS=${NETWORKS:-resnet18 mobilenet_v2 bert_tiny}
 ROUNDS=${ROUNDS:-1 8}
 COMPARE=${COMPARE:-xgb,xgb-pretrained}  # add xfer-frozen for frozen against adapting
+SCHEDULER=${SCHEDULER:-gradient}  # or round-robin; its runs are named -round-robin
+suffix=$([ "$SCHEDULER" = gradient ] || echo "-$SCHEDULER")
 name=$(python -c "from xfer_jax.bridge.platforms import get_platform, host_cpu_name as h
 p = get_platform('$PLATFORM').name; print(p if '@' in p else f'{p}@{h()}')")  # reports name the host
 tune() {  # tune <source args> <label> <rounds> <seed>
-  local source=$1 label=$2 rounds=$3 seed=$4
+  local source=$1 label=$2 rounds=$3 seed=$4 run=$name-r$3-s$4$suffix
   xfer-jax tune $source --platform "$PLATFORM" --rounds-per-task "$rounds" --seed "$seed" \
-    --checkpoint "$CHECKPOINT" --compare "$COMPARE" --out "runs/tune-budgets/$name-r$rounds-s$seed" \
-    --json "reports/tune/$label-$name-r$rounds-s$seed.json"
-  cp "runs/tune-budgets/$name-r$rounds-s$seed/$label/tune.png" "reports/tune/$label-$name-r$rounds-s$seed.png"
+    --checkpoint "$CHECKPOINT" --compare "$COMPARE" --task-scheduler "$SCHEDULER" --out "runs/tune-budgets/$run" \
+    --json "reports/tune/$label-$run.json"
+  cp "runs/tune-budgets/$run/$label/tune.png" "reports/tune/$label-$run.png"
 }
 for rounds in $ROUNDS; do
   seeds="0 1"; [ "$rounds" = 1 ] || seeds=0

@@ -20,7 +20,7 @@ from xfer_jax import checkpoint
 from xfer_jax.adapt import Measurements, OnlineAdapter, OnlineBooster
 from xfer_jax.baselines import PackSumXGB
 from xfer_jax.cascade import cascade_scores, prescreen, search_weights
-from xfer_jax.dataset import NUM_STORE_FEATURES
+from xfer_jax.dataset import NUM_STORE_FEATURES, group_labels
 from xfer_jax.errors import UserError
 from xfer_jax.hardware import hardware_vector
 from xfer_jax.trace import TOKEN_VALUES, batch_tokens, python_trace
@@ -106,7 +106,8 @@ def measured_latency(results) -> np.ndarray:
 
 @derived_object
 class XferCostModel(ms.cost_model.PyCostModel):
-    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning."""
+    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning, or
+    (adapt="booster") a booster refitted on the measurements and blended in."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
                  adapt_budget_s: float = 1.5, adapt_every: int = 32, prescreen: float | None = None,
@@ -298,10 +299,10 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
         parts = [(f, m, lat) for f, m, lat in self.measured.values() if np.isfinite(lat).any()]
         if not parts:
             return
-        labels = [np.where(np.isfinite(lat), np.nanmin(np.where(np.isfinite(lat), lat, np.nan)) / lat, 0.0)
-                  for _, _, lat in parts]
+        task = np.concatenate([np.full(len(lat), i) for i, (_, _, lat) in enumerate(parts)])
+        labels = group_labels(np.concatenate([lat for _, _, lat in parts]), task)
         self.booster.boost_more(np.concatenate([f for f, _, _ in parts]), np.concatenate([m for _, m, _ in parts]),
-                                np.concatenate(labels).astype(np.float32), self.update_rounds)
+                                labels, self.update_rounds)
         self.updates += 1
 
     def save(self, path: str) -> None:

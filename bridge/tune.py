@@ -176,7 +176,7 @@ def _contexts(tasks: list[Task], target, config: TuneConfig) -> list[ms.TuneCont
             for i, t in enumerate(tasks)]
 
 
-def _run(network: Network, executable, inputs: list[np.ndarray], config: TuneConfig):
+def _run(executable, inputs: list[np.ndarray], config: TuneConfig):
     """(first output as numpy, mean ms, std ms) of a compiled network on the local device."""
     device = tvm.cpu()
     vm = relax.VirtualMachine(executable, device)
@@ -233,8 +233,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     if reference_path.exists():
         reference = np.load(reference_path, allow_pickle=False)
     else:
-        untuned = ms.relax_integration.compile_relax(ms.database.MemoryDatabase(), network.mod, target, None)
-        reference = _run(network, untuned, inputs, dataclasses.replace(config, e2e_number=1, e2e_repeat=1))[0]
+        untuned_code = ms.relax_integration.compile_relax(ms.database.MemoryDatabase(), network.mod, target, None)
+        reference = _run(untuned_code, inputs, dataclasses.replace(config, e2e_number=1, e2e_repeat=1))[0]
         np.save(reference_path, reference)
 
     report: dict = {"network": network.name, "platform": platform.name, "trials": config.trials,
@@ -276,7 +276,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
             executable = ms.relax_integration.compile_relax(database, network.mod, target, None)
         library = work_dir / f"{network.name}.so"
         executable.export_library(str(library))
-        output, mean_ms, std_ms = _run(network, executable, inputs, config)
+        output, mean_ms, std_ms = _run(executable, inputs, config)
         matches = bool(np.allclose(output, reference, rtol=1e-3, atol=1e-3 * max(1.0, np.abs(reference).max())))
         entry = {"final_latency_ms": mean_ms, "latency_spread_ms": std_ms,
                  "trials": len(database.get_all_tuning_records()), "wall_s": round(last["s"], 1),

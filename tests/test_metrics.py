@@ -34,3 +34,9 @@ def test_topk_score_skips_failed_programs_and_absent_tasks():
     scores = np.array([9.0, 0.0])
     assert metrics.topk_score(scores, latency, np.array([0, 0]), {0: 1, 7: 1}, k=1) == 1.0
     assert metrics.topk_score(scores, latency, np.array([0, 0]), {7: 1}, k=1) is None
+
+
+def test_zscore_puts_scores_on_one_scale_and_leaves_constant_scores_at_zero():
+    z = metrics.zscore(np.array([1.0, 2.0, 3.0, 6.0]))
+    assert np.isclose(z.mean(), 0.0) and np.isclose(z.std(), 1.0) and np.all(np.diff(z) > 0)
+    assert np.array_equal(metrics.zscore(np.full(3, 7.0, np.float32)), np.zeros(3))

@@ -95,6 +95,15 @@ def test_tuning_only_rewrites_the_tuning_part_and_keeps_the_study(tmp_path):
     assert missing.returncode == 2 and "run `xfer-jax report" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_budget_reads_rounds_top_k_and_a_scheduler_other_than_the_default():
+    rounds = {"trials": 32, "tasks": 2, "settings": {"trials_per_round": 8}}
+    assert report._budget(rounds) == "2 r"
+    assert report._budget({**rounds, "settings": {"trials_per_round": 8, "task_scheduler": "round-robin"}}) \
+        == "2 r, round-robin"
+    assert report._budget({"trials": 4, "settings": {"top_k_per_task": 2}}) == "top-2"
+    assert report._budget({"trials": 30}) == "30 trials"
+
+
 def test_xfer_margin_is_over_the_best_other_model_and_ignores_xgb_target():
     row = {"xfer": {"pca": 0.8}, "xgb": {"pca": 0.75}, "noHW": {"pca": 0.78}, "xgb-target": {"pca": 0.9}, "mlp": None}
     assert abs(report._margin(row) - 0.02) < 1e-12

@@ -21,6 +21,7 @@ from flax import nnx
 
 from . import losses, metrics
 from .checkpoint import Predictor
+from .dataset import group_labels
 from .normalize import Normalizer
 
 GROUPS, PROGRAMS = 4, 64  # fixed step shape: compile once
@@ -40,8 +41,7 @@ class Measurements:
     latency: np.ndarray  # [n] seconds, inf for failures
 
     def extend(self, other: "Measurements") -> "Measurements":
-        return Measurements(*(np.concatenate([a, b]) for a, b in zip(dataclasses.astuple(self),
-                                                                      dataclasses.astuple(other))))
+        return _grouped([self, other])[0]
 
     def take(self, index: np.ndarray) -> "Measurements":
         return Measurements(*(a[index] for a in dataclasses.astuple(self)))
@@ -128,12 +128,13 @@ class OnlineAdapter:
         return features, mask, workload, hardware, trace_ids, trace_values, labels, where
 
     def update(self, history: list[Measurements], newest: Measurements) -> bool:
-        """Fine-tune on `history` (one Measurements per task; `newest` not yet in it); keep the result only if it
-        ranks the guard's held-out programs at least as well. Returns kept."""
+        """Fine-tune on the measurements so far (one Measurements per task in `history`, `newest` not yet in it);
+        keep the result only if it ranks the programs the guard judges by at least as well. Returns kept."""
+        start = time.perf_counter()
         train, judge = self._train_and_judge(history, newest)
         if not train or not judge:
+            self.seconds += time.perf_counter() - start
             return False
-        start = time.perf_counter()
         judged, group = _grouped(judge)
         before = metrics.pca(judged.scored_by(self.predictor), judged.latency, group)
         old = (self.predictor.params, self.opt_state)
@@ -161,11 +162,6 @@ class OnlineAdapter:
             return _split_held_out([*history, newest])
         usable = [m for m in history if m.usable]
         return usable, [newest] if newest.usable else []
-
-
-def _zscore(scores: np.ndarray) -> np.ndarray:
-    scores = np.asarray(scores, np.float64)
-    return (scores - scores.mean()) / (scores.std() + 1e-9)
 
 
 class OnlineBooster:
@@ -203,20 +199,17 @@ class OnlineBooster:
     def fit(self, parts: list[Measurements]):
         """A new PackSumXGB on these tasks' programs, labelled as in training: best latency of the task / latency."""
         measured, group = _grouped(parts)
-        finite = np.isfinite(measured.latency)
-        best = np.array([measured.latency[(group == g) & finite].min() for g in range(len(parts))])
-        labels = np.where(finite, best[group] / np.where(finite, measured.latency, 1.0), 0.0)
-        return self.make().fit(measured.features, measured.mask, labels.astype(np.float32))
+        return self.make().fit(measured.features, measured.mask, group_labels(measured.latency, group))
 
     def _blend_groups(self, model: np.ndarray, boosted: np.ndarray, group: np.ndarray, weight: float) -> np.ndarray:
         out = np.zeros(len(model))
         for g in np.unique(group):
             at = group == g
-            out[at] = _zscore(model[at]) + weight * _zscore(boosted[at])
+            out[at] = metrics.zscore(model[at]) + weight * metrics.zscore(boosted[at])
         return out
 
     def blend(self, model: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One task's candidates: the model's scores, plus the weighted booster's once it earned a weight."""
         if self.booster is None or len(model) < 2:
             return np.asarray(model, np.float64)
-        return _zscore(model) + self.weight * _zscore(self.booster.predict(features, mask))
+        return self._blend_groups(model, self.booster.predict(features, mask), np.zeros(len(model)), self.weight)

@@ -18,6 +18,7 @@ from . import checkpoint, splits, train
 from .dataset import Dataset
 from .errors import UserError
 from .evaluate import checkpoint_split, ranking_report
+from .metrics import zscore
 from .model import ModelConfig
 
 # what tuning wants to call: no store bins (the 8x wider first layer is most of the default's prediction time)
@@ -44,7 +45,7 @@ def taught_latency(data: Dataset, index: np.ndarray, scores: np.ndarray, mix: fl
             continue
         at, own = index[where], scores[where]
         log_latency = np.log(latency[at])
-        z = (own - own.mean()) / max(own.std(), 1e-9)
+        z = zscore(own)
         target = log_latency.mean() - log_latency.std() * z
         latency[at] = np.exp((1.0 - mix) * log_latency + mix * target)
     return latency.astype(data.latency.dtype)
@@ -69,7 +70,7 @@ def distill(teachers: list[pathlib.Path], data_path, out, *, student: ModelConfi
     def mean_z(index: np.ndarray) -> np.ndarray:
         part = data.subset(index)
         runs = [p.predict_dataset(part) for p in predictors]
-        return sum((r - r.mean()) / max(r.std(), 1e-9) for r in runs) / len(runs)
+        return sum(zscore(r) for r in runs) / len(runs)
 
     taught = dataclasses.replace(data, latency=taught_latency(data, fit, mean_z(fit), mix))
     info = {**split.spec, "train_programs": int(len(split.train)), "test_programs": int(len(split.test)),

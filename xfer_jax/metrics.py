@@ -9,6 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 
+def zscore(scores: np.ndarray) -> np.ndarray:
+    """Scores on a common scale (mean 0, spread 1), so that two models' scores can be added."""
+    scores = np.asarray(scores, np.float64)
+    return (scores - scores.mean()) / max(scores.std(), 1e-9)
+
+
 def _groups(group: np.ndarray):
     order = np.argsort(group, kind="stable")
     bounds = np.flatnonzero(np.diff(group[order])) + 1

@@ -268,13 +268,17 @@ TUNE_BASELINES = ("xgb", "xgb-pretrained")  # TVM's XGBModel from scratch; XGBoo
 
 
 def _budget(report: dict) -> str:
-    """'8 r' (rounds of every task), 'top-2' (the model's k best per task) or plain trials for older reports."""
+    """'8 r' (rounds of every task), 'top-2' (the model's k best per task) or plain trials for older reports;
+    ', round-robin' where the task scheduler was not MetaSchedule's gradient-based default."""
     settings = report.get("settings") or {}
     if settings.get("top_k_per_task"):
-        return f"top-{settings['top_k_per_task']}"
-    if settings.get("trials_per_round") and report.get("tasks"):
-        return f"{report['trials'] / (report['tasks'] * settings['trials_per_round']):.3g} r"
-    return f"{report['trials']} trials"
+        budget = f"top-{settings['top_k_per_task']}"
+    elif settings.get("trials_per_round") and report.get("tasks"):
+        budget = f"{report['trials'] / (report['tasks'] * settings['trials_per_round']):.3g} r"
+    else:
+        budget = f"{report['trials']} trials"
+    scheduler = settings.get("task_scheduler", "gradient")
+    return budget if scheduler == "gradient" else f"{budget}, {scheduler}"
 
 
 def _remeasured(out: pathlib.Path) -> dict:
@@ -337,6 +341,7 @@ def _top_k_rows(runs: dict) -> tuple[list[list[str]], dict]:
         if not run["budget"].startswith("top-"):
             continue
         references = [(r["trials"], s) for s, r in runs.items() if "xgb" in r["final_latency_ms"]
+                      and not r["budget"].startswith("top-")
                       and (r["network"], r["platform"]) == (run["network"], run["platform"])]
         if not references:
             continue
@@ -385,10 +390,11 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         "that baseline's final estimate, and the share of the budget. '/ xgb', '/ xgb-pre': final measured end-to-end "
         "latency over the baseline's, at equal trials. Remeasured: the median of `bench/remeasure.py`'s passes, which "
         "time every model's compiled network again, interleaved (tune times each once, minutes apart). Share: seconds in the cost model (featurising, predicting, "
-        "updating) over wall time. Updates: online updates kept of tried.",
+        "updating) over wall time. Updates: xfer's fine-tuning updates kept of tried, xfer-booster's refits of tries "
+        "and its final weight, xgb-pretrained's boosting updates.",
         _table(["run", "seen", "budget", "seed", "model", "latency ms", "remeasured", "trials", "to xgb", "to xgb-pre", "/ xgb",
                 "/ xgb-pre", "share", "updates", "wall s"], rows)]
-        + (["### One measurement per task",
+        + (["### Only the model's k best per task measured",
             "Only xfer's k best-scored candidates of each task measured, against xgb's longest run on the same "
             "network and platform. Performance: xgb's final latency over this run's.",
             _table(["run", "trials", "latency ms", "xgb's full-budget ms (run, trials)", "performance", "wall s",
