@@ -5,16 +5,17 @@
 # Hours of machine time: run it alone (no collection or training beside it); rerun to resume.
 #   nohup bash bench/tune_budgets.sh >> runs/tune_budgets.log 2>&1 &
 #   NETWORKS="resnet18" ONNX=model.onnx ROUNDS="1 8" COMPARE=xgb,xgb-pretrained,xfer-frozen bash bench/tune_budgets.sh
-#   SCHEDULER=round-robin NETWORKS=resnet18 ROUNDS=8 COMPARE=xgb bash bench/tune_budgets.sh  # against the gradient runs
+#   SCHEDULER=round-robin NETWORKS=resnet18 ROUNDS=8 COMPARE= bash bench/tune_budgets.sh  # xfer alone, against the gradient runs
+#   NETWORKS= ONNX=.venv/lib/python3.11/site-packages/onnx/backend/test/data/light/light_shufflenet.onnx bash bench/tune_budgets.sh
 # CHECKPOINT must never have seen this host. On a host outside data/v1 the shipped default is one; on a host in
 # it, train one without it first: xfer-jax train --data data/v1/dataset --split by-host --holdout <host> --out runs/ck-without-<host>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${PLATFORM:-auto}
 CHECKPOINT=${CHECKPOINT:-checkpoints/default}
-NETWORKS=${NETWORKS:-resnet18 mobilenet_v2 bert_tiny}
+NETWORKS=${NETWORKS-resnet18 mobilenet_v2 bert_tiny}  # NETWORKS= with ONNX=...: the ONNX model alone
 ROUNDS=${ROUNDS:-1 8}
-COMPARE=${COMPARE:-xgb,xgb-pretrained}  # add xfer-frozen for frozen against adapting
+COMPARE=${COMPARE-xgb,xgb-pretrained}  # add xfer-frozen for frozen against adapting; COMPARE= for xfer alone
 SCHEDULER=${SCHEDULER:-gradient}  # or round-robin; its runs are named -round-robin
 suffix=$([ "$SCHEDULER" = gradient ] || echo "-$SCHEDULER")
 name=$(python -c "from xfer_jax.bridge.platforms import get_platform, host_cpu_name as h
