@@ -27,6 +27,7 @@ from xfer_jax.curves import seconds_to_baseline, trials_to_baseline
 from xfer_jax.plots import tuning_curves
 from xfer_jax.evaluate import checkpoint_split
 from xfer_jax.errors import UserError
+from xfer_jax.splits import trained_platforms
 
 from . import records
 from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel
@@ -241,9 +242,10 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
                     "tasks": len(tasks), "settings": dataclasses.asdict(config),
                     "models": {}}
     if "xfer" in cost_models:  # which hardware the checkpoint saw: tuning on an unseen one is zero-shot transfer
-        trained = cost_models["xfer"].predictor.metadata.get("data", {})
-        report["checkpoint"] = {"path": str(checkpoint), "trained_on_platforms": trained.get("platforms"),
-                                "trained_programs": trained.get("programs"),
+        metadata = cost_models["xfer"].predictor.metadata
+        report["checkpoint"] = {"path": str(checkpoint), "trained_on_platforms": trained_platforms(metadata),
+                                "split": metadata.get("split"),
+                                "trained_programs": metadata.get("split", {}).get("train_programs"),
                                 "reference_gflops_here": cost_models["xfer"].platform.descriptor.reference_gflops}
     builder, runner = make_builder(config.measure), SyncRunner(make_runner(platform, config.measure))
     untuned = untuned_latencies(tasks, target, builder, runner, platform, out / "untuned_task_seconds.json")

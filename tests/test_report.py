@@ -104,6 +104,15 @@ def test_budget_reads_rounds_top_k_and_a_scheduler_other_than_the_default():
     assert report._budget({"trials": 30}) == "30 trials"
 
 
+def test_seen_tells_the_tuned_platform_from_its_host_and_from_neither():
+    trained = {"checkpoint": {"trained_on_platforms": ["avx2-2t@znver5", "avx2-1t"]}}
+    assert report._seen({**trained, "platform": "avx2-2t@znver5"}) == "yes"
+    assert report._seen({**trained, "platform": "avx512-2t@znver5"}) == "host"
+    assert report._seen({**trained, "platform": "avx2-2t"}) == "host"  # unlabelled, as avx2-1t
+    assert report._seen({**trained, "platform": "amx-2t@emeraldrapids"}) == "no"
+    assert report._seen({"platform": "avx2-2t"}) == "-"
+
+
 def test_xfer_margin_is_over_the_best_other_model_and_ignores_xgb_target():
     row = {"xfer": {"pca": 0.8}, "xgb": {"pca": 0.75}, "noHW": {"pca": 0.78}, "xgb-target": {"pca": 0.9}, "mlp": None}
     assert abs(report._margin(row) - 0.02) < 1e-12

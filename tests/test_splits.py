@@ -67,3 +67,13 @@ def test_replay_sample_keeps_whole_groups_so_the_new_ones_are_the_share_asked(tw
         np.unique(two_hosts.group[new]))
     with pytest.raises(UserError, match="replay share"):
         splits.replay_sample(two_hosts, source, new, share=0.0)
+
+
+@pytest.mark.parametrize("name,holdout,shots", [("by-host", "h1", 0), ("by-platform", "a-2t@h1", 0),
+                                                ("by-host", "h1", 3), ("by-task", None, 0)])
+def test_trained_platforms_are_those_the_split_trains_on(two_hosts, name, holdout, shots):
+    data = two_hosts
+    split = splits.make_split(data, name, holdout=holdout, shots=shots)
+    metadata = {"data": {"platforms": list(data.platform_names)}, "split": split.spec}
+    in_training = {data.platform_names[i] for i in np.unique(data.platform[split.train])}
+    assert set(splits.trained_platforms(metadata)) == in_training

@@ -357,6 +357,17 @@ def _top_k_rows(runs: dict) -> tuple[list[list[str]], dict]:
     return rows, summary
 
 
+def _seen(report: dict) -> str:
+    """Whether the checkpoint trained on the tuned platform ("yes"), on other configs of its host ("host"), or
+    on neither ("no")."""
+    trained = (report.get("checkpoint") or {}).get("trained_on_platforms")
+    if trained is None:
+        return "-"
+    if report["platform"] in trained:
+        return "yes"
+    return "host" if splits.host_of(report["platform"]) in {splits.host_of(p) for p in trained} else "no"
+
+
 def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
     paths = sorted((out / "tune").glob("*.json"))
     if not paths:
@@ -366,11 +377,10 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         report = json.loads(path.read_text())
         plots.tuning_curves(report, path.with_suffix(".png"))
         run = runs[path.stem] = tune_summary(report, remeasured)
-        seen = (report.get("checkpoint") or {}).get("trained_on_platforms")
+        seen = _seen(report)
         for name, entry in report["models"].items():
             ratios = [_fmt(run["final_ratio"][b][name]) if b in run["final_ratio"] else "-" for b in TUNE_BASELINES]
-            rows.append([path.stem, "-" if not name.startswith("xfer") or seen is None
-                         else ("yes" if report["platform"] in seen else "no"), run["budget"],
+            rows.append([path.stem, seen if name.startswith("xfer") else "-", run["budget"],
                          "-" if run["seed"] is None else str(run["seed"]), name,
                          f"{entry['final_latency_ms']:.2f} ± {entry['latency_spread_ms']:.2f}",
                          _fmt_ms(run["remeasured_ms"][name]), str(entry["trials"]),
@@ -383,7 +393,8 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         "## Tuning whole networks",
         "`xfer-jax tune` with an xfer checkpoint against TVM's XGBModel from scratch (`xgb`) and XGBoost fitted on the "
         "checkpoint's training programs and updated online (`xgb-pretrained`), same search settings, budget and seed. "
-        "Where the checkpoint never saw the tuned platform (column 'seen'), xfer starts zero-shot from the hardware "
+        "Column 'seen': whether the checkpoint trained on the tuned platform ('yes'), only on other configs of its "
+        "host ('host'), or on neither ('no'); where it never saw the platform, xfer starts zero-shot from the hardware "
         "vector and adapts online (`xfer-frozen`: the same checkpoint without online updates). Budget: rounds of 8 "
         "trials per task ('r'), or top-k (only the model's k best candidates of each task measured). 'to xgb' and "
         "'to xgb-pre': trials until the estimated network latency (sum of weight x best task latency) first reaches "

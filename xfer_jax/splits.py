@@ -65,6 +65,22 @@ def host_of(platform: str) -> str:
     return platform.split("@", 1)[1] if "@" in platform else UNLABELLED_HOST
 
 
+def trained_platforms(metadata: dict) -> list[str] | None:
+    """The platforms a checkpoint trained on, from its metadata: its dataset's, less those its split held out
+    whole (a held-out platform or host with shots > 0 lent training a few programs, so it counts as seen)."""
+    platforms = metadata.get("data", {}).get("platforms")
+    split = metadata.get("split", {})
+    if platforms is None or split.get("shots"):
+        return platforms
+    holdout = split.get("holdout")
+    holdout = (holdout or [None])[0] if isinstance(holdout, list) else holdout  # older checkpoints kept a list
+    if split.get("name") == "by-host":
+        return [p for p in platforms if host_of(p) != holdout]
+    if split.get("name") == "by-platform":
+        return [p for p in platforms if p != holdout]
+    return platforms
+
+
 def hosts(data: Dataset) -> list[str]:
     return sorted({host_of(p) for p in data.platform_names})
 
