@@ -23,13 +23,7 @@ import shutil
 import time
 
 import numpy as np
-
-
-def _settings(job: pathlib.Path) -> dict:
-    path = job / "settings.json"
-    if not path.exists():
-        raise SystemExit(f"error: no tune job at {job} (settings.json missing)")
-    return json.loads(path.read_text())
+from remeasure import job_settings, use_job_threads  # bench/ is this script's folder
 
 
 def main() -> None:
@@ -39,10 +33,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="passes over every model, interleaved")
     parser.add_argument("--log", type=pathlib.Path, default=pathlib.Path("reports/tune/latency_parts.jsonl"))
     args = parser.parse_args()
-    settings = _settings(args.job)
-    threads = settings["platform"][2]
-    if threads:  # as tune sets it, before TVM starts its thread pool
-        os.environ["TVM_NUM_THREADS"] = str(threads)
+    settings = job_settings(args.job)
+    use_job_threads(settings)
 
     import tvm
     from tvm import relax

@@ -19,11 +19,19 @@ import time
 import numpy as np
 
 
-def _settings(job: pathlib.Path) -> dict:
+def job_settings(job: pathlib.Path) -> dict:
+    """What a tune job recorded of itself (bench/latency_parts.py reads it too)."""
     path = job / "settings.json"
     if not path.exists():
         raise SystemExit(f"error: no tune job at {job} (settings.json missing)")
     return json.loads(path.read_text())
+
+
+def use_job_threads(settings: dict) -> None:
+    """The job's thread count, as tune sets it (Platform.runtime_env): call before TVM starts its thread pool."""
+    threads = settings["platform"][2]
+    if threads:
+        os.environ["TVM_NUM_THREADS"] = str(threads)
 
 
 def main() -> None:
@@ -33,14 +41,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="passes over every model, interleaved")
     parser.add_argument("--log", type=pathlib.Path, default=pathlib.Path("reports/tune/remeasured.jsonl"))
     args = parser.parse_args()
-    settings = {job: _settings(job) for job in args.jobs}
+    settings = {job: job_settings(job) for job in args.jobs}
     first = settings[args.jobs[0]]
     if any((s["network"], s["inputs"], s["platform"]) != (first["network"], first["inputs"], first["platform"])
            for s in settings.values()):
         raise SystemExit("error: the jobs tuned different networks, inputs or platforms; remeasure them apart")
-    threads = first["platform"][2]
-    if threads:  # as tune sets it (Platform.runtime_env), before TVM starts its thread pool
-        os.environ["TVM_NUM_THREADS"] = str(threads)
+    use_job_threads(first)
 
     import tvm
     from tvm import relax
