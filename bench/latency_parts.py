@@ -46,6 +46,7 @@ def main() -> None:
     from xfer_jax.bridge.networks import get_network
     from xfer_jax.bridge.platforms import get_platform
     from xfer_jax.bridge.tasks import extract_tasks, fuse_for_tuning, workload_hash
+    from xfer_jax.bridge.tune import best_records, records_to_compile
 
     network = get_network(settings["network"] if args.onnx is None else None, args.onnx)
     if network.name != settings["network"]:
@@ -65,12 +66,15 @@ def main() -> None:
     models = {}  # name -> what its job left and the artifacts built from it
     for library in sorted(args.job.glob(f"*/{network.name}.so")):
         database = ms.database.JSONDatabase(work_dir=str(library.parent))
-        best = [database.get_top_k(database.commit_workload(t.mod), 1) if database.has_workload(t.mod) else []
-                for t in tasks]
-        candidates = {i: top[0].as_measure_candidate() for i, top in enumerate(best) if top}
+        result = json.loads((library.parent / "result.json").read_text())
+        if "tasks_left_untuned" in result:  # tuned since tune compiles untuned code where that measured faster
+            database = records_to_compile(database, tasks, untuned)
+        best = best_records(database, tasks)
+        candidates = {i: record.as_measure_candidate() for i, record in enumerate(best) if record is not None}
         built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates.values()])
         models[library.parent.name] = {
-            "tuned_s": [records.latency_s(top[0].run_secs) if top else untuned[i] for i, top in enumerate(best)],
+            "tuned_s": [untuned[i] if record is None else records.latency_s(record.run_secs)
+                        for i, record in enumerate(best)],
             "artifacts": [(i, b.artifact_path, c.args_info)
                           for (i, c), b in zip(candidates.items(), built) if not b.error_msg],
             "vm": relax.VirtualMachine(tvm.runtime.load_module(str(library)), device)}

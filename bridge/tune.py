@@ -112,15 +112,30 @@ def read_curve(path: pathlib.Path) -> list[dict]:
     return [v for _, v in records.iter_json_lines(path) if isinstance(v, dict)] if path.exists() else []
 
 
-def best_measured(database, tasks: list[Task], untuned_s: list[float]) -> list[float]:
-    """Per task: the best latency in the database (a resumed tune), else its untuned code's."""
-    best = list(untuned_s)
-    for i, task in enumerate(tasks):
-        if database.has_workload(task.mod):
-            top = database.get_top_k(database.commit_workload(task.mod), 1)
-            if top:
-                best[i] = min(best[i], records.latency_s(top[0].run_secs))
+def best_records(database, tasks: list[Task]) -> list:
+    """Per task: its fastest tuning record in `database`, or None before its first measurement."""
+    best = []
+    for task in tasks:
+        top = database.get_top_k(database.commit_workload(task.mod), 1) if database.has_workload(task.mod) else []
+        best.append(top[0] if top else None)
     return best
+
+
+def best_measured(database, tasks: list[Task], untuned_s: list[float]) -> list[float]:
+    """Per task: the latency the compiled network gets, the faster of its best record and its untuned code."""
+    return [untuned if record is None else min(untuned, records.latency_s(record.run_secs))
+            for record, untuned in zip(best_records(database, tasks), untuned_s)]
+
+
+def records_to_compile(database, tasks: list[Task], untuned_s: list[float]):
+    """Each task's best record, except where its untuned code measured faster: that task compiles untuned, so the
+    network gets what the tuning curve estimated."""
+    chosen = ms.database.MemoryDatabase()
+    for task, record, untuned in zip(tasks, best_records(database, tasks), untuned_s):
+        if record is not None and records.latency_s(record.run_secs) <= untuned:
+            chosen.commit_tuning_record(ms.database.TuningRecord(
+                record.trace, chosen.commit_workload(task.mod), record.run_secs, record.target, record.args_info))
+    return chosen
 
 
 def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Platform, path: pathlib.Path) -> list[float]:
@@ -275,7 +290,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         last = recorder.points[-1] if recorder.points else {"s": 0.0, "model_s": 0.0}
 
         with target:
-            executable = ms.relax_integration.compile_relax(database, network.mod, target, None)
+            compiled = records_to_compile(database, tasks, untuned)
+            executable = ms.relax_integration.compile_relax(compiled, network.mod, target, None)
         library = work_dir / f"{network.name}.so"
         executable.export_library(str(library))
         output, mean_ms, std_ms = _run(executable, inputs, config)
@@ -283,7 +299,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         entry = {"final_latency_ms": mean_ms, "latency_spread_ms": std_ms,
                  "trials": len(database.get_all_tuning_records()), "wall_s": round(last["s"], 1),
                  "model_s": round(last["model_s"], 2), "curve": recorder.curve, "output_matches_untuned": matches,
-                 "library": str(library), "database": str(work_dir)}
+                 "library": str(library), "database": str(work_dir),
+                 "tasks_left_untuned": sum(not compiled.has_workload(t.mod) for t in tasks)}
         if isinstance(cost_model, (XferCostModel, PretrainedXGBCostModel)):  # how often search rescored a candidate
             entry["candidates"] = {"scored": cost_model.candidates.hits + cost_model.candidates.misses,
                                    "featurized": cost_model.candidates.misses}

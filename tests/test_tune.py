@@ -27,7 +27,7 @@ from xfer_jax.bridge import networks, platforms, tasks  # noqa: E402
 from xfer_jax.baselines import PackSumXGB  # noqa: E402
 from xfer_jax.bridge.cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel  # noqa: E402
 from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
-from xfer_jax.bridge.tune import TuneConfig, best_measured, tune_network  # noqa: E402
+from xfer_jax.bridge.tune import TuneConfig, best_measured, records_to_compile, tune_network  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -169,6 +169,10 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     best = best_measured(database, tuned, untuned)
     assert curve[1][2] == pytest.approx(sum(float(t.weight) * b for t, b in zip(tuned, best)) * 1e3)
     assert curve[1][2] <= curve[0][2]
+    # the compiled network takes a task's untuned code where that measured faster, as the estimate assumes
+    compiled = lambda untuned_s: [records_to_compile(database, tuned, untuned_s).has_workload(t.mod) for t in tuned]
+    assert compiled([0.0] * len(tuned)) == [False] * len(tuned)
+    assert compiled([float("inf")] * len(tuned)) == [True] * len(tuned)
     for name in ("xfer", "random"):
         entry = report["models"][name]
         assert entry["output_matches_untuned"]
