@@ -299,6 +299,12 @@ def tune(
     prescreen: Optional[float] = typer.Option(None, "--prescreen", min=0.01, max=0.99,
                                               help="xfer: featurize only this fraction of the candidates, the best "
                                               "by their trace tokens alone (a model trained with store_dropout)"),
+    population_size: Optional[int] = typer.Option(None, "--population-size", min=2,
+                                                  help="candidates per generation of the evolutionary search "
+                                                  "[default: TuneConfig.population_size]"),
+    adapt_every: Optional[int] = typer.Option(None, "--adapt-every", min=1,
+                                              help="xfer: new measurements between online updates "
+                                              "[default: TuneConfig.adapt_every]"),
     task_scheduler: Optional[TaskScheduler] = typer.Option(None, "--task-scheduler", help="how trials go to tasks "
                                                            "[default: TuneConfig.task_scheduler]"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs/tune"), "--out",
@@ -328,6 +334,7 @@ def tune(
             raise UserError("--rounds-per-task sets the trials itself; leave out --trials")
         config = TuneConfig(**given(trials=trials, trials_per_round=trials_per_round, data=data and str(data),
                                     top_k_per_task=top_k_per_task, rounds_per_task=rounds_per_task,
+                                    adapt_every=adapt_every, population_size=population_size,
                                     task_scheduler=task_scheduler and task_scheduler.value),
                             seed=seed, frozen=frozen, prescreen=prescreen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)

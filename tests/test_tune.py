@@ -182,6 +182,8 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
         assert (tmp_path / name / "tiny.so").exists()
     assert (tmp_path / "tune.png").exists()
     assert 0.1 < report["checkpoint"]["reference_gflops_here"] < 1e5  # timed: the hardware vector's measured entry
+    # timed once per job: a resumed tune reads the hardware vector it started with
+    assert json.loads((tmp_path / "reference_gflops.json").read_text()) == report["checkpoint"]["reference_gflops_here"]
     saved = json.loads((tmp_path / "tune.json").read_text())
     assert set(saved["models"]) == {"xfer", "random"}
     again = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
@@ -191,6 +193,9 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     assert [[p["trials"], p["s"], p["est_ms"]] for p in points] == report["models"]["random"]["curve"]
     with pytest.raises(UserError, match="different seed"):  # another job must not resume these databases
         tune_network(network, platform, ["random"], tmp_path, dataclasses.replace(config, seed=1), checkpoint,
+                     show_progress=False)
+    with pytest.raises(UserError, match="different adapt_every"):
+        tune_network(network, platform, ["xfer"], tmp_path, dataclasses.replace(config, adapt_every=64), checkpoint,
                      show_progress=False)
 
 
