@@ -65,12 +65,16 @@ def main() -> None:
     inputs = [tvm.runtime.tensor(x, device) for x in network.random_inputs(seed=settings["seed"])]
     models = {}  # name -> what its job left and the artifacts built from it
     for library in sorted(args.job.glob(f"*/{network.name}.so")):
+        if not (library.parent / "result.json").exists():  # its output disagreed with the untuned build
+            continue
         database = ms.database.JSONDatabase(work_dir=str(library.parent))
         result = json.loads((library.parent / "result.json").read_text())
         if "tasks_left_untuned" in result:  # tuned since tune compiles untuned code where that measured faster
             database = records_to_compile(database, tasks, untuned)
         best = best_records(database, tasks)
-        candidates = {i: record.as_measure_candidate() for i, record in enumerate(best) if record is not None}
+        candidates = {i: record.as_measure_candidate() if record is not None else ms.MeasureCandidate(
+            tvm.s_tir.Schedule(t.mod), ms.arg_info.ArgInfo.from_prim_func(t.mod["main"]))  # what the .so runs
+            for i, (record, t) in enumerate(zip(best, tasks))}
         built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates.values()])
         models[library.parent.name] = {
             "tuned_s": [untuned[i] if record is None else records.latency_s(record.run_secs)

@@ -8,6 +8,8 @@ Features cross the boundary as float64 from TVM, go to the predictor as float32,
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import pathlib
 import time
 
@@ -99,6 +101,23 @@ class CandidateFeatures:
                 del cache[next(iter(cache))]
 
 
+def _with_reference(platform: Platform, cache: pathlib.Path | None) -> Platform:
+    """The platform with the reference matmul's speed in its descriptor: read from `cache`, else timed here (and
+    written to `cache`)."""
+    if cache is not None and cache.exists():
+        try:
+            gflops = float(json.loads(cache.read_text()))
+        except (ValueError, TypeError):
+            raise UserError(f"{cache} is damaged; delete it to time the reference matmul again") from None
+        return dataclasses.replace(platform, descriptor=dataclasses.replace(platform.descriptor,
+                                                                            reference_gflops=gflops))
+    measure = MeasureConfig()
+    timed = with_timed_reference(platform, platform.tvm_target(), make_builder(measure), make_runner(platform, measure))
+    if cache is not None:
+        cache.write_text(json.dumps(timed.descriptor.reference_gflops))
+    return timed
+
+
 def measured_latency(results) -> np.ndarray:
     """Mean seconds per MetaSchedule RunnerResult; inf for a failed build or run."""
     return np.array([latency_s(r.run_secs, r.error_msg) for r in results])
@@ -133,16 +152,16 @@ class XferCostModel(ms.cost_model.PyCostModel):
 
     @classmethod
     def from_checkpoint(cls, path=None, platform: str | Platform = "auto", frozen: bool = False,
-                        **kwargs) -> "XferCostModel":
+                        reference_cache: pathlib.Path | None = None, **kwargs) -> "XferCostModel":
         """path None: the shipped default model. A model that reads the measured reference entry of the
-        hardware vector gets it timed on this host (~1 s) when the platform runs here and does not give it."""
+        hardware vector gets it timed on this host (~1 s) when the platform runs here and does not give it;
+        `reference_cache`: a JSON file that keeps that timing, so that every model of a tune job, and the job
+        resumed, read one hardware vector."""
         platform = get_platform(platform) if isinstance(platform, str) else platform
         predictor = xfer_jax.load(path)
         reads_reference = "log2(1+reference_gflops)" in predictor.metadata["hardware_features"]
         if reads_reference and platform.descriptor.reference_gflops == 0 and platform.missing_requirement() is None:
-            measure = MeasureConfig()
-            platform = with_timed_reference(platform, platform.tvm_target(), make_builder(measure),
-                                            make_runner(platform, measure))
+            platform = _with_reference(platform, reference_cache)
         return cls(predictor, platform, frozen=frozen, **kwargs)
 
     @property

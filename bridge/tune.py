@@ -31,8 +31,7 @@ from xfer_jax.splits import trained_platforms
 
 from . import records
 from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel
-from .measure import (MeasureConfig, SyncRunner, build_and_run, check_tracker, make_builder, make_runner,
-                      with_timed_reference)
+from .measure import MeasureConfig, SyncRunner, build_and_run, check_tracker, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
 from .tasks import Task, extract_tasks
@@ -54,7 +53,7 @@ class TuneConfig:
     population_size: int = 64  # EvolutionarySearch population (TVM's 512 spends minutes per round here)
     seed: int = 0
     frozen: bool = False  # xfer: no online updates
-    adapt_every: int = 32  # xfer: new measurements between online updates (each tries ~1.5 s of fine-tuning)
+    adapt_every: int | None = None  # xfer: new measurements between online updates [default: XferCostModel's]
     prescreen: float | None = None  # xfer: featurize only this fraction of candidates, the best by trace tokens
     task_scheduler: str = "gradient"  # one of TASK_SCHEDULERS
     data: str = "data/v1/dataset"  # xgb-pretrained fits on the checkpoint's training programs of this dataset
@@ -153,36 +152,25 @@ def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Plat
 
 
 def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, config: TuneConfig,
-                     work_dir: pathlib.Path):
+                     job_dir: pathlib.Path):
     if name in ("xfer", "xfer-frozen", "xfer-booster", "xgb-pretrained") and checkpoint is None:
         raise UserError(f"the {name} cost model needs --checkpoint")
+    xfer = dict(prescreen=config.prescreen, reference_cache=job_dir / "reference_gflops.json",
+                **({"adapt_every": config.adapt_every} if config.adapt_every else {}))
     if name in ("xfer", "xfer-frozen"):  # xfer-frozen beside xfer: what online adaptation adds, in one job
         return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen or name == "xfer-frozen",
-                                             prescreen=config.prescreen, adapt_every=config.adapt_every)
+                                             **xfer)
     if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
-        return XferCostModel.from_checkpoint(checkpoint, platform, prescreen=config.prescreen, adapt="booster",
-                                             adapt_every=config.adapt_every)
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="booster", **xfer)
     if name == "xgb-pretrained":
         key = hashlib.sha256(f"{pathlib.Path(checkpoint).resolve()}|{pathlib.Path(config.data).resolve()}".encode())
         return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data,
-                                                         work_dir / f"pretrained-{key.hexdigest()[:10]}.json"))
+                                                         job_dir / name / f"pretrained-{key.hexdigest()[:10]}.json"))
     if name == "xgb":
         return TimedCostModel(ms.cost_model.XGBModel(num_tuning_cores=max(platform.num_threads, 1)))
     if name == "random":
         return TimedCostModel(ms.cost_model.RandomModel())
     raise UserError(f"unknown cost model {name!r}; choose from {', '.join(COST_MODELS)}")
-
-
-def _reference_timed_once(platform: Platform, target, path: pathlib.Path) -> Platform:
-    """The platform with the reference matmul's speed in its hardware vector, timed once per job: every xfer
-    model of the job, and a resumed tune, read the same vector."""
-    if platform.descriptor.reference_gflops > 0:
-        return platform
-    if path.exists():
-        descriptor = dataclasses.replace(platform.descriptor, reference_gflops=json.loads(path.read_text()))
-        return dataclasses.replace(platform, descriptor=descriptor)
-    measure = MeasureConfig()  # on this machine, as XferCostModel.from_checkpoint times it
-    return with_timed_reference(platform, target, make_builder(measure), make_runner(platform, measure))
 
 
 def pretrained_booster(checkpoint: pathlib.Path, data_path: str, cache: pathlib.Path) -> PackSumXGB:
@@ -237,21 +225,16 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            **({"task_scheduler": config.task_scheduler} if config.task_scheduler != "gradient" else {}),
            **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {}),
            **({"prescreen": config.prescreen} if config.prescreen else {}),
-           **({"adapt_every": config.adapt_every} if config.adapt_every != TuneConfig.adapt_every else {})}
+           **({"adapt_every": config.adapt_every} if config.adapt_every else {})}
     # validate the tracker, the checkpoint and every model first: a typo must not claim the folder for a job
     if config.task_scheduler not in TASK_SCHEDULERS:
         raise UserError(f"unknown task scheduler {config.task_scheduler!r}; choose {', '.join(TASK_SCHEDULERS)}")
     if config.measure.rpc_tracker:
         check_tracker(config.measure.rpc_tracker, config.measure.rpc_key)
-    gflops_path = out / "reference_gflops.json"
-    if any(name.startswith("xfer") for name in models):
-        platform = _reference_timed_once(platform, target, gflops_path)
-    cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out / name) for name in models}
+    cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out) for name in models}
     # a rerun resumes only the same job; a key left out of `job` at its default compares as None
     records.write_once(out / "settings.json", job, compare_keys=(*job, "data", "task_scheduler", "top_k_per_task",
                                                                     "prescreen", "adapt_every"))
-    if platform.descriptor.reference_gflops > 0 and not gflops_path.exists():
-        gflops_path.write_text(json.dumps(platform.descriptor.reference_gflops))
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured

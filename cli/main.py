@@ -299,12 +299,12 @@ def tune(
     prescreen: Optional[float] = typer.Option(None, "--prescreen", min=0.01, max=0.99,
                                               help="xfer: featurize only this fraction of the candidates, the best "
                                               "by their trace tokens alone (a model trained with store_dropout)"),
-    population_size: Optional[int] = typer.Option(None, "--population-size", min=2,
+    population_size: Optional[int] = typer.Option(None, "--population-size", min=4,
                                                   help="candidates per generation of the evolutionary search "
                                                   "[default: TuneConfig.population_size]"),
     adapt_every: Optional[int] = typer.Option(None, "--adapt-every", min=1,
                                               help="xfer: new measurements between online updates "
-                                              "[default: TuneConfig.adapt_every]"),
+                                              "[default: XferCostModel.adapt_every]"),
     task_scheduler: Optional[TaskScheduler] = typer.Option(None, "--task-scheduler", help="how trials go to tasks "
                                                            "[default: TuneConfig.task_scheduler]"),
     out: pathlib.Path = typer.Option(pathlib.Path("runs/tune"), "--out",

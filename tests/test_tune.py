@@ -27,7 +27,8 @@ from xfer_jax.bridge import networks, platforms, tasks  # noqa: E402
 from xfer_jax.baselines import PackSumXGB  # noqa: E402
 from xfer_jax.bridge.cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel  # noqa: E402
 from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
-from xfer_jax.bridge.tune import TuneConfig, best_measured, records_to_compile, tune_network  # noqa: E402
+from xfer_jax.bridge import records  # noqa: E402
+from xfer_jax.bridge.tune import TuneConfig, best_measured, best_records, records_to_compile, tune_network  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -111,6 +112,15 @@ def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise
     assert blended.booster is not None and not blended.frozen
     with pytest.raises(UserError, match="needs --checkpoint"):
         _make_cost_model("xfer-frozen", None, platform, TuneConfig(), tmp_path)
+    # the reference matmul is timed once per job, and every xfer model of it reads that hardware vector
+    timed = json.loads((tmp_path / "reference_gflops.json").read_text())
+    assert timed > 0 and {m.platform.descriptor.reference_gflops for m in (adapting, frozen, blended)} == {timed}
+    (tmp_path / "reference_gflops.json").write_text("123.5")  # as a resumed job finds it
+    assert _make_cost_model("xfer", checkpoint, platform, TuneConfig(), tmp_path).platform.descriptor \
+        .reference_gflops == 123.5
+    (tmp_path / "reference_gflops.json").write_text("{")
+    with pytest.raises(UserError, match="damaged"):
+        _make_cost_model("xfer", checkpoint, platform, TuneConfig(), tmp_path)
 
 
 def test_pretrained_xgb_boosts_on_its_own_measurements_and_saves_json_not_pickle(tiny, tmp_path):
@@ -173,6 +183,8 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     compiled = lambda untuned_s: [records_to_compile(database, tuned, untuned_s).has_workload(t.mod) for t in tuned]
     assert compiled([0.0] * len(tuned)) == [False] * len(tuned)
     assert compiled([float("inf")] * len(tuned)) == [True] * len(tuned)
+    best_s = [records.latency_s(r.run_secs) if r else float("inf") for r in best_records(database, tuned)]
+    assert report["models"]["random"]["tasks_left_untuned"] == sum(u < b for u, b in zip(untuned, best_s))
     for name in ("xfer", "random"):
         entry = report["models"][name]
         assert entry["output_matches_untuned"]
