@@ -31,6 +31,8 @@ def main() -> None:
     parser.add_argument("job", type=pathlib.Path, help="a tune work folder (OUT/NETWORK)")
     parser.add_argument("--onnx", type=pathlib.Path, help="the ONNX model an --onnx job tuned")
     parser.add_argument("--rounds", type=int, default=5, help="passes over every model, interleaved")
+    parser.add_argument("--cache-flush", action="store_true", help="time the kernels alone with cold caches "
+                        "(flushed before each of 10 single runs) instead of the tuning runner's warm repeats")
     parser.add_argument("--log", type=pathlib.Path, default=pathlib.Path("reports/tune/latency_parts.jsonl"))
     args = parser.parse_args()
     settings = job_settings(args.job)
@@ -59,7 +61,7 @@ def main() -> None:
                       for gv, f in fuse_for_tuning(network.mod, target).functions.items() if isinstance(f, PrimFunc)}
     untuned = json.loads((args.job / "untuned_task_seconds.json").read_text())
 
-    measure = MeasureConfig()
+    measure = MeasureConfig.cold_cache() if args.cache_flush else MeasureConfig()
     builder, runner = make_builder(measure), SyncRunner(make_runner(platform, measure))
     device = tvm.cpu()
     inputs = [tvm.runtime.tensor(x, device) for x in network.random_inputs(seed=settings["seed"])]
@@ -126,6 +128,7 @@ def main() -> None:
     with args.log.open("a") as log:
         log.write(json.dumps({"job": str(args.job.resolve()), "network": network.name,
                               "platform": settings["platform"][0], "rounds": args.rounds,
+                              "cache_flush": args.cache_flush,
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "models": rows}) + "\n")
 
 

@@ -86,10 +86,17 @@ class MeasureConfig:
     number: int = 1  # runs per repeat
     repeat: int = 3  # repeats; their spread is recorded
     min_repeat_ms: int = 20  # lengthens a repeat of a very fast program until timing is stable
+    cpu_cache_flush: bool = False  # flush the CPU caches before each repeat (inputs cold, as inside a network)
     build_timeout_s: float = 30.0
     run_timeout_s: float = 15.0
     rpc_tracker: str | None = None  # "HOST:PORT" to measure through TVM's RPC tracker
     rpc_key: str | None = None
+
+    @classmethod
+    def cold_cache(cls, **kwargs) -> "MeasureConfig":
+        """Ten single runs, each after a cache flush: a kernel's inputs arrive cold, as from its neighbours in a
+        network (with warm repeats, kernels that only win on hot caches look fast)."""
+        return cls(number=1, repeat=10, min_repeat_ms=0, cpu_cache_flush=True, **kwargs)
 
 
 @derived_object
@@ -127,7 +134,8 @@ def make_runner(platform: Platform, config: MeasureConfig) -> ms.runner.Runner:
     """A runner whose workers see the platform's thread count (they inherit it from this process)."""
     os.environ.update(platform.runtime_env())
     evaluator = ms.runner.EvaluatorConfig(number=config.number, repeat=config.repeat,
-                                          min_repeat_ms=config.min_repeat_ms)
+                                          min_repeat_ms=config.min_repeat_ms,
+                                          enable_cpu_cache_flush=config.cpu_cache_flush)
     if config.rpc_tracker:
         host, port = check_tracker(config.rpc_tracker, config.rpc_key)
         rpc = ms.runner.RPCConfig(tracker_host=host, tracker_port=int(port), tracker_key=config.rpc_key,

@@ -59,7 +59,9 @@ class TuneConfig:
     data: str = "data/v1/dataset"  # xgb-pretrained fits on the checkpoint's training programs of this dataset
     e2e_number: int = 5
     e2e_repeat: int = 5
-    measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
+    # cold caches: warm repeats favour kernels that lose inside a network (resnet18 at one round, two seeds: xfer's
+    # and xgb's networks 11-28% faster tuned cold; bench/README.md, session 18)
+    measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig.cold_cache)
 
 
 @derived_object
@@ -225,7 +227,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            **({"task_scheduler": config.task_scheduler} if config.task_scheduler != "gradient" else {}),
            **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {}),
            **({"prescreen": config.prescreen} if config.prescreen else {}),
-           **({"adapt_every": config.adapt_every} if config.adapt_every else {})}
+           **({"adapt_every": config.adapt_every} if config.adapt_every else {}),
+           **({"cpu_cache_flush": True} if config.measure.cpu_cache_flush else {})}
     # validate the tracker, the checkpoint and every model first: a typo must not claim the folder for a job
     if config.task_scheduler not in TASK_SCHEDULERS:
         raise UserError(f"unknown task scheduler {config.task_scheduler!r}; choose {', '.join(TASK_SCHEDULERS)}")
@@ -234,7 +237,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out) for name in models}
     # a rerun resumes only the same job; a key left out of `job` at its default compares as None
     records.write_once(out / "settings.json", job, compare_keys=(*job, "data", "task_scheduler", "top_k_per_task",
-                                                                    "prescreen", "adapt_every"))
+                                                                    "prescreen", "adapt_every", "cpu_cache_flush"))
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured

@@ -311,6 +311,9 @@ def tune(
                                      help="work folder, OUT/NETWORK per job; rerun the same job to resume"),
     json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="also write the report here"),
     batch: int = typer.Option(1, "--batch", min=1),
+    cache_flush: bool = typer.Option(True, "--cache-flush/--no-cache-flush", help="time every candidate on cold "
+                                     "CPU caches (ten single runs, each after a flush), as kernels run inside a "
+                                     "network; --no-cache-flush: warm repeats, as the datasets were collected"),
     rpc_tracker: Optional[str] = typer.Option(None, "--rpc-tracker", help="HOST:PORT of a TVM RPC tracker"),
     rpc_key: Optional[str] = typer.Option(None, "--rpc-key"),
     seed: int = typer.Option(0, "--seed"),
@@ -336,7 +339,9 @@ def tune(
                                     top_k_per_task=top_k_per_task, rounds_per_task=rounds_per_task,
                                     adapt_every=adapt_every, population_size=population_size,
                                     task_scheduler=task_scheduler and task_scheduler.value),
-                            seed=seed, frozen=frozen, prescreen=prescreen, measure=MeasureConfig(rpc_tracker=rpc_tracker, rpc_key=rpc_key))
+                            seed=seed, frozen=frozen, prescreen=prescreen,
+                            measure=(MeasureConfig.cold_cache if cache_flush else MeasureConfig)(
+                                rpc_tracker=rpc_tracker, rpc_key=rpc_key))
         net = get_network(network, onnx, batch)
         report = tune_network(net, get_platform(platform), models, out / net.name, config,
                               checkpoint or default_checkpoint())

@@ -26,7 +26,7 @@ import xfer_jax  # noqa: E402
 from xfer_jax.bridge import networks, platforms, tasks  # noqa: E402
 from xfer_jax.baselines import PackSumXGB  # noqa: E402
 from xfer_jax.bridge.cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel  # noqa: E402
-from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
+from xfer_jax.bridge.measure import MeasureConfig, build_and_run, make_builder, make_runner  # noqa: E402
 from xfer_jax.bridge import records  # noqa: E402
 from xfer_jax.bridge.tune import TuneConfig, best_measured, best_records, records_to_compile, tune_network  # noqa: E402
 
@@ -157,6 +157,18 @@ def fast_measurement(platform) -> dict:
     return {"builder": make_builder(config), "runner": make_runner(platform, config)}
 
 
+def test_cold_cache_measurement_is_ten_single_runs_after_a_flush(tiny):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    candidate = ms.MeasureCandidate(tvm.s_tir.Schedule(task.mod), ms.arg_info.ArgInfo.from_prim_func(task.mod["main"]))
+    config = MeasureConfig.cold_cache()
+    assert config.cpu_cache_flush and config.min_repeat_ms == 0 and config.number == 1
+    [(seconds, error)] = build_and_run(make_builder(config), make_runner(platform, config), platform, target,
+                                       [candidate])
+    assert error is None and len(seconds) == 10 and min(seconds) > 0
+
+
 def tvm_leaves(params):
     import jax
 
@@ -206,6 +218,9 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     with pytest.raises(UserError, match="different seed"):  # another job must not resume these databases
         tune_network(network, platform, ["random"], tmp_path, dataclasses.replace(config, seed=1), checkpoint,
                      show_progress=False)
+    with pytest.raises(UserError, match="different cpu_cache_flush"):
+        tune_network(network, platform, ["random"], tmp_path, dataclasses.replace(config, measure=MeasureConfig()),
+                     checkpoint, show_progress=False)
     with pytest.raises(UserError, match="different adapt_every"):
         tune_network(network, platform, ["xfer"], tmp_path, dataclasses.replace(config, adapt_every=64), checkpoint,
                      show_progress=False)
