@@ -101,6 +101,8 @@ def test_budget_reads_rounds_top_k_and_a_scheduler_other_than_the_default():
     assert report._budget(rounds) == "2 r"
     assert report._budget({**rounds, "settings": {"trials_per_round": 8, "task_scheduler": "round-robin"}}) \
         == "2 r, round-robin"
+    assert report._budget({**rounds, "settings": {"trials_per_round": 8, "measure": {"cpu_cache_flush": True}}}) \
+        == "2 r, cold"
     assert report._budget({"trials": 4, "settings": {"top_k_per_task": 2}}) == "top-2"
     assert report._budget({"trials": 30}) == "30 trials"
 

@@ -269,7 +269,8 @@ TUNE_BASELINES = ("xgb", "xgb-pretrained")  # TVM's XGBModel from scratch; XGBoo
 
 def _budget(report: dict) -> str:
     """'8 r' (rounds of every task), 'top-2' (the model's k best per task) or plain trials for older reports;
-    ', round-robin' where the task scheduler was not MetaSchedule's gradient-based default."""
+    ', round-robin' where the task scheduler was not MetaSchedule's gradient-based default; ', cold' where the
+    candidates were timed on cold caches."""
     settings = report.get("settings") or {}
     if settings.get("top_k_per_task"):
         budget = f"top-{settings['top_k_per_task']}"
@@ -278,7 +279,8 @@ def _budget(report: dict) -> str:
     else:
         budget = f"{report['trials']} trials"
     scheduler = settings.get("task_scheduler", "gradient")
-    return budget if scheduler == "gradient" else f"{budget}, {scheduler}"
+    budget = budget if scheduler == "gradient" else f"{budget}, {scheduler}"
+    return f"{budget}, cold" if (settings.get("measure") or {}).get("cpu_cache_flush") else budget
 
 
 def _remeasured(out: pathlib.Path) -> dict:
@@ -396,7 +398,8 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         "Column 'seen': whether the checkpoint trained on the tuned platform ('yes'), only on other configs of its "
         "host ('host'), or on neither ('no'); where it never saw the platform, xfer starts zero-shot from the hardware "
         "vector and adapts online (`xfer-frozen`: the same checkpoint without online updates). Budget: rounds of 8 "
-        "trials per task ('r'), or top-k (only the model's k best candidates of each task measured). 'to xgb' and "
+        "trials per task ('r'), or top-k (only the model's k best candidates of each task measured); ', cold': "
+        "candidates timed on cold CPU caches (ten single runs after a flush), else warm repeats. 'to xgb' and "
         "'to xgb-pre': trials until the estimated network latency (sum of weight x best task latency) first reaches "
         "that baseline's final estimate, and the share of the budget. '/ xgb', '/ xgb-pre': final measured end-to-end "
         "latency over the baseline's, at equal trials. Remeasured: the median of `bench/remeasure.py`'s passes, which "
