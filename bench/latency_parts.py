@@ -48,7 +48,7 @@ def main() -> None:
     from xfer_jax.bridge.networks import get_network
     from xfer_jax.bridge.platforms import get_platform
     from xfer_jax.bridge.tasks import extract_tasks, fuse_for_tuning, workload_hash
-    from xfer_jax.bridge.tune import best_records, records_to_compile
+    from xfer_jax.bridge.tune import best_records, records_to_compile, untuned_candidate
 
     network = get_network(settings["network"] if args.onnx is None else None, args.onnx)
     if network.name != settings["network"]:
@@ -74,9 +74,8 @@ def main() -> None:
         if "tasks_left_untuned" in result:  # tuned since tune compiles untuned code where that measured faster
             database = records_to_compile(database, tasks, untuned)
         best = best_records(database, tasks)
-        candidates = {i: record.as_measure_candidate() if record is not None else ms.MeasureCandidate(
-            tvm.s_tir.Schedule(t.mod), ms.arg_info.ArgInfo.from_prim_func(t.mod["main"]))  # what the .so runs
-            for i, (record, t) in enumerate(zip(best, tasks))}
+        candidates = {i: record.as_measure_candidate() if record is not None else untuned_candidate(t)  # as the .so
+                      for i, (record, t) in enumerate(zip(best, tasks))}
         built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates.values()])
         models[library.parent.name] = {
             "tuned_s": [untuned[i] if record is None else records.latency_s(record.run_secs)

@@ -141,13 +141,16 @@ def records_to_compile(database, tasks: list[Task], untuned_s: list[float]):
     return chosen
 
 
+def untuned_candidate(task: Task) -> ms.MeasureCandidate:
+    """A task's unscheduled code as a candidate: what compile_relax runs for a task without a record."""
+    return ms.MeasureCandidate(tvm.s_tir.Schedule(task.mod), ms.arg_info.ArgInfo.from_prim_func(task.mod["main"]))
+
+
 def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Platform, path: pathlib.Path) -> list[float]:
     """Seconds of each task's unscheduled code (what compile_relax uses for a task with no record); cached."""
     if path.exists():
         return json.loads(path.read_text())
-    candidates = [ms.MeasureCandidate(tvm.s_tir.Schedule(t.mod), ms.arg_info.ArgInfo.from_prim_func(t.mod["main"]))
-                  for t in tasks]
-    outcomes = build_and_run(builder, runner, platform, target, candidates)
+    outcomes = build_and_run(builder, runner, platform, target, [untuned_candidate(t) for t in tasks])
     latencies = [records.latency_s(secs, error) for secs, error in outcomes]
     path.write_text(json.dumps(latencies))
     return latencies

@@ -28,7 +28,8 @@ from xfer_jax.baselines import PackSumXGB  # noqa: E402
 from xfer_jax.bridge.cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel  # noqa: E402
 from xfer_jax.bridge.measure import MeasureConfig, build_and_run, make_builder, make_runner  # noqa: E402
 from xfer_jax.bridge import records  # noqa: E402
-from xfer_jax.bridge.tune import TuneConfig, best_measured, best_records, records_to_compile, tune_network  # noqa: E402
+from xfer_jax.bridge.tune import (TuneConfig, best_measured, best_records, records_to_compile,  # noqa: E402
+                                  tune_network, untuned_candidate)
 
 pytestmark = pytest.mark.tvm
 
@@ -161,7 +162,7 @@ def test_cold_cache_measurement_is_ten_single_runs_after_a_flush(tiny):
     platform = platforms.get_platform("auto")
     target = platform.tvm_target()
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    candidate = ms.MeasureCandidate(tvm.s_tir.Schedule(task.mod), ms.arg_info.ArgInfo.from_prim_func(task.mod["main"]))
+    candidate = untuned_candidate(task)
     config = MeasureConfig.cold_cache()
     assert config.cpu_cache_flush and config.min_repeat_ms == 0 and config.number == 1
     [(seconds, error)] = build_and_run(make_builder(config), make_runner(platform, config), platform, target,
