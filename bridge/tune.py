@@ -226,7 +226,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
            "platform": [platform.name, platform.target, platform.num_threads],
            "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
-           "frozen": config.frozen, **({"data": str(config.data)} if "xgb-pretrained" in models else {}),
+           "frozen": config.frozen,
            **({"task_scheduler": config.task_scheduler} if config.task_scheduler != "gradient" else {}),
            **({"top_k_per_task": config.top_k_per_task} if config.top_k_per_task else {}),
            **({"prescreen": config.prescreen} if config.prescreen else {}),
@@ -239,8 +239,10 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         check_tracker(config.measure.rpc_tracker, config.measure.rpc_key)
     cost_models = {name: _make_cost_model(name, checkpoint, platform, config, out) for name in models}
     # a rerun resumes only the same job; a key left out of `job` at its default compares as None
-    records.write_once(out / "settings.json", job, compare_keys=(*job, "data", "task_scheduler", "top_k_per_task",
+    records.write_once(out / "settings.json", job, compare_keys=(*job, "task_scheduler", "top_k_per_task",
                                                                     "prescreen", "adapt_every", "cpu_cache_flush"))
+    if "xgb-pretrained" in models:  # its own setting: the job may gain or leave out this model on a rerun
+        records.write_once(out / "xgb-pretrained" / "settings.json", {"data": str(config.data)}, ("data",))
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -225,6 +226,16 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     with pytest.raises(UserError, match="different adapt_every"):
         tune_network(network, platform, ["xfer"], tmp_path, dataclasses.replace(config, adapt_every=64), checkpoint,
                      show_progress=False)
+    # the job gains a baseline on a rerun; that baseline resumes only with the dataset it was fitted on
+    data = checkpoint.parent / "data"
+    pretrained = dataclasses.replace(config, data=str(data))
+    tune_network(network, platform, ["random", "xgb-pretrained"], tmp_path, pretrained, checkpoint, show_progress=False)
+    shutil.copytree(data, tmp_path / "same-programs-elsewhere")
+    with pytest.raises(UserError, match="different data"):
+        tune_network(network, platform, ["xgb-pretrained"], tmp_path,
+                     dataclasses.replace(config, data=str(tmp_path / "same-programs-elsewhere")), checkpoint,
+                     show_progress=False)
+    assert tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
 
 
 def test_top_k_per_task_measures_exactly_k_programs_of_every_task(checkpoint, tiny, tmp_path):
@@ -311,8 +322,6 @@ def test_tune_bad_input_exits_2_with_one_line(checkpoint, tiny, tmp_path):
 
 @pytest.mark.parametrize("mistake", ["checkpoint typo", "checkpoint damaged", "platform not runnable here"])
 def test_a_bad_checkpoint_or_platform_does_not_claim_the_work_folder(checkpoint, tiny, tmp_path, mistake):
-    import shutil
-
     args = ["--checkpoint", str(tmp_path / "typo")]
     if mistake == "checkpoint damaged":
         shutil.copytree(checkpoint, tmp_path / "damaged")
