@@ -1,8 +1,8 @@
 """Where a tune job's estimated network latency and its end-to-end time part, per model. Run it alone.
 
-`tune`'s estimate is the sum over tasks of weight x the best latency measured while tuning: each kernel alone,
-cache-hot on repeated inputs, at the minute its model tuned. The end-to-end time runs every kernel between its
-neighbours. This times, interleaved across the job's models, each model's best kernels again alone ("alone now":
+`tune`'s estimate is the sum over tasks of weight x the best latency measured while tuning: each kernel alone (on
+cold caches, or warm in a job tuned with --no-cache-flush), at the minute its model tuned. The end-to-end time runs
+every kernel between its neighbours. This times, interleaved across the job's models, each model's best kernels again alone ("alone now":
 drift of the VM between the models' tuning runs), the same kernels inside its compiled network ("in network"), and
 the whole network ("end to end"), so the gap between estimate and end-to-end splits into those parts.
 
@@ -31,8 +31,8 @@ def main() -> None:
     parser.add_argument("job", type=pathlib.Path, help="a tune work folder (OUT/NETWORK)")
     parser.add_argument("--onnx", type=pathlib.Path, help="the ONNX model an --onnx job tuned")
     parser.add_argument("--rounds", type=int, default=5, help="passes over every model, interleaved")
-    parser.add_argument("--cache-flush", action="store_true", help="time the kernels alone with cold caches "
-                        "(flushed before each of 10 single runs) instead of the tuning runner's warm repeats")
+    parser.add_argument("--cache-flush", action=argparse.BooleanOptionalAction, help="time the kernels alone on "
+                        "cold caches (flushed before each of 10 single runs) or warm [default: as the job tuned]")
     parser.add_argument("--log", type=pathlib.Path, default=pathlib.Path("reports/tune/latency_parts.jsonl"))
     args = parser.parse_args()
     settings = job_settings(args.job)
@@ -45,12 +45,13 @@ def main() -> None:
 
     from xfer_jax.bridge import records
     from xfer_jax.bridge.measure import MeasureConfig, SyncRunner, make_builder, make_runner, run_artifacts
-    from xfer_jax.bridge.networks import get_network
+    from xfer_jax.bridge.networks import get_network, unbatched_name
     from xfer_jax.bridge.platforms import get_platform
     from xfer_jax.bridge.tasks import extract_tasks, fuse_for_tuning, workload_hash
     from xfer_jax.bridge.tune import best_records, records_to_compile, untuned_candidate
 
-    network = get_network(settings["network"] if args.onnx is None else None, args.onnx)
+    name, batch = unbatched_name(settings["network"])
+    network = get_network(name if args.onnx is None else None, args.onnx, batch)
     if network.name != settings["network"]:
         raise SystemExit(f"error: {args.job} tuned {settings['network']}, not {network.name}")
     platform = get_platform(settings["platform"][0])
@@ -61,16 +62,18 @@ def main() -> None:
                       for gv, f in fuse_for_tuning(network.mod, target).functions.items() if isinstance(f, PrimFunc)}
     untuned = json.loads((args.job / "untuned_task_seconds.json").read_text())
 
-    measure = MeasureConfig.cold_cache() if args.cache_flush else MeasureConfig()
+    cold = settings.get("cpu_cache_flush", False) if args.cache_flush is None else args.cache_flush
+    measure = MeasureConfig.cold_cache() if cold else MeasureConfig()
     builder, runner = make_builder(measure), SyncRunner(make_runner(platform, measure))
     device = tvm.cpu()
     inputs = [tvm.runtime.tensor(x, device) for x in network.random_inputs(seed=settings["seed"])]
     models = {}  # name -> what its job left and the artifacts built from it
     for library in sorted(args.job.glob(f"*/{network.name}.so")):
-        if not (library.parent / "result.json").exists():  # its output disagreed with the untuned build
+        result_path = library.parent / "result.json"
+        result = json.loads(result_path.read_text()) if result_path.exists() else {}
+        if not result.get("output_matches_untuned"):  # unfinished, or its output disagreed with the untuned build
             continue
         database = ms.database.JSONDatabase(work_dir=str(library.parent))
-        result = json.loads((library.parent / "result.json").read_text())
         if "tasks_left_untuned" in result:  # tuned since tune compiles untuned code where that measured faster
             database = records_to_compile(database, tasks, untuned)
         best = best_records(database, tasks)
@@ -127,7 +130,7 @@ def main() -> None:
     with args.log.open("a") as log:
         log.write(json.dumps({"job": str(args.job.resolve()), "network": network.name,
                               "platform": settings["platform"][0], "rounds": args.rounds,
-                              "cache_flush": args.cache_flush,
+                              "cache_flush": cold,
                               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "models": rows}) + "\n")
 
 

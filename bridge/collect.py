@@ -148,7 +148,7 @@ def _platform_payload(platform_dir: pathlib.Path, platform: Platform) -> dict:
 def _write_platform_once(platform_dir: pathlib.Path, net_dir: pathlib.Path, platform: Platform) -> None:
     payload = _platform_payload(platform_dir, platform)
     if not (net_dir / "platform.json").exists():
-        (net_dir / "platform.json").write_text(json.dumps(payload, indent=1))
+        records.write_whole(net_dir / "platform.json", json.dumps(payload, indent=1))
 
 
 class TaskStore:

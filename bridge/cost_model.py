@@ -30,7 +30,7 @@ from xfer_jax.trace import TOKEN_VALUES, batch_tokens, python_trace
 from .featurize import workload_features
 from .measure import MeasureConfig, make_builder, make_runner, with_timed_reference
 from .platforms import Platform, get_platform
-from .records import latency_s
+from .records import latency_s, read_json, write_whole
 from .tasks import workload_hash
 
 
@@ -53,7 +53,7 @@ class CandidateFeatures:
         self.seen: dict[tuple[str, str], np.ndarray] = {}  # -> PerStoreFeature rows; oldest first
         self.tokens_of: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}  # -> trace ids, values
         self.flags: dict[str, np.ndarray] = {}  # workload -> PerStoreFeature's workload columns
-        self.hits = self.misses = 0
+        self.featurized = 0  # distinct candidates lowered and featurized
 
     def __call__(self, context, candidates, tokens: tuple | None = None) -> tuple:
         """(workload hash, features [N, max_stores, 164] float32, mask [N, max_stores], trace ids
@@ -68,8 +68,7 @@ class CandidateFeatures:
                                   else np.zeros(0, np.float32))
             for trace, rows in zip(missing, extracted):
                 self.seen[workload, trace] = rows[: self.max_stores, :NUM_STORE_FEATURES].astype(np.float32)
-        self.hits += len(traces) - len(missing)
-        self.misses += len(missing)
+        self.featurized += len(missing)
         features = np.zeros((len(traces), self.max_stores, NUM_STORE_FEATURES), np.float32)
         mask = np.zeros((len(traces), self.max_stores), bool)
         for i, trace in enumerate(traces):
@@ -106,15 +105,15 @@ def _with_reference(platform: Platform, cache: pathlib.Path | None) -> Platform:
     written to `cache`)."""
     if cache is not None and cache.exists():
         try:
-            gflops = float(json.loads(cache.read_text()))
-        except (ValueError, TypeError):
+            gflops = float(read_json(cache))
+        except (UserError, TypeError):
             raise UserError(f"{cache} is damaged; delete it to time the reference matmul again") from None
         return dataclasses.replace(platform, descriptor=dataclasses.replace(platform.descriptor,
                                                                             reference_gflops=gflops))
     measure = MeasureConfig()
     timed = with_timed_reference(platform, platform.tvm_target(), make_builder(measure), make_runner(platform, measure))
     if cache is not None:
-        cache.write_text(json.dumps(timed.descriptor.reference_gflops))
+        write_whole(cache, json.dumps(timed.descriptor.reference_gflops))
     return timed
 
 
@@ -129,8 +128,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
     (adapt="booster") a booster refitted on the measurements and blended in."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_budget_s: float = 1.5, adapt_every: int = 32, prescreen: float | None = None,
-                 adapt: str = "finetune"):
+                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "finetune"):
         super().__init__()
         if adapt not in ADAPTS:
             raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
@@ -139,12 +137,12 @@ class XferCostModel(ms.cost_model.PyCostModel):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
                             "(0, 1) and a model that reads traces (trained with store_dropout to rank well so)")
         self.predictor, self.platform, self.frozen, self.prescreen = predictor, platform, frozen, prescreen
-        self.prescreened_out = 0  # candidates ranked by their trace tokens alone, never featurized for it
+        self.scored = 0  # candidates search asked to score, a candidate again each time it is asked
         # fine-tune once per `adapt_every` new measurements, not per batch: each try costs ~1-2 s of steps
         self.adapt_every, self.measured_since_update = adapt_every, 0
         self.hardware = hardware_vector(platform.descriptor)
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
-        self.adapter = OnlineAdapter(predictor, time_budget_s=adapt_budget_s)
+        self.adapter = OnlineAdapter(predictor)
         self.booster = OnlineBooster() if adapt == "booster" else None  # else the model itself is fine-tuned
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
@@ -193,13 +191,15 @@ class XferCostModel(ms.cost_model.PyCostModel):
         start = time.perf_counter()
         if not candidates:
             return np.zeros(0, np.float64)
+        self.scored += len(candidates)
+        tokens = self.candidates.tokens(context, candidates)
         # prescreen once the task's workload features are known: its first call, which picks the search's first
         # parents, is featurized whole (prescreened too, one resnet18 tune at one round ended at 53 ms estimated
         # against 40; session 15)
-        if self.prescreen and len(candidates) * self.prescreen >= 1 and workload_hash(context.mod) in self.workloads:
-            scores = self._prescreened(context, candidates)
+        if self.prescreen and len(candidates) * self.prescreen >= 1 and tokens[0] in self.workloads:
+            scores = self._prescreened(context, candidates, tokens)
         else:
-            scores = search_weights(self._scored(self._inputs(context, candidates)[1]))
+            scores = search_weights(self._scored(self._inputs(context, candidates, tokens)[1]))
         self.seconds += time.perf_counter() - start
         return scores
 
@@ -208,16 +208,15 @@ class XferCostModel(ms.cost_model.PyCostModel):
         scores = self.predictor.predict(*inputs)
         return scores if self.booster is None else self.booster.blend(scores, inputs[0], inputs[1])
 
-    def _prescreened(self, context, candidates) -> np.ndarray:
+    def _prescreened(self, context, candidates, tokens: tuple) -> np.ndarray:
         """The trace tokens rank every candidate; only the best `prescreen` fraction is featurized (PerStoreFeature
         lowers each, ~7 ms) and ranked by the whole model, above all the others."""
-        key, traces, ids, values = self.candidates.tokens(context, candidates)
+        key, traces, ids, values = tokens
         workload = np.broadcast_to(self.workloads[key], (len(candidates), len(self.workloads[key])))
         cheap = self.predictor.predict_from_traces(workload, self.hardware, ids, values)
         top, rest = prescreen(cheap, self.prescreen)
         kept = (key, [traces[i] for i in top], ids[top], values[top])
         full = self._scored(self._inputs(context, [candidates[i] for i in top], kept)[1])
-        self.prescreened_out += len(rest)
         return cascade_scores(cheap, top, rest, full)
 
     def update(self, context, candidates, results) -> None:
@@ -244,7 +243,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
     def load(self, path: str) -> None:
         loaded = xfer_jax.load(path)
         self.predictor.params = loaded.params
-        self.adapter = OnlineAdapter(self.predictor, time_budget_s=self.adapter.time_budget_s)
+        self.adapter = OnlineAdapter(self.predictor)
 
 
 @derived_object
@@ -291,10 +290,11 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
         self.booster, self.update_every, self.update_rounds = booster, update_every, update_rounds
         self.candidates = CandidateFeatures(max_stores)
         self.measured: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # task -> features, mask, latency
-        self.since_update, self.seconds, self.updates = 0, 0.0, 0
+        self.since_update, self.seconds, self.updates, self.scored = 0, 0.0, 0, 0
 
     def predict(self, context, candidates) -> np.ndarray:
         start = time.perf_counter()
+        self.scored += len(candidates)
         _, features, mask, _, _ = self.candidates(context, candidates)
         scores = self.booster.predict(features, mask).astype(np.float64) if len(features) else np.zeros(0)
         self.seconds += time.perf_counter() - start

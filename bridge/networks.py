@@ -498,6 +498,12 @@ def _batched_name(name: str, batch: int) -> str:
     return name if batch == 1 else f"{name}-b{batch}"
 
 
+def unbatched_name(name: str) -> tuple[str, int]:
+    """(the network's name at batch 1, its batch): what get_network takes to rebuild a network by its name."""
+    base, _, batch = name.rpartition("-b")
+    return (base, int(batch)) if base and batch.isdigit() and int(batch) > 1 else (name, 1)
+
+
 def _rename_entry(mod: tvm.IRModule, old: str, new: str) -> tvm.IRModule:
     func = mod[old].with_attr("global_symbol", new)
     updated = tvm.IRModule({gv: f for gv, f in mod.functions.items() if gv.name_hint != old})

@@ -177,13 +177,31 @@ def run_secs_of(record_json: list) -> list[float] | None:
         return None
 
 
+def write_whole(path: pathlib.Path, data: str | bytes) -> None:
+    """Write under a temporary name, then rename: a kill leaves the old file or the new one, never half of one."""
+    temporary = path.with_name(path.name + ".partial")
+    if isinstance(data, bytes):
+        temporary.write_bytes(data)
+    else:
+        temporary.write_text(data)
+    os.replace(temporary, path)
+
+
+def read_json(path: pathlib.Path) -> Any:
+    """A JSON file this tool wrote whole; damaged (by hand, or by a disk) it is one line to the user."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path} is damaged; delete it to compute it again") from None
+
+
 def write_once(path: pathlib.Path, payload: dict, compare_keys: tuple[str, ...]) -> None:
     """Write JSON unless present; if present, the compare_keys must match (resuming the same job)."""
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing = read_json(path)
         for key in compare_keys:
             if existing.get(key) != payload.get(key):
                 raise UserError(f"{path} was written with a different {key} "
                                 f"(existing: {json.dumps(existing.get(key))[:120]}); use a new --out folder")
         return
-    path.write_text(json.dumps(payload, indent=1))
+    write_whole(path, json.dumps(payload, indent=1))

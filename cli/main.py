@@ -63,7 +63,7 @@ def _leave_interrupted(*_) -> None:
     sys.stderr.flush()
     sys.stdout.flush()
     # leave at once: background threads (orbax saves, TVM workers) can crash a normal interpreter teardown;
-    # every file this tool writes is written whole (temporary name, then rename) or appended line by line
+    # what collect and tune resume from is appended line by line or written whole (temporary name, then rename)
     os._exit(130)
 
 
@@ -350,7 +350,8 @@ def tune(
         json_out.write_text(json.dumps(report, indent=1))
     for name, entry in report["models"].items():
         typer.echo(f"{name:8s} {entry['final_latency_ms']:9.3f} ± {entry['latency_spread_ms']:.3f} ms  "
-                   f"trials {entry['trials']:5d}  wall {entry['wall_s']:7.1f} s  model {entry['model_s']:6.1f} s")
+                   f"trials {entry['trials']:5d}  wall {entry['wall_s']:7.1f} s  model {entry['model_s']:6.1f} s"
+                   + ("" if entry["output_matches_untuned"] else "  output differs from the untuned build"))
     typer.echo(f"trials to xgb's final latency: {json.dumps(report['trials_to_baseline'])}")
     typer.echo(f"report: {out / net.name / 'tune.json'}  curve: {out / net.name / 'tune.png'}")
 

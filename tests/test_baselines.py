@@ -1,9 +1,11 @@
 import json
 
 import numpy as np
+import pytest
 
 from xfer_jax import dataset, metrics, splits, study
 from xfer_jax.baselines import PackSumXGB
+from xfer_jax.errors import UserError
 
 from helpers import run_cli, synthetic_shards
 
@@ -19,6 +21,13 @@ def test_pack_sum_xgb_learns_a_throughput_that_is_a_sum_over_stores():
     scores = model.predict(features[400:], mask[400:])
     assert scores.shape == (200,)
     assert metrics.pca(scores, 1.0 / throughput[400:], np.zeros(200, np.int32)) > 0.85
+
+
+def test_a_damaged_booster_file_is_one_user_error_not_an_xgboost_traceback(tmp_path):
+    damaged = tmp_path / "pretrained.json"
+    damaged.write_text('{"learner": ')
+    with pytest.raises(UserError, match="pretrained.json is not a readable XGBoost model"):
+        PackSumXGB.load(damaged)
 
 
 def test_study_compares_models_on_the_same_split_and_caches_results(synthetic_dataset, tmp_path):

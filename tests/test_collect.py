@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from xfer_jax import dataset as ds
+from xfer_jax.errors import UserError
 
 from helpers import CLI, assert_one_line, run_cli, write_matmul_onnx, write_relu_onnx
 
@@ -104,7 +105,7 @@ def test_featurize_writes_the_features_and_trace_tokens_the_cost_model_sees_and_
     np.testing.assert_array_equal(mask[:6], data.mask[:6])
     np.testing.assert_allclose(features[:6], data.features[:6], rtol=1e-3)
     np.testing.assert_array_equal(features[6:], features[:2])
-    assert (seen.misses, seen.hits) == (6, 2)  # a candidate scored again is not featurized again
+    assert seen.featurized == 6  # a candidate scored again is not featurized again
     trace_file = next((tmp_path / "data").glob("trace-*.npz"))
     trace_file.unlink()
     assert not ds.load(tmp_path / "data").has_traces  # all or nothing
@@ -420,3 +421,14 @@ def test_a_task_whose_design_space_tvm_cannot_generate_is_given_up_not_fatal():
     assert collect._context_and_spaces(extracted["attention"], target, strategy, seed=0) == (None, None)
     context, spaces = collect._context_and_spaces(extracted["layer_norm"], target, strategy, seed=0)
     assert context is not None and len(spaces) >= 1
+
+
+def test_files_written_whole_leave_no_partial_file_and_read_back_damaged_as_one_line(tmp_path):
+    path = tmp_path / "settings.json"
+    records.write_whole(path, json.dumps({"seed": 0}))
+    assert records.read_json(path) == {"seed": 0} and [p.name for p in tmp_path.iterdir()] == ["settings.json"]
+    path.write_text('{"seed": ')  # what a kill in the middle of a plain write leaves
+    with pytest.raises(UserError, match="settings.json is damaged; delete it"):
+        records.read_json(path)
+    with pytest.raises(UserError, match="is damaged"):  # a rerun of the job reads its settings first
+        records.write_once(path, {"seed": 0}, ("seed",))

@@ -21,6 +21,8 @@ def test_every_zoo_network_exports_with_its_declared_input(name):
 def test_a_batch_above_one_is_its_own_network_with_its_own_tasks():
     one, eight = networks.zoo_network("mixer_tiny"), networks.zoo_network("mixer_tiny", batch=8)
     assert (one.name, eight.name) == ("mixer_tiny", "mixer_tiny-b8")
+    assert [networks.unbatched_name(n.name) for n in (one, eight)] == [("mixer_tiny", 1), ("mixer_tiny", 8)]
+    assert networks.unbatched_name("model-b1") == ("model-b1", 1)  # batch 1 is never in a name
     target = get_platform("auto").tvm_target()
     heaviest = [max(t.flops for t in extract_tasks(net, target)) for net in (one, eight)]
     assert heaviest[1] == pytest.approx(8 * heaviest[0], rel=0.01)

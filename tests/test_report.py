@@ -11,16 +11,16 @@ QUICK = report.Plan(seeds=(0, 1), steps=20, finetune_steps=5, shots=(0, 4), frac
                     prune_methods=("random", "kcenter"), collect_methods=("random", "top-spread"), collect_shots=(2, 8))
 
 
-def _tune_report(path, platform="cpu-a", top_k=None):
+def _tune_report(path, platform="cpu-a", top_k=None, job="job/netz"):
     curve = lambda finals: [[8 * (i + 1), 10.0 * (i + 1), v] for i, v in enumerate(finals)]  # noqa: E731
     models = {"xgb": {"final_latency_ms": 10.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 40.0,
-                      "model_s": 2.0, "curve": curve([30, 20, 15, 12]), "database": str(path.parent.parent.parent / "job/netz/xgb")},
+                      "model_s": 2.0, "curve": curve([30, 20, 15, 12]), "database": str(path.parent.parent.parent / job / "xgb")},
               "xgb-pretrained": {"final_latency_ms": 12.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 40.0,
                                  "model_s": 4.0, "curve": curve([20, 14, 11, 11]), "online_updates": {"boosted": 3}},
               "xfer": {"final_latency_ms": 9.0, "latency_spread_ms": 0.1, "trials": 32, "wall_s": 44.0,
                        "model_s": 6.0, "curve": curve([25, 11, 10, 9]),
                        "online_updates": {"tried": 3, "kept": 2, "seconds": 1.0},
-                       "database": str(path.parent.parent.parent / "job/netz/xfer")}}
+                       "database": str(path.parent.parent.parent / job / "xfer")}}
     settings = {"trials_per_round": 8, "seed": 0, "top_k_per_task": top_k}
     if top_k:  # xfer alone, k trials of each of the 2 tasks
         models = {"xfer": dict(models["xfer"], final_latency_ms=12.5, trials=2 * top_k, wall_s=8.0,
@@ -90,7 +90,16 @@ def test_tuning_only_rewrites_the_tuning_part_and_keeps_the_study(tmp_path):
     assert runs["netz-top1"]["budget"] == "top-1" and runs["netz-r2"]["remeasured_ms"]["xfer"] == 8.5
     top1 = summary["tuning"]["top_k"]["netz-top1"]  # against xgb's longest run on the same network and platform
     assert top1["reference"] == "netz-r2" and top1["performance_vs_xgb_full"] == 10.0 / 12.5
-    assert top1["wall_vs_xgb_full"] == 8.0 / 40.0
+    assert top1["wall_vs_xgb_full"] == 8.0 / 40.0 and top1["timing"] == "as tuned"
+    # remeasured together: both networks timed again, interleaved, in one pass of bench/remeasure.py
+    _tune_report(out / "tune" / "netz-top2.json", top_k=2, job="job/netz-top2")
+    jobs = [str(tmp_path / "job" / "netz"), str(tmp_path / "job" / "netz-top2")]
+    together = [{"job": jobs[0], "with": [jobs[1]], "ms": {"xfer": {"median": 8.5}, "xgb": {"median": 9.0}}},
+                {"job": jobs[1], "with": [jobs[0]], "ms": {"xfer": {"median": 12.0}}}]
+    (out / "tune" / "remeasured.jsonl").write_text("".join(json.dumps(line) + "\n" for line in together))
+    assert run_cli("report", "--out", out, "--tuning-only").returncode == 0
+    top2 = json.loads((out / "summary.json").read_text())["tuning"]["top_k"]["netz-top2"]
+    assert top2["timing"] == "remeasured together" and top2["performance_vs_xgb_full"] == 9.0 / 12.0
     assert (out / "tune" / "netz-top1.png").exists()
     missing = run_cli("report", "--out", tmp_path / "nothing", "--tuning-only")
     assert missing.returncode == 2 and "run `xfer-jax report" in missing.stderr and "Traceback" not in missing.stderr

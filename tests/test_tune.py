@@ -83,7 +83,7 @@ def test_a_frozen_prescreening_model_never_updates_and_featurizes_only_the_best_
     assert cost_model.updates["tried"] == 0
     for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
         np.testing.assert_array_equal(a, b)
-    featurized, tokenized = cost_model.candidates.misses, len(cost_model.candidates.tokens_of)
+    featurized, tokenized = cost_model.candidates.featurized, len(cost_model.candidates.tokens_of)
     assert 0 < featurized < 0.6 * tokenized  # the first call featurizes all; later ones a quarter and the measured
 
 
@@ -229,13 +229,20 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     # the job gains a baseline on a rerun; that baseline resumes only with the dataset it was fitted on
     data = checkpoint.parent / "data"
     pretrained = dataclasses.replace(config, data=str(data))
-    tune_network(network, platform, ["random", "xgb-pretrained"], tmp_path, pretrained, checkpoint, show_progress=False)
+    reference = tmp_path / "reference_output.npy"
+    np.save(reference, np.load(reference) + 1)  # as if this model's build computed something else
+    gained = tune_network(network, platform, ["random", "xgb-pretrained"], tmp_path, pretrained, checkpoint,
+                          show_progress=False)
+    assert gained["models"]["random"]["output_matches_untuned"]  # finished before: not compiled again
+    assert not gained["models"]["xgb-pretrained"]["output_matches_untuned"]  # kept, flagged, and the job goes on
+    assert json.loads((tmp_path / "xgb-pretrained" / "result.json").read_text()) == gained["models"]["xgb-pretrained"]
     shutil.copytree(data, tmp_path / "same-programs-elsewhere")
     with pytest.raises(UserError, match="different data"):
         tune_network(network, platform, ["xgb-pretrained"], tmp_path,
                      dataclasses.replace(config, data=str(tmp_path / "same-programs-elsewhere")), checkpoint,
                      show_progress=False)
-    assert tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
+    rerun = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
+    assert set(rerun["models"]) == {"random"}  # and without that baseline, the job resumes as before
 
 
 def test_top_k_per_task_measures_exactly_k_programs_of_every_task(checkpoint, tiny, tmp_path):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import xgboost
 
+from .errors import UserError
+
 
 class PackSumXGB:
     def __init__(self, rounds: int = 300, max_depth: int = 10, eta: float = 0.2, seed: int = 43,
@@ -65,7 +67,10 @@ class PackSumXGB:
     @classmethod
     def load(cls, path, **kwargs) -> "PackSumXGB":
         model = cls(**kwargs)
-        model.booster = xgboost.Booster(model_file=str(path))
+        try:
+            model.booster = xgboost.Booster(model_file=str(path))
+        except xgboost.core.XGBoostError:
+            raise UserError(f"{path} is not a readable XGBoost model; delete it to fit again") from None
         return model
 
     def predict(self, features: np.ndarray, mask: np.ndarray, hardware: np.ndarray | None = None) -> np.ndarray:

@@ -284,10 +284,11 @@ def _budget(report: dict) -> str:
 
 
 def _remeasured(out: pathlib.Path) -> dict:
-    """bench/remeasure.py's interleaved timings, by the resolved tune job folder; a later line wins."""
+    """bench/remeasure.py's lines (interleaved timings, and the jobs timed with them), by the resolved tune job
+    folder; a later line wins."""
     path = out / "tune" / "remeasured.jsonl"
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    return {str(pathlib.Path(line["job"]).resolve()): line["ms"] for line in lines}
+    return {str(pathlib.Path(line["job"]).resolve()): line for line in lines}
 
 
 def tune_summary(report: dict, remeasured: dict | None = None) -> dict:
@@ -296,6 +297,8 @@ def tune_summary(report: dict, remeasured: dict | None = None) -> dict:
     model's share of wall time and the online updates."""
     models = report["models"]
     baselines = [b for b in TUNE_BASELINES if b in models]
+    job = next((_job(e) for e in models.values() if _job(e)), None)  # every model of a report tuned in one job
+    remeasured_line = (remeasured or {}).get(job, {})
     return {
         "network": report["network"], "platform": report["platform"], "budget": _budget(report),
         "seed": (report.get("settings") or {}).get("seed"), "trials": report["trials"], "tasks": report.get("tasks"),
@@ -307,7 +310,8 @@ def tune_summary(report: dict, remeasured: dict | None = None) -> dict:
                         for b in baselines},
         "model_share_of_wall": {n: e["model_s"] / max(e["wall_s"], 1e-9) for n, e in models.items()},
         "online_updates": {n: e["online_updates"] for n, e in models.items() if "online_updates" in e},
-        "remeasured_ms": {n: (remeasured or {}).get(_job(e), {}).get(n, {}).get("median") for n, e in models.items()},
+        "remeasured_ms": {n: remeasured_line.get("ms", {}).get(n, {}).get("median") for n in models},
+        "job": job, "remeasured_with": [str(pathlib.Path(j).resolve()) for j in remeasured_line.get("with", [])],
         "checkpoint": report.get("checkpoint")}
 
 
@@ -335,26 +339,36 @@ def _updates(entry: dict | None) -> str:
     return f"{entry['kept']} of {entry['tried']}" if "kept" in entry else f"{entry.get('boosted', 0)} boosted"
 
 
+def _remeasured_together(a: dict, b: dict) -> bool:
+    """Whether bench/remeasure.py's latest pass of each run timed the other's networks too, interleaved."""
+    return a["job"] in b["remeasured_with"] and b["job"] in a["remeasured_with"]
+
+
 def _top_k_rows(runs: dict) -> tuple[list[list[str]], dict]:
     """Runs that measured only the model's k best per task, against xgb's longest run on the same network and
-    platform: the share of its performance (its latency over ours) and of its wall time."""
+    platform: the share of its performance (its latency over ours) and of its wall time. Latencies remeasured
+    together where both runs have them (tune times each network once, minutes apart), else tune's own."""
     rows, summary = [], {}
     for stem, run in runs.items():
         if not run["budget"].startswith("top-"):
             continue
-        references = [(r["trials"], s) for s, r in runs.items() if "xgb" in r["final_latency_ms"]
+        references = [s for s, r in runs.items() if "xgb" in r["final_latency_ms"]
                       and not r["budget"].startswith("top-")
                       and (r["network"], r["platform"]) == (run["network"], run["platform"])]
+        together = [s for s in references if _remeasured_together(run, runs[s])
+                    and run["remeasured_ms"].get("xfer") and runs[s]["remeasured_ms"].get("xgb")]
         if not references:
             continue
-        reference_stem = max(references)[1]
+        reference_stem = max(together or references, key=lambda s: (runs[s]["trials"], s))
         reference = runs[reference_stem]
-        performance = reference["final_latency_ms"]["xgb"] / run["final_latency_ms"]["xfer"]
+        latency = "remeasured_ms" if together else "final_latency_ms"
+        performance = reference[latency]["xgb"] / run[latency]["xfer"]
         wall_share = run["wall_s"]["xfer"] / reference["wall_s"]["xgb"]
+        timing = "remeasured together" if together else "as tuned"
         summary[stem] = {"reference": reference_stem, "performance_vs_xgb_full": performance,
-                         "wall_vs_xgb_full": wall_share}
-        rows.append([stem, str(run["trials"]), f"{run['final_latency_ms']['xfer']:.2f}",
-                     f"{reference['final_latency_ms']['xgb']:.2f} ({reference_stem}, {reference['trials']} trials)",
+                         "wall_vs_xgb_full": wall_share, "timing": timing}
+        rows.append([stem, str(run["trials"]), f"{run[latency]['xfer']:.2f}",
+                     f"{reference[latency]['xgb']:.2f} ({reference_stem}, {reference['trials']} trials)", timing,
                      f"{performance:.0%}", f"{run['wall_s']['xfer']:.0f}", f"{wall_share:.0%}"])
     return rows, summary
 
@@ -384,7 +398,8 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
             ratios = [_fmt(run["final_ratio"][b][name]) if b in run["final_ratio"] else "-" for b in TUNE_BASELINES]
             rows.append([path.stem, seen if name.startswith("xfer") else "-", run["budget"],
                          "-" if run["seed"] is None else str(run["seed"]), name,
-                         f"{entry['final_latency_ms']:.2f} ± {entry['latency_spread_ms']:.2f}",
+                         f"{entry['final_latency_ms']:.2f} ± {entry['latency_spread_ms']:.2f}"
+                         + ("" if entry.get("output_matches_untuned", True) else " (output differs)"),
                          _fmt_ms(run["remeasured_ms"][name]), str(entry["trials"]),
                          *[_reached(run, b, name) for b in TUNE_BASELINES], *ratios,
                          f"{run['model_share_of_wall'][name]:.1%}", _updates(entry.get("online_updates")),
@@ -410,9 +425,11 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
                 "/ xgb-pre", "share", "updates", "wall s"], rows)]
         + (["### Only the model's k best per task measured",
             "Only xfer's k best-scored candidates of each task measured, against xgb's longest run on the same "
-            "network and platform. Performance: xgb's final latency over this run's.",
-            _table(["run", "trials", "latency ms", "xgb's full-budget ms (run, trials)", "performance", "wall s",
-                    "wall / xgb's"], top_k_rows)] if top_k_rows else [])
+            "network and platform, preferring one whose networks `bench/remeasure.py` timed together with this "
+            "run's. Performance: xgb's latency over this run's, both remeasured together where they were, else as "
+            "tune timed each.",
+            _table(["run", "trials", "latency ms", "xgb's full-budget ms (run, trials)", "timing", "performance",
+                    "wall s", "wall / xgb's"], top_k_rows)] if top_k_rows else [])
         + [images])
     return text, {"runs": runs, "top_k": top_k}
 
