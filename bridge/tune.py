@@ -276,12 +276,13 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     report: dict = {"network": network.name, "platform": platform.name, "trials": config.trials,
                     "tasks": len(tasks), "settings": dataclasses.asdict(config),
                     "models": {}}
-    if "xfer" in cost_models:  # which hardware the checkpoint saw: tuning on an unseen one is zero-shot transfer
-        metadata = cost_models["xfer"].predictor.metadata
+    xfer = next((m for m in cost_models.values() if isinstance(m, XferCostModel)), None)
+    if xfer:  # which hardware the checkpoint saw: tuning on an unseen one is zero-shot transfer
+        metadata = xfer.predictor.metadata
         report["checkpoint"] = {"path": str(checkpoint), "trained_on_platforms": trained_platforms(metadata),
                                 "split": metadata.get("split"),
                                 "trained_programs": metadata.get("split", {}).get("train_programs"),
-                                "reference_gflops_here": cost_models["xfer"].platform.descriptor.reference_gflops}
+                                "reference_gflops_here": xfer.platform.descriptor.reference_gflops}
     builder, runner = make_builder(config.measure), SyncRunner(make_runner(platform, config.measure))
     untuned = untuned_latencies(tasks, target, builder, runner, platform, out / "untuned_task_seconds.json")
     _contexts(tasks[:1], target, config)  # the first TuneContext imports tensor intrinsics (~40 s): not a model's time

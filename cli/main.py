@@ -360,7 +360,8 @@ def tune(
 def report(
     data: pathlib.Path = typer.Option(pathlib.Path("data/v1/dataset"), "--data", help="dataset folder"),
     out: pathlib.Path = typer.Option(pathlib.Path("reports"), "--out", help="report folder"),
-    seeds: str = typer.Option("0,1", "--seeds", help="every number is a mean over these seeds"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="every number is a mean over these seeds "
+                                        "[default: Plan.seeds]"),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="training steps per model"),
     finetune_steps: Optional[int] = typer.Option(None, "--finetune-steps", min=1, help="few-shot fine-tuning steps"),
     shots: Optional[str] = typer.Option(None, "--shots", help="k programs per task from the held-out hardware"),
@@ -391,7 +392,7 @@ def report(
             typer.echo(f"{len(runs)} tune reports -> {out / 'README.md'}")
             return
 
-        plan = Plan(**given(seeds=parse_list(seeds, int, "--seeds"), steps=steps, finetune_steps=finetune_steps,
+        plan = Plan(**given(seeds=seeds and parse_list(seeds, int, "--seeds"), steps=steps, finetune_steps=finetune_steps,
                             shots=shots and parse_list(shots, int, "--shots"),
                             networks=networks and parse_list(networks, str, "--networks"),
                             platforms=platforms and parse_list(platforms, str, "--platforms"),

@@ -123,7 +123,7 @@ class OnlineAdapter:
             features[row, :k, :s], mask[row, :k, :s] = m.features[take, :s], m.mask[take, :s]
             workload[row, :k], hardware[row, :k] = m.workload[take], m.hardware[take]
             trace_ids[row, :k], trace_values[row, :k] = m.trace_ids[take], m.trace_values[take]
-            labels[row, :k] = m.latency[take].min() / m.latency[take]
+            labels[row, :k] = m.latency[ok].min() / m.latency[take]  # as in training: the task's best / latency
             where[row, :k] = True
         return features, mask, workload, hardware, trace_ids, trace_values, labels, where
 

@@ -62,10 +62,8 @@ def checkpoint_split(checkpoint_path, data_path, *, split=None) -> tuple[Dataset
         raise UserError(f"{checkpoint_path} was trained on the {info['name']} split; its {name} test set would "
                         f"hold training programs (evaluate it on {info['name']}, or train on {name})")
     data = _as_trained_on(dataset.load(data_path), predictor.metadata.get("data", {}), checkpoint_path, data_path)
-    holdout = info.get("holdout")
-    if isinstance(holdout, list):  # checkpoints before the split spec kept a list
-        holdout = holdout[0] if holdout else None
-    return data, splits.make_split(data, name, seed=info.get("seed", 0), holdout=holdout, shots=info.get("shots", 0))
+    return data, splits.make_split(data, name, seed=info.get("seed", 0), holdout=splits.recorded_holdout(info),
+                                   shots=info.get("shots", 0))
 
 
 def evaluate_checkpoint(checkpoint_path, data_path, *, split=None) -> dict:

@@ -98,7 +98,7 @@ def _cell(entry: dict | None, metric: str) -> str:
     if not entry or entry.get(metric) is None:
         return "-"
     spread = (entry.get("spread") or {}).get(metric)
-    return f"{entry[metric]:.3f}" + (f" ± {spread / 2:.3f}" if spread else "")
+    return f"{entry[metric]:.3f}" + (f" ± {spread / 2:.3f}" if spread is not None else "")
 
 
 def _margin(row: dict, metric: str = "pca") -> float | None:
@@ -180,9 +180,7 @@ def _mean_and_spread(reports: list[dict], extra: tuple[str, ...] = ()) -> dict:
 
 
 def _cells(entry: dict) -> list[str]:
-    """Mean ± half the spread of each metric."""
-    return [_fmt(entry[m]) + (f" ± {entry['spread'][m] / 2:.3f}" if entry["spread"][m] is not None else "")
-            for m in METRICS]
+    return [_cell(entry, m) for m in METRICS]
 
 
 def _pruning_over_seeds(runs: list[dict]) -> dict:

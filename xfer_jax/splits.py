@@ -65,6 +65,12 @@ def host_of(platform: str) -> str:
     return platform.split("@", 1)[1] if "@" in platform else UNLABELLED_HOST
 
 
+def recorded_holdout(split: dict) -> str | None:
+    """The held-out platform, host or network a checkpoint's split records (older checkpoints kept a list)."""
+    holdout = split.get("holdout")
+    return (holdout or [None])[0] if isinstance(holdout, list) else holdout
+
+
 def trained_platforms(metadata: dict) -> list[str] | None:
     """The platforms a checkpoint trained on, from its metadata: its dataset's, less those its split held out
     whole (a held-out platform or host with shots > 0 lent training a few programs, so it counts as seen)."""
@@ -72,8 +78,7 @@ def trained_platforms(metadata: dict) -> list[str] | None:
     split = metadata.get("split", {})
     if platforms is None or split.get("shots"):
         return platforms
-    holdout = split.get("holdout")
-    holdout = (holdout or [None])[0] if isinstance(holdout, list) else holdout  # older checkpoints kept a list
+    holdout = recorded_holdout(split)
     if split.get("name") == "by-host":
         return [p for p in platforms if host_of(p) != holdout]
     if split.get("name") == "by-platform":
