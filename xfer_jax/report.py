@@ -281,12 +281,28 @@ def _budget(report: dict) -> str:
     return f"{budget}, cold" if (settings.get("measure") or {}).get("cpu_cache_flush") else budget
 
 
-def _remeasured(out: pathlib.Path) -> dict:
-    """bench/remeasure.py's lines (interleaved timings, and the jobs timed with them), by the resolved tune job
-    folder; a later line wins."""
+def _remeasure_lines(out: pathlib.Path) -> list[dict]:
+    """bench/remeasure.py's lines: per job, its models' interleaved timings and the jobs timed in the same pass."""
     path = out / "tune" / "remeasured.jsonl"
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-    return {str(pathlib.Path(line["job"]).resolve()): line for line in lines}
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _resolved(job: str) -> str:
+    return str(pathlib.Path(job).resolve())
+
+
+def _remeasured(lines: list[dict]) -> dict:
+    """Per resolved tune job folder, its latest line."""
+    return {_resolved(line["job"]): line for line in lines}
+
+
+def _remeasure_passes(lines: list[dict]) -> dict:
+    """{the jobs one pass timed together: {job: its models' timings}}; a later pass over the same jobs wins."""
+    passes: dict = {}
+    for line in lines:
+        jobs = frozenset(map(_resolved, [line["job"], *line.get("with", [])]))
+        passes.setdefault(jobs, {})[_resolved(line["job"])] = line["ms"]
+    return passes
 
 
 def tune_summary(report: dict, remeasured: dict | None = None) -> dict:
@@ -309,7 +325,7 @@ def tune_summary(report: dict, remeasured: dict | None = None) -> dict:
         "model_share_of_wall": {n: e["model_s"] / max(e["wall_s"], 1e-9) for n, e in models.items()},
         "online_updates": {n: e["online_updates"] for n, e in models.items() if "online_updates" in e},
         "remeasured_ms": {n: remeasured_line.get("ms", {}).get(n, {}).get("median") for n in models},
-        "job": job, "remeasured_with": [str(pathlib.Path(j).resolve()) for j in remeasured_line.get("with", [])],
+        "job": job,
         "checkpoint": report.get("checkpoint")}
 
 
@@ -337,15 +353,20 @@ def _updates(entry: dict | None) -> str:
     return f"{entry['kept']} of {entry['tried']}" if "kept" in entry else f"{entry.get('boosted', 0)} boosted"
 
 
-def _remeasured_together(a: dict, b: dict) -> bool:
-    """Whether bench/remeasure.py's latest pass of each run timed the other's networks too, interleaved."""
-    return a["job"] in b["remeasured_with"] and b["job"] in a["remeasured_with"]
+def _remeasured_together(passes: dict, run: dict, reference: dict) -> tuple[float, float] | None:
+    """(xgb's, xfer's) median ms from the latest bench/remeasure.py pass that timed both runs' networks, if any."""
+    found = None
+    for jobs, timings in passes.items():
+        if {run["job"], reference["job"]} <= jobs and run["job"] in timings and reference["job"] in timings:
+            xgb, xfer = timings[reference["job"]].get("xgb"), timings[run["job"]].get("xfer")
+            found = (xgb["median"], xfer["median"]) if xgb and xfer else found
+    return found
 
 
-def _top_k_rows(runs: dict) -> tuple[list[list[str]], dict]:
+def _top_k_rows(runs: dict, passes: dict) -> tuple[list[list[str]], dict]:
     """Runs that measured only the model's k best per task, against xgb's longest run on the same network and
     platform: the share of its performance (its latency over ours) and of its wall time. Latencies remeasured
-    together where both runs have them (tune times each network once, minutes apart), else tune's own."""
+    together where a pass timed both runs (tune times each network once, minutes or sessions apart), else tune's."""
     rows, summary = [], {}
     for stem, run in runs.items():
         if not run["budget"].startswith("top-"):
@@ -353,20 +374,21 @@ def _top_k_rows(runs: dict) -> tuple[list[list[str]], dict]:
         references = [s for s, r in runs.items() if "xgb" in r["final_latency_ms"]
                       and not r["budget"].startswith("top-")
                       and (r["network"], r["platform"]) == (run["network"], run["platform"])]
-        together = [s for s in references if _remeasured_together(run, runs[s])
-                    and run["remeasured_ms"].get("xfer") and runs[s]["remeasured_ms"].get("xgb")]
+        together = {s: _remeasured_together(passes, run, runs[s]) for s in references}
+        together = {s: ms for s, ms in together.items() if ms}
         if not references:
             continue
         reference_stem = max(together or references, key=lambda s: (runs[s]["trials"], s))
         reference = runs[reference_stem]
-        latency = "remeasured_ms" if together else "final_latency_ms"
-        performance = reference[latency]["xgb"] / run[latency]["xfer"]
+        xgb_ms, xfer_ms = together.get(reference_stem) or (reference["final_latency_ms"]["xgb"],
+                                                            run["final_latency_ms"]["xfer"])
+        performance = xgb_ms / xfer_ms
         wall_share = run["wall_s"]["xfer"] / reference["wall_s"]["xgb"]
         timing = "remeasured together" if together else "as tuned"
         summary[stem] = {"reference": reference_stem, "performance_vs_xgb_full": performance,
                          "wall_vs_xgb_full": wall_share, "timing": timing}
-        rows.append([stem, str(run["trials"]), f"{run[latency]['xfer']:.2f}",
-                     f"{reference[latency]['xgb']:.2f} ({reference_stem}, {reference['trials']} trials)", timing,
+        rows.append([stem, str(run["trials"]), f"{xfer_ms:.2f}",
+                     f"{xgb_ms:.2f} ({reference_stem}, {reference['trials']} trials)", timing,
                      f"{performance:.0%}", f"{run['wall_s']['xfer']:.0f}", f"{wall_share:.0%}"])
     return rows, summary
 
@@ -386,7 +408,8 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
     paths = sorted((out / "tune").glob("*.json"))
     if not paths:
         return "## Tuning\n\nNo tune reports in reports/tune/ yet (`xfer-jax tune ... --json reports/tune/NET.json`).", {}
-    runs, rows, remeasured = {}, [], _remeasured(out)
+    lines = _remeasure_lines(out)
+    runs, rows, remeasured = {}, [], _remeasured(lines)
     for path in paths:
         report = json.loads(path.read_text())
         plots.tuning_curves(report, path.with_suffix(".png"))
@@ -402,7 +425,7 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
                          *[_reached(run, b, name) for b in TUNE_BASELINES], *ratios,
                          f"{run['model_share_of_wall'][name]:.1%}", _updates(entry.get("online_updates")),
                          f"{entry['wall_s']:.0f}"])
-    top_k_rows, top_k = _top_k_rows(runs)
+    top_k_rows, top_k = _top_k_rows(runs, _remeasure_passes(lines))
     images = "\n".join(f"![{p.stem}](tune/{p.stem}.png)" for p in paths)
     text = "\n\n".join([
         "## Tuning whole networks",
