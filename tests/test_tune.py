@@ -43,7 +43,9 @@ def checkpoint(tmp_path_factory):
     data = dataset.load(synthetic_shards(root / "data"))
     split = splits.within_task(data)
     config = train.TrainConfig(steps=40, eval_every=20, groups_per_batch=4, programs_per_group=8)
-    train.train(data, split.train, split.test, ModelConfig.small(), config, root / "ck", show_progress=False)
+    # the split recorded, as `xfer-jax train` records it: xgb-pretrained fits the programs the checkpoint trained on
+    train.train(data, split.train, split.test, ModelConfig.small(), config, root / "ck", split.spec,
+                show_progress=False)
     return root / "ck"
 
 
