@@ -2,9 +2,10 @@
 
 `tune`'s estimate is the sum over tasks of weight x the best latency measured while tuning: each kernel alone (on
 cold caches, or warm in a job tuned with --no-cache-flush), at the minute its model tuned. The end-to-end time runs
-every kernel between its neighbours. This times, interleaved across the job's models, each model's best kernels again alone ("alone now":
-drift of the VM between the models' tuning runs), the same kernels inside its compiled network ("in network"), and
-the whole network ("end to end"), so the gap between estimate and end-to-end splits into those parts.
+every kernel between its neighbours. This times, interleaved across the job's models, each model's best kernels again
+alone ("alone now": drift of the VM between the models' tuning runs), the same kernels inside its compiled network
+("in network"), and the whole network ("end to end"), so the gap between estimate and end-to-end splits into those
+parts.
 
     python bench/latency_parts.py runs/tune-budgets/amx-2t@emeraldrapids-r8-s0/mobilenet_v2 [--onnx PATH] [--rounds 5]
 

@@ -356,8 +356,8 @@ def _updates(entry: dict | None) -> str:
 def _remeasured_together(passes: dict, run: dict, reference: dict) -> tuple[float, float] | None:
     """(xgb's, xfer's) median ms from the latest bench/remeasure.py pass that timed both runs' networks, if any."""
     found = None
-    for jobs, timings in passes.items():
-        if {run["job"], reference["job"]} <= jobs and run["job"] in timings and reference["job"] in timings:
+    for timings in passes.values():
+        if run["job"] in timings and reference["job"] in timings:
             xgb, xfer = timings[reference["job"]].get("xgb"), timings[run["job"]].get("xfer")
             found = (xgb["median"], xfer["median"]) if xgb and xfer else found
     return found
@@ -374,10 +374,9 @@ def _top_k_rows(runs: dict, passes: dict) -> tuple[list[list[str]], dict]:
         references = [s for s, r in runs.items() if "xgb" in r["final_latency_ms"]
                       and not r["budget"].startswith("top-")
                       and (r["network"], r["platform"]) == (run["network"], run["platform"])]
-        together = {s: _remeasured_together(passes, run, runs[s]) for s in references}
-        together = {s: ms for s, ms in together.items() if ms}
         if not references:
             continue
+        together = {s: ms for s in references if (ms := _remeasured_together(passes, run, runs[s]))}
         reference_stem = max(together or references, key=lambda s: (runs[s]["trials"], s))
         reference = runs[reference_stem]
         xgb_ms, xfer_ms = together.get(reference_stem) or (reference["final_latency_ms"]["xgb"],
