@@ -19,7 +19,7 @@ from tvm.s_tir import meta_schedule as ms
 
 import xfer_jax
 from xfer_jax import checkpoint
-from xfer_jax.adapt import Measurements, OnlineAdapter, OnlineBooster
+from xfer_jax.adapt import Measurements, OnlineAdapter, OnlineBooster, StalledTasks, blend_scores, fit_booster
 from xfer_jax.baselines import PackSumXGB
 from xfer_jax.cascade import cascade_scores, prescreen, search_weights
 from xfer_jax.dataset import NUM_STORE_FEATURES, group_labels
@@ -125,13 +125,21 @@ def measured_latency(results) -> np.ndarray:
 @derived_object
 class XferCostModel(ms.cost_model.PyCostModel):
     """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning, or
-    (adapt="booster") a booster refitted on the measurements and blended in."""
+    (adapt="booster") a booster refitted on the measurements and blended in.
+
+    explore_after: a task that goes this many measurements without a better program (StalledTasks) gets a booster
+    fitted on this run's measurements blended into its scores, more with each stall, and is featurized whole (no
+    prescreen): the pretrained ranking is confidently wrong on a few tasks, and fine-tuning does not move it."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "finetune"):
+                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "finetune",
+                 explore_after: int | None = None):
         super().__init__()
         if adapt not in ADAPTS:
             raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
+        if explore_after is not None and (adapt == "booster" or frozen):
+            raise UserError("exploring stalled tasks is a part of fine-tuning online: it cannot be frozen or "
+                            "adapt by the booster alone")
         checkpoint.use_compilation_cache()
         if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
@@ -144,6 +152,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor)
         self.booster = OnlineBooster() if adapt == "booster" else None  # else the model itself is fine-tuned
+        self.stalls = StalledTasks(patience=explore_after) if explore_after else None
+        self.stall_booster, self.stall_fits = None, 0
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
         self.seconds = 0.0  # featurising, predicting and updating
@@ -167,7 +177,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if self.booster is not None:
             return {"tries": self.booster.tries, "refits": self.booster.refits, "weight": self.booster.weight,
                     "seconds": round(self.booster.seconds, 2)}
-        return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2)}
+        stalls = {"stalled_tasks": len(self.stalls.weight), "stall_fits": self.stall_fits} if self.stalls else {}
+        return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2),
+                **stalls}
 
     def _check_target(self, target) -> None:
         kind = target.kind.name
@@ -196,17 +208,28 @@ class XferCostModel(ms.cost_model.PyCostModel):
         # prescreen once the task's workload features are known: its first call, which picks the search's first
         # parents, is featurized whole (prescreened too, one resnet18 tune at one round ended at 53 ms estimated
         # against 40; session 15)
-        if self.prescreen and len(candidates) * self.prescreen >= 1 and tokens[0] in self.workloads:
+        key = tokens[0]
+        if self.prescreen and len(candidates) * self.prescreen >= 1 and key in self.workloads \
+                and not self._stall_weight(key):
             scores = self._prescreened(context, candidates, tokens)
         else:
-            scores = search_weights(self._scored(self._inputs(context, candidates, tokens)[1]))
+            scores = search_weights(self._scored(key, self._inputs(context, candidates, tokens)[1]))
         self.seconds += time.perf_counter() - start
         return scores
 
-    def _scored(self, inputs: tuple) -> np.ndarray:
-        """The model's scores of one task's candidates, blended with the online booster's once it earned it."""
+    def _scored(self, key: str, inputs: tuple) -> np.ndarray:
+        """The model's scores of one task's candidates, blended with the online booster's once it earned it, or
+        with the stall booster's on a stalled task."""
         scores = self.predictor.predict(*inputs)
-        return scores if self.booster is None else self.booster.blend(scores, inputs[0], inputs[1])
+        if self.booster is not None:
+            return self.booster.blend(scores, inputs[0], inputs[1])
+        weight = self._stall_weight(key)
+        if weight and self.stall_booster is not None and len(scores) >= 2:
+            return blend_scores(scores, self.stall_booster.predict(inputs[0], inputs[1]), weight)
+        return scores
+
+    def _stall_weight(self, key: str) -> float:
+        return self.stalls.weight.get(key, 0.0) if self.stalls else 0.0
 
     def _prescreened(self, context, candidates, tokens: tuple) -> np.ndarray:
         """The trace tokens rank every candidate; only the best `prescreen` fraction is featurized (PerStoreFeature
@@ -216,7 +239,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         cheap = self.predictor.predict_from_traces(workload, self.hardware, ids, values)
         top, rest = prescreen(cheap, self.prescreen)
         kept = (key, [traces[i] for i in top], ids[top], values[top])
-        full = self._scored(self._inputs(context, [candidates[i] for i in top], kept)[1])
+        full = self._scored(key, self._inputs(context, [candidates[i] for i in top], kept)[1])
         return cascade_scores(cheap, top, rest, full)
 
     def update(self, context, candidates, results) -> None:
@@ -232,6 +255,10 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         if due and self.booster is not None:
             self.booster.refit(list(self.history.values()), lambda m: m.scored_by(self.predictor))
+        if self.stalls is not None and (self.stalls.observe(key, newest.latency) or due) and self.stalls.weight:
+            usable = [m for m in self.history.values() if m.usable]
+            self.stall_booster = fit_booster(usable) if usable else self.stall_booster
+            self.stall_fits += bool(usable)
         self.measured_since_update = 0 if due else self.measured_since_update
         self.seconds += time.perf_counter() - start
 

@@ -38,8 +38,11 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xfer-frozen", "xfer-booster", "xgb", "xgb-pretrained", "random")
+COST_MODELS = ("xfer", "xfer-frozen", "xfer-explore", "xfer-booster", "xgb", "xgb-pretrained", "random")
 
+
+# xfer-explore: measurements without a better program before a task counts as stalled (two rounds of 8)
+EXPLORE_AFTER = 16
 
 # MetaSchedule's: "gradient" gives trials to the tasks of most expected gain, "round-robin" to each in turn
 TASK_SCHEDULERS = ("gradient", "round-robin")
@@ -159,13 +162,15 @@ def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Plat
 
 def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, config: TuneConfig,
                      job_dir: pathlib.Path):
-    if name in ("xfer", "xfer-frozen", "xfer-booster", "xgb-pretrained") and checkpoint is None:
+    if name in ("xfer", "xfer-frozen", "xfer-explore", "xfer-booster", "xgb-pretrained") and checkpoint is None:
         raise UserError(f"the {name} cost model needs --checkpoint")
     xfer = dict(prescreen=config.prescreen, reference_cache=job_dir / "reference_gflops.json",
                 **({"adapt_every": config.adapt_every} if config.adapt_every else {}))
     if name in ("xfer", "xfer-frozen"):  # xfer-frozen beside xfer: what online adaptation adds, in one job
         return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen or name == "xfer-frozen",
                                              **xfer)
+    if name == "xfer-explore":  # xfer, with a booster on the measurements blended into the tasks that stall
+        return XferCostModel.from_checkpoint(checkpoint, platform, explore_after=EXPLORE_AFTER, **xfer)
     if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="booster", **xfer)
     if name == "xgb-pretrained":

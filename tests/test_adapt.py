@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xfer_jax import dataset, splits, train
-from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter
+from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, StalledTasks, blend_scores
 from xfer_jax.model import ModelConfig
 
 from helpers import synthetic_shards
@@ -100,3 +100,19 @@ def test_the_online_booster_earns_a_weight_only_where_it_ranks_held_out_programs
     assert perfect.refit(history, lambda m: -np.where(np.isfinite(m.latency), m.latency, 1.0)) == 0.0
     scores = np.arange(len(one.latency), dtype=float)
     np.testing.assert_array_equal(perfect.blend(scores, one.features, one.mask), scores)  # no booster, no change
+
+
+def test_a_task_gains_exploration_weight_each_time_it_goes_patience_measurements_without_a_better_program():
+    stalls = StalledTasks(patience=3, step=1.0, cap=2.0, gain=0.01)
+    assert not stalls.observe("a", np.array([4.0, 3.0, 2.0, 1.0]))  # improving: no weight
+    assert not stalls.observe("a", np.array([0.995, np.inf]))  # under 1% better, a failure: 2 of 3
+    assert stalls.observe("a", np.array([1.2])) and stalls.weight == {"a": 1.0}
+    assert not stalls.observe("a", np.array([0.5, 0.6, 0.6]))  # a better program restarts the count, keeps the weight
+    assert stalls.observe("a", np.array([0.6] * 7)) and stalls.weight["a"] == 2.0  # capped after the second stall
+    assert not stalls.observe("b", np.array([1.0, 1.0])) and "b" not in stalls.weight  # tasks count apart
+
+
+def test_blending_a_booster_moves_the_order_from_the_model_to_the_booster_as_its_weight_grows():
+    model, booster = np.array([3.0, 2.0, 1.0, 0.0]), np.array([0.0, 1.0, 2.0, 3.0])
+    assert np.argsort(-blend_scores(model, booster, 0.0)).tolist() == [0, 1, 2, 3]
+    assert np.argsort(-blend_scores(model, booster, 4.0)).tolist() == [3, 2, 1, 0]

@@ -105,6 +105,30 @@ def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_froz
         np.testing.assert_array_equal(a, b)
 
 
+def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoint, tiny, tmp_path):
+    from xfer_jax.adapt import blend_scores
+
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    with pytest.raises(UserError, match="stalled"):
+        XferCostModel.from_checkpoint(checkpoint, platform, frozen=True, explore_after=2)
+    # two measurements without a 1% better program: a 16-trial tune of one task stalls
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, explore_after=2, prescreen=0.25)
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
+                cost_model=cost_model, **fast_measurement(platform))
+    assert cost_model.updates["stalled_tasks"] == 1 and cost_model.updates["stall_fits"] >= 1
+    assert cost_model.updates["tried"] >= 1  # and the model itself still fine-tunes
+    (key, measured), = cost_model.history.items()
+    inputs = (measured.features, measured.mask, measured.workload, measured.hardware, measured.trace_ids,
+              measured.trace_values)
+    plain = cost_model.predictor.predict(*inputs)
+    boosted = cost_model.stall_booster.predict(measured.features, measured.mask)
+    np.testing.assert_allclose(cost_model._scored(key, inputs),
+                               blend_scores(plain, boosted, cost_model.stalls.weight[key]), rtol=1e-6)
+    assert cost_model._scored("another task", inputs).tolist() == plain.tolist()  # tasks that did not stall
+
+
 def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise(checkpoint, tmp_path):
     from xfer_jax.bridge.tune import _make_cost_model
 
@@ -114,6 +138,8 @@ def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise
     assert not adapting.frozen and frozen.frozen and adapting.booster is None
     blended = _make_cost_model("xfer-booster", checkpoint, platform, TuneConfig(), tmp_path)
     assert blended.booster is not None and not blended.frozen
+    exploring = _make_cost_model("xfer-explore", checkpoint, platform, TuneConfig(), tmp_path)
+    assert exploring.stalls.patience == 16 and adapting.stalls is None and not exploring.frozen
     with pytest.raises(UserError, match="needs --checkpoint"):
         _make_cost_model("xfer-frozen", None, platform, TuneConfig(), tmp_path)
     # the reference matmul is timed once per job, and every xfer model of it reads that hardware vector

@@ -174,9 +174,7 @@ class OnlineBooster:
     WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
 
     def __init__(self, rounds: int = 100):
-        from .baselines import PackSumXGB  # xgboost: imported only where a booster is used
-
-        self.make = lambda: PackSumXGB(rounds=rounds)
+        self.rounds = rounds
         self.booster, self.weight, self.tries, self.refits, self.seconds = None, 0.0, 0, 0, 0.0
 
     def refit(self, history: list[Measurements], model_scores) -> float:
@@ -197,19 +195,56 @@ class OnlineBooster:
         return self.weight
 
     def fit(self, parts: list[Measurements]):
-        """A new PackSumXGB on these tasks' programs, labelled as in training: best latency of the task / latency."""
-        measured, group = _grouped(parts)
-        return self.make().fit(measured.features, measured.mask, group_labels(measured.latency, group))
+        return fit_booster(parts, self.rounds)
 
     def _blend_groups(self, model: np.ndarray, boosted: np.ndarray, group: np.ndarray, weight: float) -> np.ndarray:
         out = np.zeros(len(model))
         for g in np.unique(group):
             at = group == g
-            out[at] = metrics.zscore(model[at]) + weight * metrics.zscore(boosted[at])
+            out[at] = blend_scores(model[at], boosted[at], weight)
         return out
 
     def blend(self, model: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """One task's candidates: the model's scores, plus the weighted booster's once it earned a weight."""
         if self.booster is None or len(model) < 2:
             return np.asarray(model, np.float64)
-        return self._blend_groups(model, self.booster.predict(features, mask), np.zeros(len(model)), self.weight)
+        return blend_scores(model, self.booster.predict(features, mask), self.weight)
+
+
+def fit_booster(parts: list[Measurements], rounds: int = 100):
+    """A new PackSumXGB on these tasks' programs, labelled as in training: best latency of the task / latency."""
+    from .baselines import PackSumXGB  # xgboost: imported only where a booster is used
+
+    measured, group = _grouped(parts)
+    return PackSumXGB(rounds=rounds).fit(measured.features, measured.mask, group_labels(measured.latency, group))
+
+
+def blend_scores(model: np.ndarray, boosted: np.ndarray, weight: float) -> np.ndarray:
+    """One task's candidates: z(model scores) + weight * z(booster scores)."""
+    return metrics.zscore(model) + weight * metrics.zscore(boosted)
+
+
+class StalledTasks:
+    """Tasks whose search is stuck: a task gains `step` of exploration weight (up to `cap`) each time it goes
+    `patience` measurements without bettering its best latency by `gain` or more. The weight stays once earned: the
+    pretrained model has shown it misranks that task (resnet18 at 8 rounds: the three heaviest tasks reached their
+    final best only after 110-135 measurements each; bench/README.md, session 20)."""
+
+    def __init__(self, patience: int = 16, step: float = 1.0, cap: float = 4.0, gain: float = 0.01):
+        self.patience, self.step, self.cap, self.gain = patience, step, cap, gain
+        self.best: dict[str, float] = {}
+        self.since_best: dict[str, int] = {}
+        self.weight: dict[str, float] = {}  # stalled tasks only
+
+    def observe(self, task: str, latency: np.ndarray) -> bool:
+        """Count one task's new measurements (seconds, inf for failures); True if its weight rose."""
+        rose = False
+        for seconds in latency:
+            if seconds < self.best.get(task, np.inf) * (1 - self.gain):
+                self.best[task], self.since_best[task] = float(seconds), 0
+                continue
+            self.since_best[task] = self.since_best.get(task, 0) + 1
+            if self.since_best[task] >= self.patience:
+                self.weight[task] = min(self.cap, self.weight.get(task, 0.0) + self.step)
+                self.since_best[task], rose = 0, True
+        return rose

@@ -350,7 +350,10 @@ def _updates(entry: dict | None) -> str:
         return "-"
     if "refits" in entry:  # xfer-booster
         return f"{entry['refits']} refits of {entry['tries']}, weight {entry['weight']:g}"
-    return f"{entry['kept']} of {entry['tried']}" if "kept" in entry else f"{entry.get('boosted', 0)} boosted"
+    if "kept" not in entry:  # xgb-pretrained
+        return f"{entry.get('boosted', 0)} boosted"
+    stalled = f", {entry['stalled_tasks']} tasks stalled" if "stalled_tasks" in entry else ""  # xfer-explore
+    return f"{entry['kept']} of {entry['tried']}{stalled}"
 
 
 def _remeasured_together(passes: dict, run: dict, reference: dict) -> tuple[float, float] | None:
@@ -432,14 +435,15 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         "checkpoint's training programs and updated online (`xgb-pretrained`), same search settings, budget and seed. "
         "Column 'seen': whether the checkpoint trained on the tuned platform ('yes'), only on other configs of its "
         "host ('host'), or on neither ('no'); where it never saw the platform, xfer starts zero-shot from the hardware "
-        "vector and adapts online (`xfer-frozen`: the same checkpoint without online updates). Budget: rounds of 8 "
+        "vector and adapts online (`xfer-frozen`: the same checkpoint without online updates; `xfer-explore`: xfer with "
+        "a booster fitted on the run's measurements blended into every task whose best stops improving). Budget: rounds of 8 "
         "trials per task ('r'), or top-k (only the model's k best candidates of each task measured); ', cold': "
         "candidates timed on cold CPU caches (ten single runs after a flush), else warm repeats. 'to xgb' and "
         "'to xgb-pre': trials until the estimated network latency (sum of weight x best task latency) first reaches "
         "that baseline's final estimate, and the share of the budget. '/ xgb', '/ xgb-pre': final measured end-to-end "
         "latency over the baseline's, at equal trials. Remeasured: the median of `bench/remeasure.py`'s passes, which "
         "time every model's compiled network again, interleaved (tune times each once, minutes apart). Share: seconds in the cost model (featurising, predicting, "
-        "updating) over wall time. Updates: xfer's fine-tuning updates kept of tried, xfer-booster's refits of tries "
+        "updating) over wall time. Updates: xfer's fine-tuning updates kept of tried (and xfer-explore's stalled tasks), xfer-booster's refits of tries "
         "and its final weight, xgb-pretrained's boosting updates.",
         _table(["run", "seen", "budget", "seed", "model", "latency ms", "remeasured", "trials", "to xgb", "to xgb-pre", "/ xgb",
                 "/ xgb-pre", "share", "updates", "wall s"], rows)]
