@@ -43,7 +43,7 @@ def fuse_for_tuning(mod: tvm.IRModule, target) -> tvm.IRModule:
 
 
 def extract_tasks(network: Network, target) -> list[Task]:
-    """Weighted tasks, heaviest total FLOPs first; tasks without any loop to schedule are dropped."""
+    """Weighted tasks, heaviest total FLOPs (x weight) first."""
     fused = fuse_for_tuning(network.mod, target)
     extracted = ms.relax_integration.extract_tasks(fused, target)
     tasks = []

@@ -193,9 +193,7 @@ def pretrained_booster(checkpoint: pathlib.Path, data_path: str, cache: pathlib.
     tqdm.tqdm.write(f"xgb-pretrained: fitting on {int(np.isfinite(fit.latency).sum())} programs of {data_path}")
     booster = PackSumXGB().fit(fit.features, fit.mask, fit.label)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache.with_name(f"partial-{cache.name}")  # XGBoost names the format by the suffix
-    booster.save(temporary)
-    os.replace(temporary, cache)
+    records.write_whole(cache, booster.to_json())
     return booster
 
 

@@ -315,7 +315,9 @@ def tune(
     cache_flush: bool = typer.Option(True, "--cache-flush/--no-cache-flush", help="time every candidate on cold "
                                      "CPU caches (ten single runs, each after a flush), as kernels run inside a "
                                      "network; --no-cache-flush: warm repeats, as the datasets were collected"),
-    rpc_tracker: Optional[str] = typer.Option(None, "--rpc-tracker", help="HOST:PORT of a TVM RPC tracker"),
+    rpc_tracker: Optional[str] = typer.Option(None, "--rpc-tracker", help="HOST:PORT of a TVM RPC tracker that "
+                                              "measures the candidates; the platform must run here too, where the "
+                                              "networks are compiled, checked and timed end to end"),
     rpc_key: Optional[str] = typer.Option(None, "--rpc-key"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:

@@ -10,7 +10,7 @@ from xfer_jax.errors import UserError
 from helpers import run_cli, synthetic_shards
 
 
-def test_pack_sum_xgb_learns_a_throughput_that_is_a_sum_over_stores():
+def test_pack_sum_xgb_learns_a_throughput_that_is_a_sum_over_stores_and_reloads(tmp_path):
     rng = np.random.default_rng(0)
     n, stores = 600, 3
     features = rng.random((n, stores, dataset.NUM_STORE_FEATURES)).astype(np.float32)
@@ -21,6 +21,9 @@ def test_pack_sum_xgb_learns_a_throughput_that_is_a_sum_over_stores():
     scores = model.predict(features[400:], mask[400:])
     assert scores.shape == (200,)
     assert metrics.pca(scores, 1.0 / throughput[400:], np.zeros(200, np.int32)) > 0.85
+    saved = tmp_path / "booster.json"
+    saved.write_bytes(model.to_json())  # what tune's cache writes whole
+    np.testing.assert_allclose(PackSumXGB.load(saved).predict(features[400:], mask[400:]), scores, rtol=1e-6)
 
 
 def test_a_damaged_booster_file_is_one_user_error_not_an_xgboost_traceback(tmp_path):

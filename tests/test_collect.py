@@ -284,6 +284,43 @@ def test_records_with_a_layout_transform_round_trip_through_the_json_database_fo
     tvm.ir.assert_structural_equal(replayed.mod, sch.mod)
 
 
+def test_attention_schedules_that_rewrite_a_layout_computed_inside_the_kernel_build_and_compute_attention():
+    """RewriteLayout marks attention's reshaped keys and values, which the kernel computes itself: dropping their
+    rewrite blocks, as TVM's builder does for weights, failed every candidate (bert_tiny's attention never tuned)."""
+    from tvm.relax.frontend import nn
+
+    from xfer_jax.bridge.measure import fast_build
+    from xfer_jax.bridge.tasks import fuse_for_tuning
+
+    class Attention(nn.Module):
+        def forward(self, q, k, v):
+            return nn.op.scaled_dot_product_attention(q, k, v)
+
+    shape = (1, 32, 2, 16)
+    network, _ = Attention().export_tvm(spec={"forward": {n: nn.spec.Tensor(list(shape), "float32") for n in "qkv"}})
+    target = platforms.get_platform("auto").tvm_target()
+    task, = ms.relax_integration.extract_tasks(fuse_for_tuning(network, target), target)
+    mod = task.dispatched[0]
+    context = ms.TuneContext(mod=mod, target=target, space_generator="post-order-apply",
+                             search_strategy=ms.search_strategy.ReplayTrace(), task_name="attention", rand_state=0)
+    context.search_strategy.pre_tuning(max_trials=4, num_trials_per_iter=4,
+                                       design_spaces=context.space_generator.generate_design_space(mod),
+                                       database=ms.database.MemoryDatabase(), cost_model=None)
+    candidates = context.search_strategy.generate_measure_candidates()
+    assert candidates and all("layout_rewrite_preproc" in str(c.sch.trace) for c in candidates)
+    inputs = [np.random.default_rng(i).random(shape, dtype=np.float32) for i in range(3)]
+
+    def output(library) -> np.ndarray:
+        device = tvm.cpu()
+        tensors = [tvm.runtime.tensor(x, device) for x in [*inputs, np.zeros(shape, np.float32)]]
+        library["main"](*tensors)
+        return tensors[-1].numpy()
+
+    unscheduled = output(tvm.tirx.build(mod, target=target))
+    for candidate in candidates:
+        np.testing.assert_allclose(output(fast_build(candidate.sch.mod, target)), unscheduled, atol=1e-5)
+
+
 def test_a_task_is_given_up_after_one_batch_of_build_timeouts_or_two_of_other_failures():
     import collections
 

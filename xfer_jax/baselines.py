@@ -64,6 +64,10 @@ class PackSumXGB:
         """XGBoost's own JSON format (no pickle)."""
         self.booster.save_model(str(path))
 
+    def to_json(self) -> bytes:
+        """What save writes, as bytes."""
+        return bytes(self.booster.save_raw(raw_format="json"))
+
     @classmethod
     def load(cls, path, **kwargs) -> "PackSumXGB":
         model = cls(**kwargs)
