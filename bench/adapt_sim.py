@@ -21,7 +21,7 @@ import numpy as np
 
 import xfer_jax
 from xfer_jax import dataset, metrics
-from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, OnlineBooster
+from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, OnlineBooster, fit_booster
 
 PER_ROUND, ADAPT_EVERY = 8, 32  # tune's trials per round, XferCostModel's measurements per update
 VARIANTS = ("frozen", *GUARDS, "blend", "booster-only")
@@ -78,7 +78,7 @@ def replay(checkpoint: str, data: dataset.Dataset, tasks: dict[int, float], guar
             if guard == "blend" and since >= ADAPT_EVERY:
                 booster.refit(list(history.values()), lambda m: m.scored_by(predictor))
             if guard == "booster-only" and since >= ADAPT_EVERY:
-                only["booster"] = booster.fit([m for m in history.values() if m.usable])
+                only["booster"] = fit_booster([m for m in history.values() if m.usable])
             since = 0 if since >= ADAPT_EVERY else since
         point = _score(predictor, data, test, tasks, rescore if booster is not None else None)
         curve.append({**point, "weight": booster.weight} if guard == "blend" else point)

@@ -137,9 +137,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         super().__init__()
         if adapt not in ADAPTS:
             raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
-        if explore_after is not None and (adapt == "booster" or frozen):
-            raise UserError("exploring stalled tasks is a part of fine-tuning online: it cannot be frozen or "
-                            "adapt by the booster alone")
+        if explore_after is not None and (adapt == "booster" or frozen or explore_after < 1):
+            raise UserError("exploring stalled tasks is a part of fine-tuning online: it needs explore_after >= 1, "
+                            "and cannot be frozen or adapt by the booster alone")
         checkpoint.use_compilation_cache()
         if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
@@ -152,7 +152,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor)
         self.booster = OnlineBooster() if adapt == "booster" else None  # else the model itself is fine-tuned
-        self.stalls = StalledTasks(patience=explore_after) if explore_after else None
+        self.stalls = StalledTasks(patience=explore_after) if explore_after is not None else None
         self.stall_booster, self.stall_fits = None, 0
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
@@ -229,7 +229,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         return scores
 
     def _stall_weight(self, key: str) -> float:
-        return self.stalls.weight.get(key, 0.0) if self.stalls else 0.0
+        return self.stalls.weight.get(key, 0.0) if self.stalls is not None else 0.0
 
     def _prescreened(self, context, candidates, tokens: tuple) -> np.ndarray:
         """The trace tokens rank every candidate; only the best `prescreen` fraction is featurized (PerStoreFeature
@@ -255,7 +255,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         if due and self.booster is not None:
             self.booster.refit(list(self.history.values()), lambda m: m.scored_by(self.predictor))
-        if self.stalls is not None and (self.stalls.observe(key, newest.latency) or due) and self.stalls.weight:
+        stalled = self.stalls is not None and self.stalls.observe(key, newest.latency)
+        if (stalled or due) and self.stalls is not None and self.stalls.weight:  # refit: new data, or a new stall
             usable = [m for m in self.history.values() if m.usable]
             self.stall_booster = fit_booster(usable) if usable else self.stall_booster
             self.stall_fits += bool(usable)

@@ -51,20 +51,20 @@ def fast_build(mod: tvm.IRModule, target, _params=None):
     """
     from tvm.s_tir.transform import RemoveWeightLayoutRewriteBlock
 
+    without_rewrite = RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod)
     try:
-        return _build(RemoveWeightLayoutRewriteBlock(skip_tensor_rewrite=True)(mod), target)
-    except Exception:  # tvm.error.InternalError; a module that fails for other reasons fails again below
-        return _build(mod, target)
-
-
-def _build(mod: tvm.IRModule, target):
-    """A schedule that tensorizes needs the intrinsics registered: the slow path, only for it."""
-    try:
-        return tvm.tirx.build(mod, target=target)
-    except Exception:
+        return _build_either(without_rewrite, mod, target)
+    except Exception:  # a schedule that tensorizes needs the intrinsics registered: the slow path, for it
         from tvm.s_tir import tensor_intrin  # noqa: F401  registers the intrinsics tensorize refers to
 
-        return tvm.tirx.build(mod, target=target)
+        return _build_either(without_rewrite, mod, target)
+
+
+def _build_either(without_rewrite: tvm.IRModule, with_rewrite: tvm.IRModule, target):
+    try:
+        return tvm.tirx.build(without_rewrite, target=target)
+    except Exception:  # InternalError: the rewritten buffer is computed inside the kernel, so keep its rewrite
+        return tvm.tirx.build(with_rewrite, target=target)
 
 
 def alloc_arguments(device, args_info, alloc_repeat: int):

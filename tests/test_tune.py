@@ -106,26 +106,36 @@ def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_froz
 
 
 def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoint, tiny, tmp_path):
-    from xfer_jax.adapt import blend_scores
-
     platform = platforms.get_platform("auto")
     target = platform.tvm_target()
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    with pytest.raises(UserError, match="stalled"):
-        XferCostModel.from_checkpoint(checkpoint, platform, frozen=True, explore_after=2)
+    for mistake in (dict(frozen=True, explore_after=2), dict(explore_after=0)):
+        with pytest.raises(UserError, match="stalled"):
+            XferCostModel.from_checkpoint(checkpoint, platform, **mistake)
     # two measurements without a 1% better program: a 16-trial tune of one task stalls
     cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, explore_after=2, prescreen=0.25)
+    weights_seen = {"_scored": [], "_prescreened": []}  # the task's stall weight whenever search scored it
+
+    def recording(name, key_of):
+        method = getattr(cost_model, name)
+
+        def wrapper(*args):
+            weights_seen[name].append(cost_model._stall_weight(key_of(*args)))
+            return method(*args)
+        setattr(cost_model, name, wrapper)
+
+    recording("_scored", lambda key, inputs: key)
+    recording("_prescreened", lambda context, candidates, tokens: tokens[0])
     ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
                 cost_model=cost_model, **fast_measurement(platform))
     assert cost_model.updates["stalled_tasks"] == 1 and cost_model.updates["stall_fits"] >= 1
     assert cost_model.updates["tried"] >= 1  # and the model itself still fine-tunes
-    (key, measured), = cost_model.history.items()
+    assert max(weights_seen["_scored"]) > 0  # search scored the stalled task with the booster blended in
+    assert weights_seen["_prescreened"] and max(weights_seen["_prescreened"]) == 0  # and featurized it whole
+    measured, = cost_model.history.values()
     inputs = (measured.features, measured.mask, measured.workload, measured.hardware, measured.trace_ids,
               measured.trace_values)
     plain = cost_model.predictor.predict(*inputs)
-    boosted = cost_model.stall_booster.predict(measured.features, measured.mask)
-    np.testing.assert_allclose(cost_model._scored(key, inputs),
-                               blend_scores(plain, boosted, cost_model.stalls.weight[key]), rtol=1e-6)
     assert cost_model._scored("another task", inputs).tolist() == plain.tolist()  # tasks that did not stall
 
 

@@ -184,18 +184,15 @@ class OnlineBooster:
         self.tries += 1  # a refit needs two measured programs of some task on each side of the held-out quarter
         train, judge = _split_held_out(history)
         if train and judge:
-            booster = self.fit(train)
+            booster = fit_booster(train, self.rounds)
             judged, group = _grouped(judge)
             model, boosted = model_scores(judged), booster.predict(judged.features, judged.mask)
             scores = {w: self._blend_groups(model, boosted, group, w) for w in self.WEIGHTS}
             self.weight = max(self.WEIGHTS, key=lambda w: (metrics.pca(scores[w], judged.latency, group), -w))
-            self.booster = self.fit([m for m in history if m.usable]) if self.weight else None
+            self.booster = fit_booster([m for m in history if m.usable], self.rounds) if self.weight else None
             self.refits += 1
         self.seconds += time.perf_counter() - start
         return self.weight
-
-    def fit(self, parts: list[Measurements]):
-        return fit_booster(parts, self.rounds)
 
     def _blend_groups(self, model: np.ndarray, boosted: np.ndarray, group: np.ndarray, weight: float) -> np.ndarray:
         out = np.zeros(len(model))
@@ -237,8 +234,9 @@ class StalledTasks:
         self.weight: dict[str, float] = {}  # stalled tasks only
 
     def observe(self, task: str, latency: np.ndarray) -> bool:
-        """Count one task's new measurements (seconds, inf for failures); True if its weight rose."""
-        rose = False
+        """Count one task's new measurements (seconds; inf for a failure, which is no better program either); True
+        if the task stalled (again), its weight raised unless already at the cap."""
+        stalled = False
         for seconds in latency:
             if seconds < self.best.get(task, np.inf) * (1 - self.gain):
                 self.best[task], self.since_best[task] = float(seconds), 0
@@ -246,5 +244,5 @@ class StalledTasks:
             self.since_best[task] = self.since_best.get(task, 0) + 1
             if self.since_best[task] >= self.patience:
                 self.weight[task] = min(self.cap, self.weight.get(task, 0.0) + self.step)
-                self.since_best[task], rose = 0, True
-        return rose
+                self.since_best[task], stalled = 0, True
+        return stalled

@@ -65,7 +65,7 @@ class PackSumXGB:
         self.booster.save_model(str(path))
 
     def to_json(self) -> bytes:
-        """What save writes, as bytes."""
+        """XGBoost's JSON model (no pickle), as bytes."""
         return bytes(self.booster.save_raw(raw_format="json"))
 
     @classmethod
