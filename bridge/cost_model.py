@@ -177,7 +177,8 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if self.booster is not None:
             return {"tries": self.booster.tries, "refits": self.booster.refits, "weight": self.booster.weight,
                     "seconds": round(self.booster.seconds, 2)}
-        stalls = {"stalled_tasks": len(self.stalls.weight), "stall_fits": self.stall_fits} if self.stalls else {}
+        stalls = {"stalled_tasks": len(self.stalls.weight), "stall_fits": self.stall_fits} \
+            if self.stalls is not None else {}
         return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2),
                 **stalls}
 
@@ -255,11 +256,12 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         if due and self.booster is not None:
             self.booster.refit(list(self.history.values()), lambda m: m.scored_by(self.predictor))
-        stalled = self.stalls is not None and self.stalls.observe(key, newest.latency)
-        if (stalled or due) and self.stalls is not None and self.stalls.weight:  # refit: new data, or a new stall
-            usable = [m for m in self.history.values() if m.usable]
-            self.stall_booster = fit_booster(usable) if usable else self.stall_booster
-            self.stall_fits += bool(usable)
+        if self.stalls is not None:
+            stalled = self.stalls.observe(key, newest.latency)
+            if (stalled or due) and self.stalls.weight:  # refit: new data, or a new stall
+                usable = [m for m in self.history.values() if m.usable]
+                self.stall_booster = fit_booster(usable) if usable else self.stall_booster
+                self.stall_fits += bool(usable)
         self.measured_since_update = 0 if due else self.measured_since_update
         self.seconds += time.perf_counter() - start
 

@@ -291,9 +291,9 @@ def tune(
                                                      help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
                                 "(fitted on the checkpoint's training programs of --data), xfer-frozen (xfer without "
-                                "online updates), xfer-explore (xfer, with a booster fitted on the measurements blended into "
-                                "the tasks whose best stops improving), xfer-booster (xfer frozen, with a booster "
-                                "fitted on the measurements blended in), random"),
+                                "online updates), xfer-explore (xfer, with a booster fitted on the measurements "
+                                "blended into the tasks whose best stops improving), xfer-booster (xfer frozen, with "
+                                "a booster fitted on the measurements blended in), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "
                                                 "was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
@@ -395,7 +395,8 @@ def report(
             typer.echo(f"{len(runs)} tune reports -> {out / 'README.md'}")
             return
 
-        plan = Plan(**given(seeds=seeds and parse_list(seeds, int, "--seeds"), steps=steps, finetune_steps=finetune_steps,
+        plan = Plan(**given(seeds=seeds and parse_list(seeds, int, "--seeds"), steps=steps,
+                            finetune_steps=finetune_steps,
                             shots=shots and parse_list(shots, int, "--shots"),
                             networks=networks and parse_list(networks, str, "--networks"),
                             platforms=platforms and parse_list(platforms, str, "--platforms"),
