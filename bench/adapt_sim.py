@@ -2,7 +2,7 @@
 tuning one network, scored after every round on programs it never trained on.
 
     python bench/adapt_sim.py --checkpoint runs/ck-without-emeraldrapids --platform avx512-2t@emeraldrapids \
-        --network resnet18 --guards frozen,newest,quarter,none,blend,booster-only [--rounds 8] [--seed 0]
+        --network resnet18 --guards frozen,newest,quarter,none,blend,booster-only,residual [--rounds 8] [--seed 0]
 
 Each of the network's tasks on the platform is split in halves: a stream, from which every round measures 8
 programs of each task (tasks in a shuffled order, as MetaSchedule's rounds go), and a test half. An update is
@@ -21,10 +21,10 @@ import numpy as np
 
 import xfer_jax
 from xfer_jax import dataset, metrics
-from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, OnlineBooster, fit_booster
+from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, OnlineBooster, ResidualBooster, fit_booster
 
 PER_ROUND, ADAPT_EVERY = 8, 32  # tune's trials per round, XferCostModel's measurements per update
-VARIANTS = ("frozen", *GUARDS, "blend", "booster-only")
+VARIANTS = ("frozen", *GUARDS, "blend", "booster-only", "residual")
 
 
 def _measurements(data: dataset.Dataset, index: np.ndarray) -> Measurements:
@@ -39,7 +39,7 @@ def _score(predictor, data: dataset.Dataset, test: np.ndarray, weights: dict[int
     if rescore is not None:  # per task, as tuning scores one task's candidates at a time
         scores = np.array(scores, np.float64)
         for t in np.unique(task):
-            scores[task == t] = rescore(scores[task == t], m.features[task == t], m.mask[task == t])
+            scores[task == t] = rescore(t, scores[task == t], m.features[task == t], m.mask[task == t])
     top = {f"top{k}": metrics.topk_score(scores, m.latency, task, weights, k) for k in (1, 5)}
     return {"pca": float(metrics.pca(scores, m.latency, task)),
             **{name: None if value is None else float(value) for name, value in top.items()}}
@@ -55,10 +55,13 @@ def replay(checkpoint: str, data: dataset.Dataset, tasks: dict[int, float], guar
         streams[t], test = members[: len(members) // 2], test + list(members[len(members) // 2:])
     test = np.array(sorted(test))
     adapter = OnlineAdapter(predictor, seed=seed, guard=guard if guard in GUARDS else "newest", **adapter_options)
-    booster = OnlineBooster() if guard in ("blend", "booster-only") else None
+    booster = OnlineBooster() if guard in ("blend", "booster-only") else ResidualBooster() if guard == "residual" \
+        else None
     only = {}  # booster-only: the booster fitted on everything measured so far, alone
 
-    def rescore(model, features, mask):
+    def rescore(task, model, features, mask):
+        if guard == "residual":
+            return booster.score(task, model, features, mask)
         if guard == "blend":
             return booster.blend(model, features, mask)
         return only["booster"].predict(features, mask) if "booster" in only else model
@@ -77,6 +80,8 @@ def replay(checkpoint: str, data: dataset.Dataset, tasks: dict[int, float], guar
             history[t] = history[t].extend(newest) if t in history else newest
             if guard == "blend" and since >= ADAPT_EVERY:
                 booster.refit(list(history.values()), lambda m: m.scored_by(predictor))
+            if guard == "residual" and since >= ADAPT_EVERY:
+                booster.refit(history, lambda m: m.scored_by(predictor))
             if guard == "booster-only" and since >= ADAPT_EVERY:
                 only["booster"] = fit_booster([m for m in history.values() if m.usable])
             since = 0 if since >= ADAPT_EVERY else since
@@ -84,7 +89,8 @@ def replay(checkpoint: str, data: dataset.Dataset, tasks: dict[int, float], guar
         curve.append({**point, "weight": booster.weight} if guard == "blend" else point)
     return {"guard": guard, "seed": seed, **adapter_options, "test_programs": len(test), "tasks": len(tasks),
             "updates": {"tried": adapter.tried, "kept": adapter.kept, "seconds": round(adapter.seconds, 1)},
-            **({"booster": {"refits": booster.refits, "weight": booster.weight, "seconds": round(booster.seconds, 1)}}
+            **({"booster": {"refits": booster.refits, "weight": getattr(booster, "weight", None),
+                            "slope": getattr(booster, "slope", None), "seconds": round(booster.seconds, 1)}}
                if booster is not None else {}),
             "wall_s": round(time.perf_counter() - start, 1), "curve": curve}
 
@@ -96,7 +102,8 @@ def main() -> None:
     parser.add_argument("--platform", required=True, help="a platform of the dataset, e.g. avx512-2t@emeraldrapids")
     parser.add_argument("--network", default="resnet18")
     parser.add_argument("--guards", default=",".join(VARIANTS),
-                        help="frozen, an OnlineAdapter guard, blend (frozen model + OnlineBooster) or booster-only")
+                        help="frozen, an OnlineAdapter guard, blend (frozen model + OnlineBooster), booster-only or "
+                             "residual (frozen model + ResidualBooster)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="OnlineAdapter's")

@@ -19,7 +19,8 @@ from tvm.s_tir import meta_schedule as ms
 
 import xfer_jax
 from xfer_jax import checkpoint
-from xfer_jax.adapt import Measurements, OnlineAdapter, OnlineBooster, StalledTasks, blend_scores, fit_booster
+from xfer_jax.adapt import (Measurements, OnlineAdapter, OnlineBooster, ResidualBooster, StalledTasks, blend_scores,
+                            fit_booster)
 from xfer_jax.baselines import PackSumXGB
 from xfer_jax.cascade import cascade_scores, prescreen, search_weights
 from xfer_jax.dataset import NUM_STORE_FEATURES, group_labels
@@ -34,9 +35,10 @@ from .records import latency_s, read_json, write_whole
 from .tasks import workload_hash
 
 
-# online adaptation: "finetune" steps the model on the measurements (OnlineAdapter), "booster" leaves it frozen and
-# blends in a booster fitted on them (OnlineBooster)
-ADAPTS = ("finetune", "booster")
+# online adaptation: "finetune" steps the model on the measurements (OnlineAdapter); "booster" leaves it frozen and
+# blends in a booster fitted on them (OnlineBooster); "residual" leaves it frozen and adds trees fitted to what it
+# gets wrong on them (ResidualBooster)
+ADAPTS = ("finetune", "booster", "residual")
 
 
 class CandidateFeatures:
@@ -125,7 +127,8 @@ def measured_latency(results) -> np.ndarray:
 @derived_object
 class XferCostModel(ms.cost_model.PyCostModel):
     """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning, or
-    (adapt="booster") a booster refitted on the measurements and blended in.
+    (adapt="booster") a booster refitted on the measurements and blended in, or (adapt="residual") trees refitted
+    to the model's errors on the measurements and added to its scores.
 
     explore_after: a task that goes this many measurements without a better program (StalledTasks) gets a booster
     fitted on this run's measurements blended into its scores, more with each stall, and is featurized whole (no
@@ -137,9 +140,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         super().__init__()
         if adapt not in ADAPTS:
             raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
-        if explore_after is not None and (adapt == "booster" or frozen or explore_after < 1):
+        if explore_after is not None and (adapt != "finetune" or frozen or explore_after < 1):
             raise UserError("exploring stalled tasks is a part of fine-tuning online: it needs explore_after >= 1, "
-                            "and cannot be frozen or adapt by the booster alone")
+                            "and cannot be frozen or adapt by a booster alone")
         checkpoint.use_compilation_cache()
         if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
@@ -151,7 +154,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.hardware = hardware_vector(platform.descriptor)
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor)
-        self.booster = OnlineBooster() if adapt == "booster" else None  # else the model itself is fine-tuned
+        # without either booster the model itself is fine-tuned
+        self.booster = OnlineBooster() if adapt == "booster" else None
+        self.residual = ResidualBooster() if adapt == "residual" else None
         self.stalls = StalledTasks(patience=explore_after) if explore_after is not None else None
         self.stall_booster, self.stall_fits = None, 0
         self.history: dict[str, Measurements] = {}
@@ -177,6 +182,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if self.booster is not None:
             return {"tries": self.booster.tries, "refits": self.booster.refits, "weight": self.booster.weight,
                     "seconds": round(self.booster.seconds, 2)}
+        if self.residual is not None:
+            return {"refits": self.residual.refits, "slope": round(self.residual.slope, 4),
+                    "seconds": round(self.residual.seconds, 2)}
         stalls = {"stalled_tasks": len(self.stalls.weight), "stall_fits": self.stall_fits} \
             if self.stalls is not None else {}
         return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2),
@@ -219,9 +227,11 @@ class XferCostModel(ms.cost_model.PyCostModel):
         return scores
 
     def _scored(self, key: str, inputs: tuple) -> np.ndarray:
-        """The model's scores of one task's candidates, blended with the online booster's once it earned it, or
-        with the stall booster's on a stalled task."""
+        """The model's scores of one task's candidates: corrected by the residual trees, or blended with the online
+        booster's once it earned it, or with the stall booster's on a stalled task."""
         scores = self.predictor.predict(*inputs)
+        if self.residual is not None:
+            return self.residual.score(key, scores, inputs[0], inputs[1])
         if self.booster is not None:
             return self.booster.blend(scores, inputs[0], inputs[1])
         weight = self._stall_weight(key)
@@ -251,11 +261,13 @@ class XferCostModel(ms.cost_model.PyCostModel):
         newest = Measurements(*(np.array(x) for x in inputs), measured_latency(results))
         self.measured_since_update += len(candidates)
         due = self.measured_since_update >= self.adapt_every
-        if due and self.booster is None:
+        if due and self.booster is None and self.residual is None:
             self.adapter.update(list(self.history.values()), newest)
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         if due and self.booster is not None:
             self.booster.refit(list(self.history.values()), lambda m: m.scored_by(self.predictor))
+        if due and self.residual is not None:
+            self.residual.refit(self.history, lambda m: m.scored_by(self.predictor))
         if self.stalls is not None:
             stalled = self.stalls.observe(key, newest.latency)
             if (stalled or due) and self.stalls.weight:  # refit: new data, or a new stall

@@ -38,7 +38,8 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xfer-frozen", "xfer-explore", "xfer-booster", "xgb", "xgb-pretrained", "random")
+COST_MODELS = ("xfer", "xfer-frozen", "xfer-residual", "xfer-explore", "xfer-booster", "xgb", "xgb-pretrained",
+               "random")
 
 
 # xfer-explore: measurements without a better program before a task counts as stalled (two rounds of 8)
@@ -162,7 +163,7 @@ def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Plat
 
 def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platform, config: TuneConfig,
                      job_dir: pathlib.Path):
-    if name in ("xfer", "xfer-frozen", "xfer-explore", "xfer-booster", "xgb-pretrained") and checkpoint is None:
+    if name in COST_MODELS and name not in ("xgb", "random") and checkpoint is None:
         raise UserError(f"the {name} cost model needs --checkpoint")
     xfer = dict(prescreen=config.prescreen, reference_cache=job_dir / "reference_gflops.json",
                 **({"adapt_every": config.adapt_every} if config.adapt_every else {}))
@@ -171,6 +172,8 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
                                              **xfer)
     if name == "xfer-explore":  # xfer, with a booster on the measurements blended into the tasks that stall
         return XferCostModel.from_checkpoint(checkpoint, platform, explore_after=EXPLORE_AFTER, **xfer)
+    if name == "xfer-residual":  # the model frozen, trees fitted to its errors on the measurements added
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", **xfer)
     if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="booster", **xfer)
     if name == "xgb-pretrained":

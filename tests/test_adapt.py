@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xfer_jax import dataset, splits, train
-from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, StalledTasks, blend_scores
+from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, ResidualBooster, StalledTasks, blend_scores
 from xfer_jax.model import ModelConfig
 
 from helpers import synthetic_shards
@@ -82,6 +82,9 @@ def test_the_adaptation_replay_bench_runs_on_a_small_dataset(trained, tmp_path):
     assert all(0 <= point["pca"] <= 1 and 0 < point["top1"] <= 1 for point in quarter["curve"])
     blend = adapt_sim.replay(str(checkpoint), on_b, tasks, "blend", rounds=2, seed=0)
     assert blend["booster"]["refits"] >= 1 and "weight" in blend["curve"][-1]
+    residual = adapt_sim.replay(str(checkpoint), on_b, tasks, "residual", rounds=2, seed=0)
+    assert residual["booster"]["refits"] >= 1 and residual["booster"]["slope"] > 0
+    assert residual["curve"][0] == frozen["curve"][0] and residual["updates"]["tried"] == 0
 
 
 def test_the_online_booster_earns_a_weight_only_where_it_ranks_held_out_programs_better(trained):
@@ -116,3 +119,45 @@ def test_blending_a_booster_moves_the_order_from_the_model_to_the_booster_as_its
     model, booster = np.array([3.0, 2.0, 1.0, 0.0]), np.array([0.0, 1.0, 2.0, 3.0])
     assert np.argsort(-blend_scores(model, booster, 0.0)).tolist() == [0, 1, 2, 3]
     assert np.argsort(-blend_scores(model, booster, 4.0)).tolist() == [3, 2, 1, 0]
+
+
+def test_residual_trees_correct_a_model_that_ranks_badly_and_keep_one_that_ranks_well(trained):
+    from xfer_jax import metrics
+
+    _, data = trained
+    history = dict(enumerate(_per_task(data, "cpu-b")))  # latency is a (roughly) learnable function of the features
+    noise = np.random.default_rng(0)
+
+    def mean_pca(residual, model_scores):
+        finite = {task: m.take(np.isfinite(m.latency)) for task, m in history.items()}
+        return np.mean([metrics.pca(residual.score(task, model_scores(m), m.features, m.mask), m.latency,
+                                    np.zeros(len(m.latency))) for task, m in finite.items()])
+
+    def random_model(m):
+        return noise.normal(size=len(m.latency))
+
+    def right_model(m):
+        return -np.log(np.where(np.isfinite(m.latency), m.latency, 1.0))
+
+    blind = ResidualBooster(rounds=30)
+    blind.refit(history, random_model)  # a model that knows nothing here: the trees rank alone
+    assert blind.refits == 1 and blind.slope == blind.min_slope and set(blind.units) == set(history)
+    assert mean_pca(blind, random_model) > 0.6  # the random model alone: 0.5
+    right = ResidualBooster(rounds=30)
+    right.refit(history, right_model)
+    assert right.slope > 4 * right.min_slope and mean_pca(right, right_model) > 0.85
+    one = history[0]
+    model = np.arange(len(one.latency), dtype=float)
+    np.testing.assert_array_equal(blind.score("never measured", model, one.features, one.mask), model)
+
+
+def test_trees_fitted_with_an_offset_learn_only_what_the_offset_misses():
+    from xfer_jax.baselines import PackSumXGB
+
+    rng = np.random.default_rng(0)
+    features, mask = rng.random((64, 3, 5)).astype(np.float32), np.ones((64, 3), bool)
+    labels = (0.2 + 0.6 * features[:, :, 0].mean(1)).astype(np.float32)
+    alone = PackSumXGB(rounds=40).fit(features, mask, labels).predict(features, mask)
+    assert np.abs(alone - labels).mean() < 0.02  # without an offset the trees fit the labels
+    corrections = PackSumXGB(rounds=40).fit(features, mask, labels, offset=labels).predict(features, mask)
+    assert np.abs(corrections).max() < 0.02  # an offset that is already right leaves nothing to correct

@@ -105,6 +105,26 @@ def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_froz
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_residual_adaptation_refits_trees_on_the_errors_and_leaves_the_model_frozen(checkpoint, tiny, tmp_path):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="residual")
+    before = xfer_jax.load(checkpoint).params
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
+                cost_model=cost_model, **fast_measurement(platform))
+    assert 1 <= cost_model.updates["refits"] <= 2 and cost_model.updates["slope"] > 0
+    for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
+        np.testing.assert_array_equal(a, b)
+    measured, = cost_model.history.values()
+    inputs = (measured.features, measured.mask, measured.workload, measured.hardware, measured.trace_ids,
+              measured.trace_values)
+    plain = cost_model.predictor.predict(*inputs)
+    key, = cost_model.history
+    assert cost_model._scored(key, inputs).tolist() != plain.tolist()  # the measured task: corrected
+    assert cost_model._scored("another task", inputs).tolist() == plain.tolist()  # a task never measured: not
+
+
 def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoint, tiny, tmp_path):
     platform = platforms.get_platform("auto")
     target = platform.tvm_target()
@@ -148,6 +168,10 @@ def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise
     assert not adapting.frozen and frozen.frozen and adapting.booster is None
     blended = _make_cost_model("xfer-booster", checkpoint, platform, TuneConfig(), tmp_path)
     assert blended.booster is not None and not blended.frozen
+    residual = _make_cost_model("xfer-residual", checkpoint, platform, TuneConfig(), tmp_path)
+    assert residual.residual is not None and residual.booster is None and adapting.residual is None
+    with pytest.raises(UserError, match="stalled"):
+        XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", explore_after=16)
     exploring = _make_cost_model("xfer-explore", checkpoint, platform, TuneConfig(), tmp_path)
     assert exploring.stalls.patience == 16 and adapting.stalls is None and not exploring.frozen
     with pytest.raises(UserError, match="needs --checkpoint"):

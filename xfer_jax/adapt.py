@@ -208,12 +208,59 @@ class OnlineBooster:
         return blend_scores(model, self.booster.predict(features, mask), self.weight)
 
 
-def fit_booster(parts: list[Measurements], rounds: int = 100):
-    """A new PackSumXGB on these tasks' programs, labelled as in training: best latency of the task / latency."""
+class ResidualBooster:
+    """Trees fitted to what the pretrained model gets wrong on this host, as xgb-pretrained boosts its pretrained
+    trees online, but on top of the transformer.
+
+    Each measured program's label (its task's best latency / its latency, as in training) is offset by the model's
+    score put on the label scale: the task's mean label plus `slope` times the score z-scored within the task, one
+    slope for all tasks (least squares, at least `min_slope`). The trees fit the rest; a candidate scores its model
+    score plus the trees' correction turned back into model units. Where the host agrees with the model the
+    trees have little to fit; a task not yet measured twice keeps the model's ranking."""
+
+    def __init__(self, rounds: int = 50, min_slope: float = 0.02):
+        self.rounds, self.min_slope = rounds, min_slope
+        self.booster, self.slope, self.refits, self.seconds = None, 0.0, 0, 0.0
+        self.units: dict = {}  # task -> model-score units per label unit, for the tasks the trees were fitted on
+
+    def refit(self, history: dict, model_scores) -> None:
+        """Fit on every task of `history` (task -> Measurements) with two or more measured programs.
+        `model_scores(m)`: the model's scores of m."""
+        start = time.perf_counter()
+        parts = {task: m.take(np.isfinite(m.latency)) for task, m in history.items() if m.usable}
+        if parts:
+            scores = {task: np.asarray(model_scores(m), np.float64) for task, m in parts.items()}
+            spread = {task: max(float(s.std()), 1e-6) for task, s in scores.items()}
+            z = np.concatenate([(s - s.mean()) / spread[task] for task, s in scores.items()])
+            labels = np.concatenate([m.latency.min() / m.latency for m in parts.values()])
+            group = np.concatenate([np.full(len(m.latency), i) for i, m in enumerate(parts.values())])
+            centred = labels - (np.bincount(group, labels) / np.bincount(group))[group]
+            self.slope = max(self.min_slope, float(z @ centred) / max(float(z @ z), 1e-9))
+            measured = _grouped(list(parts.values()))[0]
+            self.booster = _booster(self.rounds).fit(measured.features, measured.mask, labels.astype(np.float32),
+                                                     offset=labels - centred + self.slope * z)
+            self.units = {task: spread[task] / self.slope for task in parts}
+            self.refits += 1
+        self.seconds += time.perf_counter() - start
+
+    def score(self, task, model: np.ndarray, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """One task's candidates: the model's scores plus the trees' correction, once the task was fitted on."""
+        model = np.asarray(model, np.float64)
+        if self.booster is None or task not in self.units:
+            return model
+        return model + self.units[task] * self.booster.predict(features, mask)
+
+
+def _booster(rounds: int):
     from .baselines import PackSumXGB  # xgboost: imported only where a booster is used
 
+    return PackSumXGB(rounds=rounds)
+
+
+def fit_booster(parts: list[Measurements], rounds: int = 100):
+    """A new PackSumXGB on these tasks' programs, labelled as in training: best latency of the task / latency."""
     measured, group = _grouped(parts)
-    return PackSumXGB(rounds=rounds).fit(measured.features, measured.mask, group_labels(measured.latency, group))
+    return _booster(rounds).fit(measured.features, measured.mask, group_labels(measured.latency, group))
 
 
 def blend_scores(model: np.ndarray, boosted: np.ndarray, weight: float) -> np.ndarray:

@@ -36,9 +36,10 @@ class PackSumXGB:
         return rows, program
 
     def fit(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray,
-            hardware: np.ndarray | None = None) -> "PackSumXGB":
-        """features [N,S,F], mask [N,S], labels [N] (normalised throughput), hardware [N,H] or None."""
-        self.booster = self._boost(features, mask, labels, hardware, self.rounds, start=None)
+            hardware: np.ndarray | None = None, offset: np.ndarray | None = None) -> "PackSumXGB":
+        """features [N,S,F], mask [N,S], labels [N] (normalised throughput), hardware [N,H] or None; offset [N]:
+        another model's prediction of each label, which the trees then correct (predict returns the correction)."""
+        self.booster = self._boost(features, mask, labels, hardware, self.rounds, start=None, offset=offset)
         return self
 
     def boost_more(self, features: np.ndarray, mask: np.ndarray, labels: np.ndarray, rounds: int,
@@ -47,14 +48,15 @@ class PackSumXGB:
         self.booster = self._boost(features, mask, labels, hardware, rounds, start=self.booster)
         return self
 
-    def _boost(self, features, mask, labels, hardware, rounds: int, start) -> xgboost.Booster:
+    def _boost(self, features, mask, labels, hardware, rounds: int, start, offset=None) -> xgboost.Booster:
         rows, program = self._rows(features, mask, hardware)
         y = labels[program]
         stores = np.bincount(program, minlength=len(labels))[program]
         matrix = xgboost.DMatrix(rows, label=y, weight=y)
+        base = np.zeros(len(labels)) if offset is None else np.asarray(offset, np.float64)
 
         def pack_sum_square_error(preds, dtrain):
-            sums = np.bincount(program, weights=preds, minlength=len(labels))[program]
+            sums = np.bincount(program, weights=preds, minlength=len(labels))[program] + base[program]
             weight = dtrain.get_weight()
             return (sums - y) * weight, np.maximum(weight * stores, 1e-6)
 
