@@ -116,6 +116,14 @@ def test_budget_reads_rounds_top_k_and_a_scheduler_other_than_the_default():
     assert report._budget({"trials": 30}) == "30 trials"
 
 
+def test_updates_name_what_each_kind_of_online_adaptation_did():
+    assert report._updates({"tried": 5, "kept": 3, "seconds": 1.0}) == "3 of 5"
+    assert report._updates({"tried": 5, "kept": 3, "stalled_tasks": 2, "stall_fits": 4}) == "3 of 5, 2 tasks stalled"
+    assert report._updates({"tries": 4, "refits": 3, "weight": 0.5, "seconds": 1.0}) == "3 refits of 4, weight 0.5"
+    assert report._updates({"refits": 21, "slope": 0.226, "seconds": 4.4}) == "21 refits, slope 0.226"
+    assert report._updates({"boosted": 7}) == "7 boosted" and report._updates(None) == "-"
+
+
 def test_seen_tells_the_tuned_platform_from_its_host_and_from_neither():
     trained = {"checkpoint": {"trained_on_platforms": ["avx2-2t@znver5", "avx2-1t"]}}
     assert report._seen({**trained, "platform": "avx2-2t@znver5"}) == "yes"
