@@ -35,10 +35,10 @@ from .records import latency_s, read_json, write_whole
 from .tasks import workload_hash
 
 
-# online adaptation: "finetune" steps the model on the measurements (OnlineAdapter); "booster" leaves it frozen and
-# blends in a booster fitted on them (OnlineBooster); "residual" leaves it frozen and adds trees fitted to what it
-# gets wrong on them (ResidualBooster)
-ADAPTS = ("finetune", "booster", "residual")
+# online adaptation: "residual" leaves the model frozen and adds trees fitted to what it gets wrong on the
+# measurements (ResidualBooster); "finetune" steps the model on them (OnlineAdapter); "booster" leaves it frozen and
+# blends in a booster fitted on them (OnlineBooster)
+ADAPTS = ("residual", "finetune", "booster")
 
 
 class CandidateFeatures:
@@ -126,16 +126,19 @@ def measured_latency(results) -> np.ndarray:
 
 @derived_object
 class XferCostModel(ms.cost_model.PyCostModel):
-    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning, or
-    (adapt="booster") a booster refitted on the measurements and blended in, or (adapt="residual") trees refitted
-    to the model's errors on the measurements and added to its scores.
+    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: trees refitted to the model's
+    errors on the measurements and added to its scores (adapt="residual"), or guarded fine-tuning ("finetune"), or a
+    booster refitted on the measurements and blended in ("booster").
+
+    Residual is the default: replayed on a host's programs it ranks better after two rounds than the frozen model,
+    while fine-tuning ranks worse (bench/README.md, session 21), and a refit costs ~0.3 s against 1-2 s a try.
 
     explore_after: a task that goes this many measurements without a better program (StalledTasks) gets a booster
     fitted on this run's measurements blended into its scores, more with each stall, and is featurized whole (no
     prescreen): the pretrained ranking is confidently wrong on a few tasks, and fine-tuning does not move it."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "finetune",
+                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "residual",
                  explore_after: int | None = None):
         super().__init__()
         if adapt not in ADAPTS:
@@ -149,14 +152,14 @@ class XferCostModel(ms.cost_model.PyCostModel):
                             "(0, 1) and a model that reads traces (trained with store_dropout to rank well so)")
         self.predictor, self.platform, self.frozen, self.prescreen = predictor, platform, frozen, prescreen
         self.scored = 0  # candidates search asked to score, a candidate again each time it is asked
-        # fine-tune once per `adapt_every` new measurements, not per batch: each try costs ~1-2 s of steps
+        # adapt once per `adapt_every` new measurements, not per batch: a fine-tuning try costs ~1-2 s of steps
         self.adapt_every, self.measured_since_update = adapt_every, 0
         self.hardware = hardware_vector(platform.descriptor)
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor)
         # without either booster the model itself is fine-tuned
         self.booster = OnlineBooster() if adapt == "booster" else None
-        self.residual = ResidualBooster() if adapt == "residual" else None
+        self.residual = ResidualBooster() if adapt == "residual" and not frozen else None
         self.stalls = StalledTasks(patience=explore_after) if explore_after is not None else None
         self.stall_booster, self.stall_fits = None, 0
         self.history: dict[str, Measurements] = {}
