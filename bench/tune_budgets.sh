@@ -16,7 +16,7 @@ PLATFORM=${PLATFORM:-auto}
 CHECKPOINT=${CHECKPOINT:-checkpoints/default}
 NETWORKS=${NETWORKS-resnet18 mobilenet_v2 bert_tiny}  # NETWORKS= with ONNX=...: the ONNX model alone
 ROUNDS=${ROUNDS:-1 8}
-COMPARE=${COMPARE-xgb,xgb-pretrained}  # add xfer-frozen (frozen against adapting), xfer-finetune or xfer-explore; COMPARE= for xfer alone
+COMPARE=${COMPARE-xgb,xgb-pretrained}  # add xfer-frozen (frozen against adapting), xfer-residual or xfer-explore; COMPARE= for xfer alone
 SCHEDULER=${SCHEDULER:-gradient}  # or round-robin; its runs are named -round-robin
 TUNE_ARGS=${TUNE_ARGS:-}  # more xfer-jax tune options; name their runs with TAG
 suffix=$([ "$SCHEDULER" = gradient ] || echo "-$SCHEDULER")${TAG:-}

@@ -35,10 +35,10 @@ from .records import latency_s, read_json, write_whole
 from .tasks import workload_hash
 
 
-# online adaptation: "residual" leaves the model frozen and adds trees fitted to what it gets wrong on the
-# measurements (ResidualBooster); "finetune" steps the model on them (OnlineAdapter); "booster" leaves it frozen and
-# blends in a booster fitted on them (OnlineBooster)
-ADAPTS = ("residual", "finetune", "booster")
+# online adaptation: "finetune" steps the model on the measurements (OnlineAdapter); "residual" leaves it frozen and
+# adds trees fitted to what it gets wrong on them (ResidualBooster); "booster" leaves it frozen and blends in a
+# booster fitted on them (OnlineBooster)
+ADAPTS = ("finetune", "residual", "booster")
 
 
 class CandidateFeatures:
@@ -126,19 +126,19 @@ def measured_latency(results) -> np.ndarray:
 
 @derived_object
 class XferCostModel(ms.cost_model.PyCostModel):
-    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: trees refitted to the model's
-    errors on the measurements and added to its scores (adapt="residual"), or guarded fine-tuning ("finetune"), or a
-    booster refitted on the measurements and blended in ("booster").
+    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning, or trees
+    refitted to the model's errors on the measurements and added to its scores (adapt="residual"), or a booster
+    refitted on the measurements and blended in ("booster").
 
-    Residual is the default: replayed on a host's programs it ranks better after two rounds than the frozen model,
-    while fine-tuning ranks worse (bench/README.md, session 21), and a refit costs ~0.3 s against 1-2 s a try.
+    Fine-tuning stays the default: the residual trees rank a host's replayed programs better, but tuned whole networks
+    no better (resnet18) or worse (mobilenet_v2, 13% at eight rounds; bench/README.md, session 21).
 
     explore_after: a task that goes this many measurements without a better program (StalledTasks) gets a booster
     fitted on this run's measurements blended into its scores, more with each stall, and is featurized whole (no
     prescreen): the pretrained ranking is confidently wrong on a few tasks, and fine-tuning does not move it."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "residual",
+                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "finetune",
                  explore_after: int | None = None):
         super().__init__()
         if adapt not in ADAPTS:

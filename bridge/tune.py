@@ -38,7 +38,7 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xfer-frozen", "xfer-finetune", "xfer-explore", "xfer-booster", "xgb", "xgb-pretrained",
+COST_MODELS = ("xfer", "xfer-frozen", "xfer-residual", "xfer-explore", "xfer-booster", "xgb", "xgb-pretrained",
                "random")
 
 
@@ -170,11 +170,10 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     if name in ("xfer", "xfer-frozen"):  # xfer-frozen beside xfer: what online adaptation adds, in one job
         return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen or name == "xfer-frozen",
                                              **xfer)
-    if name == "xfer-finetune":  # the model itself fine-tuned on the measurements (the default until session 21)
-        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="finetune", **xfer)
-    if name == "xfer-explore":  # xfer-finetune, with a booster on the measurements blended into the tasks that stall
-        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="finetune", explore_after=EXPLORE_AFTER,
-                                             **xfer)
+    if name == "xfer-residual":  # the model frozen, trees fitted to its errors on the measurements added
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", **xfer)
+    if name == "xfer-explore":  # xfer, with a booster on the measurements blended into the tasks that stall
+        return XferCostModel.from_checkpoint(checkpoint, platform, explore_after=EXPLORE_AFTER, **xfer)
     if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="booster", **xfer)
     if name == "xgb-pretrained":

@@ -291,8 +291,8 @@ def tune(
                                                      help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
                                 "(fitted on the checkpoint's training programs of --data), xfer-frozen (xfer without "
-                                "online updates), xfer-finetune (the model fine-tuned on the measurements instead of "
-                                "corrected by trees), xfer-explore (xfer-finetune, with a booster fitted on the measurements "
+                                "online updates), xfer-residual (xfer frozen, with trees fitted to its errors on "
+                                "the measurements added), xfer-explore (xfer, with a booster fitted on the measurements "
                                 "blended into the tasks whose best stops improving), xfer-booster (xfer frozen, with "
                                 "a booster fitted on the measurements blended in), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "

@@ -58,7 +58,7 @@ def test_xfer_cost_model_tunes_a_task_inside_tune_tir(checkpoint, tiny, tmp_path
     platform = platforms.get_platform("auto")
     target = platform.tvm_target()
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="finetune")
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8)
     cost_model.save(str(tmp_path / "before-any-update"))  # saving and loading before any update works
     cost_model.load(str(tmp_path / "before-any-update"))
     database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16,
@@ -109,7 +109,7 @@ def test_the_residual_adaptation_refits_trees_on_the_errors_and_leaves_the_model
     platform = platforms.get_platform("auto")
     target = platform.tvm_target()
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8)  # residual: the default
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="residual")
     before = xfer_jax.load(checkpoint).params
     ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
                 cost_model=cost_model, **fast_measurement(platform))
@@ -131,10 +131,9 @@ def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoi
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
     for mistake in (dict(frozen=True, explore_after=2), dict(explore_after=0)):
         with pytest.raises(UserError, match="stalled"):
-            XferCostModel.from_checkpoint(checkpoint, platform, adapt="finetune", **mistake)
+            XferCostModel.from_checkpoint(checkpoint, platform, **mistake)
     # two measurements without a 1% better program: a 16-trial tune of one task stalls
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="finetune",
-                                               explore_after=2, prescreen=0.25)
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, explore_after=2, prescreen=0.25)
     weights_seen = {"_scored": [], "_prescreened": []}  # the task's stall weight whenever search scored it
 
     def recording(name, key_of):
@@ -166,13 +165,13 @@ def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise
     platform = platforms.get_platform("auto")
     adapting = _make_cost_model("xfer", checkpoint, platform, TuneConfig(), tmp_path)
     frozen = _make_cost_model("xfer-frozen", checkpoint, platform, TuneConfig(), tmp_path)
-    assert not adapting.frozen and frozen.frozen and adapting.booster is None and adapting.residual is not None
+    assert not adapting.frozen and frozen.frozen and adapting.booster is None and adapting.residual is None
     blended = _make_cost_model("xfer-booster", checkpoint, platform, TuneConfig(), tmp_path)
     assert blended.booster is not None and not blended.frozen and blended.residual is None
-    finetuning = _make_cost_model("xfer-finetune", checkpoint, platform, TuneConfig(), tmp_path)
-    assert finetuning.residual is None and finetuning.booster is None and not finetuning.frozen
+    residual = _make_cost_model("xfer-residual", checkpoint, platform, TuneConfig(), tmp_path)
+    assert residual.residual is not None and residual.booster is None and not residual.frozen
     with pytest.raises(UserError, match="stalled"):
-        XferCostModel.from_checkpoint(checkpoint, platform, explore_after=16)  # the residual default
+        XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", explore_after=16)
     exploring = _make_cost_model("xfer-explore", checkpoint, platform, TuneConfig(), tmp_path)
     assert exploring.stalls.patience == 16 and adapting.stalls is None and not exploring.frozen
     with pytest.raises(UserError, match="needs --checkpoint"):

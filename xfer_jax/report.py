@@ -437,18 +437,19 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         "checkpoint's training programs and updated online (`xgb-pretrained`), same search settings, budget and seed. "
         "Column 'seen': whether the checkpoint trained on the tuned platform ('yes'), only on other configs of its "
         "host ('host'), or on neither ('no'); where it never saw the platform, xfer starts zero-shot from the hardware "
-        "vector and adapts online: from session 21 by trees refitted to its errors on the run's measurements and added "
-        "to its scores (`xfer-residual` in the session-21 resnet18 run), before that by fine-tuning (`xfer-finetune`) "
-        "(`xfer-frozen`: the same checkpoint without online updates; `xfer-explore`: xfer-finetune with a booster "
-        "fitted on the run's measurements blended into every task whose best stops improving). Budget: rounds of 8 "
+        "vector and adapts online by fine-tuning (`xfer-frozen`: the same checkpoint without online updates; "
+        "`xfer-residual`: the checkpoint frozen, with trees refitted to its errors on the run's measurements added to "
+        "its scores, named `xfer` and its fine-tuning twin `xfer-finetune` in the runs tagged `-residual`; "
+        "`xfer-explore`: xfer with a booster fitted on the run's measurements blended into every task whose best stops "
+        "improving). Budget: rounds of 8 "
         "trials per task ('r'), or top-k (only the model's k best candidates of each task measured); ', cold': "
         "candidates timed on cold CPU caches (ten single runs after a flush), else warm repeats. 'to xgb' and "
         "'to xgb-pre': trials until the estimated network latency (sum of weight x best task latency) first reaches "
         "that baseline's final estimate, and the share of the budget. '/ xgb', '/ xgb-pre': final measured end-to-end "
         "latency over the baseline's, at equal trials. Remeasured: the median of `bench/remeasure.py`'s passes, which "
         "time every model's compiled network again, interleaved (tune times each once, minutes apart). Share: seconds in the cost model (featurising, predicting, "
-        "updating) over wall time. Updates: residual refits and the slope that puts the model's scores on the label scale, fine-tuning updates "
-        "kept of tried (and xfer-explore's stalled tasks), xfer-booster's refits of tries and its final weight, xgb-pretrained's boosting updates.",
+        "updating) over wall time. Updates: fine-tuning updates kept of tried (and xfer-explore's stalled tasks), residual refits and the "
+        "slope that puts the model's scores on the label scale, xfer-booster's refits of tries and its final weight, xgb-pretrained's boosting updates.",
         _table(["run", "seen", "budget", "seed", "model", "latency ms", "remeasured", "trials", "to xgb", "to xgb-pre", "/ xgb",
                 "/ xgb-pre", "share", "updates", "wall s"], rows)]
         + (["### Only the model's k best per task measured",
