@@ -292,9 +292,9 @@ def tune(
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
                                 "(fitted on the checkpoint's training programs of --data), xfer-frozen (xfer without "
                                 "online updates), xfer-residual (xfer frozen, with trees fitted to its errors on "
-                                "the measurements added), xfer-explore (xfer, with a booster fitted on the measurements "
-                                "blended into the tasks whose best stops improving), xfer-booster (xfer frozen, with "
-                                "a booster fitted on the measurements blended in), random"),
+                                "the measurements added), xfer-explore (xfer, with a booster fitted on the "
+                                "measurements blended into the tasks whose best stops improving), xfer-booster (xfer "
+                                "frozen, with a booster fitted on the measurements blended in), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "
                                                 "was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),

@@ -232,12 +232,11 @@ class ResidualBooster:
             scores = {task: np.asarray(model_scores(m), np.float64) for task, m in parts.items()}
             spread = {task: max(float(s.std()), 1e-6) for task, s in scores.items()}
             z = np.concatenate([(s - s.mean()) / spread[task] for task, s in scores.items()])
-            labels = np.concatenate([m.latency.min() / m.latency for m in parts.values()])
-            group = np.concatenate([np.full(len(m.latency), i) for i, m in enumerate(parts.values())])
+            measured, group = _grouped(list(parts.values()))
+            labels = group_labels(measured.latency, group)
             centred = labels - (np.bincount(group, labels) / np.bincount(group))[group]
             self.slope = max(self.min_slope, float(z @ centred) / max(float(z @ z), 1e-9))
-            measured = _grouped(list(parts.values()))[0]
-            self.booster = _booster(self.rounds).fit(measured.features, measured.mask, labels.astype(np.float32),
+            self.booster = _booster(self.rounds).fit(measured.features, measured.mask, labels,
                                                      offset=labels - centred + self.slope * z)
             self.units = {task: spread[task] / self.slope for task in parts}
             self.refits += 1

@@ -448,8 +448,9 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         "that baseline's final estimate, and the share of the budget. '/ xgb', '/ xgb-pre': final measured end-to-end "
         "latency over the baseline's, at equal trials. Remeasured: the median of `bench/remeasure.py`'s passes, which "
         "time every model's compiled network again, interleaved (tune times each once, minutes apart). Share: seconds in the cost model (featurising, predicting, "
-        "updating) over wall time. Updates: fine-tuning updates kept of tried (and xfer-explore's stalled tasks), residual refits and the "
-        "slope that puts the model's scores on the label scale, xfer-booster's refits of tries and its final weight, xgb-pretrained's boosting updates.",
+        "updating) over wall time. Updates: fine-tuning updates kept of tried (and xfer-explore's stalled tasks), "
+        "residual refits and the slope that puts the model's scores on the label scale, xfer-booster's refits of tries "
+        "and its final weight, xgb-pretrained's boosting updates.",
         _table(["run", "seen", "budget", "seed", "model", "latency ms", "remeasured", "trials", "to xgb", "to xgb-pre", "/ xgb",
                 "/ xgb-pre", "share", "updates", "wall s"], rows)]
         + (["### Only the model's k best per task measured",
