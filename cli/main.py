@@ -385,12 +385,16 @@ def report(
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="train this many models at once (processes)"),
     tuning_only: bool = typer.Option(False, "--tuning-only", help="only rewrite the tuning tables and curves from "
                                      "OUT/tune/ (new tune results, no training)"),
+    pruning_only: bool = typer.Option(False, "--pruning-only", help="only compute and rewrite the pruning curves "
+                                      "and the collection simulation, not the split and transfer tables"),
 ) -> None:
     """Every model on every split (by-host included), transfer curves, pruning and tuning, as reports/README.md,
     PNG plots and summary.json. Trained models are cached: a rerun only trains what is missing."""
     with user_errors():
-        from xfer_jax.report import Plan, build, parse_fractions, parse_list, refresh_tuning
+        from xfer_jax.report import Plan, build, parse_fractions, parse_list, refresh_pruning, refresh_tuning
 
+        if tuning_only and pruning_only:
+            raise UserError("--tuning-only and --pruning-only rewrite different parts; pass one of them")
         if tuning_only:
             runs = refresh_tuning(out).get("runs", {})
             typer.echo(f"{len(runs)} tune reports -> {out / 'README.md'}")
@@ -407,6 +411,13 @@ def report(
                             split_models=models and parse_list(models, str, "--models"),
                             transfer_models=transfer_models and parse_list(transfer_models, str,
                                                                            "--transfer-models")))
+        if pruning_only:
+            pruning = refresh_pruning(data, out, plan, log=typer.echo, jobs=jobs)
+            for split, kept in pruning["best_keep_at_1pt"].items():
+                typer.echo(f"{split:8s} smallest set within 1 point of full-data PCA: "
+                           + ("none" if kept is None else f"{kept:.0%} kept"))
+            typer.echo(f"report: {out / 'README.md'}")
+            return
         summary = build(data, out, plan, log=typer.echo, jobs=jobs)
     for label in ("by-task", "by-network/mean", "by-platform-k0/mean", "by-host-k0/mean"):
         margin = summary["xfer_minus_best_baseline"].get(label, {}).get("pca")

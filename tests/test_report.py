@@ -105,6 +105,28 @@ def test_tuning_only_rewrites_the_tuning_part_and_keeps_the_study(tmp_path):
     assert missing.returncode == 2 and "run `xfer-jax report" in missing.stderr and "Traceback" not in missing.stderr
 
 
+def test_pruning_only_computes_the_pruning_study_and_rewrites_only_its_section(tmp_path):
+    data = synthetic_shards(tmp_path / "data", platforms=("cpu-a", "cpu-b", "cpu-c@h2"))
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "README.md").write_text("# study\n\nsplit tables\n\n## Tuning whole networks\n\ntune rows\n")
+    (out / "summary.json").write_text(json.dumps({"splits": {"by-task": 1}, "pruning": None, "tuning": {"t": 1}}))
+    plan = report.Plan(**{**QUICK.to_dict(), "seeds": (0,), "pruning": False})  # turned on by refresh_pruning
+    pruning = report.refresh_pruning(data, out, plan, log=lambda *_: None)
+    text = (out / "README.md").read_text()
+    assert text.startswith("# study\n\nsplit tables\n\n## Dataset pruning") and text.endswith("tune rows\n")
+    assert text.index("### Pruning for collection (h2 held out)") < text.index("## Tuning whole networks")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["splits"] == {"by-task": 1} and summary["tuning"] == {"t": 1}
+    assert summary["pruning"] == json.loads(json.dumps(pruning)) and pruning["seeds"] == [0]
+    assert set(pruning["best_keep_at_1pt"]) == {"by-task", "by-host"} and (out / "pruning-by-host.png").exists()
+    # a second run replaces the section (from the cache) instead of adding one
+    assert report.refresh_pruning(data, out, plan, log=lambda *_: None) == pruning
+    assert (out / "README.md").read_text() == text
+    both = run_cli("report", "--out", out, "--tuning-only", "--pruning-only")
+    assert both.returncode == 2 and "pass one of them" in both.stderr
+
+
 def test_budget_reads_rounds_top_k_and_a_scheduler_other_than_the_default():
     rounds = {"trials": 32, "tasks": 2, "settings": {"trials_per_round": 8}}
     assert report._budget(rounds) == "2 r"

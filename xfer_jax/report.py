@@ -205,11 +205,14 @@ def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: s
     """Pruning for training (by-task and by-host curves, mean over the seeds' studies) and for collection."""
     fractions = tuple(sorted(set(plan.fractions) | {1.0}, reverse=True))
     methods, model = list(plan.prune_methods), plan.prune_model
+    programs = len(studies[0].data)
     text = ["## Dataset pruning",
             f"Pruning for training: {model} trained on a pruned training set, always tested on the same test set, "
-            f"mean over seeds {', '.join(str(s.seed) for s in studies)} (± half the spread). Methods: "
+            f"mean over seeds {', '.join(str(s.seed) for s in studies)} (± half the spread). Dataset: {programs} "
+            f"programs; {plan.steps} training steps per model. Methods: "
             + ", ".join(methods) + " (see `xfer_jax/prune.py`)."]
-    summary: dict = {"best_keep_at_1pt": {}, "detail": {}, "per_split": {}}
+    summary: dict = {"programs": programs, "steps": plan.steps, "seeds": [s.seed for s in studies],
+                     "best_keep_at_1pt": {}, "detail": {}, "per_split": {}}
     for name, holdout in _prune_splits(host):
         results = _pruning_over_seeds([s.pruning(methods, fractions, model=model, split=name, holdout=holdout)
                                     for s in studies])
@@ -621,6 +624,40 @@ def refresh_tuning(out: pathlib.Path) -> dict:
     readme.write_text(study + "\n\n" + tuning_text + "\n")
     summary_path.write_text(json.dumps(summary, indent=1))
     return tuning
+
+
+def refresh_pruning(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log: Callable[[str], None] = print,
+                    jobs: int = 1) -> dict:
+    """Compute what is missing of the pruning study alone, then rewrite only its section of out/README.md and
+    summary["pruning"]: the pruning curves without the split and transfer tables. Returns the pruning summary."""
+    out = pathlib.Path(out)
+    readme, summary_path = out / "README.md", out / "summary.json"
+    if not readme.exists() or not summary_path.exists():
+        raise UserError(f"no report in {out} yet: run `xfer-jax report --out {out}` once first")
+    data = dataset.load(data_path)
+    plan = dataclasses.replace(plan, pruning=True)
+    plan.check(data)
+    work = out / "work"
+    if jobs > 1:
+        parts = [p for p in _parts(data, plan) if p[1] in ("prune", "prune-full", "collect")]
+        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
+    studies = [Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
+               for seed in plan.seeds]
+    pruning_text, pruning = pruning_section(studies, out, plan, plan.prune_host_of(data))
+    text = readme.read_text()
+    start = text.find("\n## Dataset pruning")
+    if start < 0:  # a report built without pruning: the section goes before the tuning part, or last
+        start = text.find("\n## Tuning") if "\n## Tuning" in text else len(text.rstrip("\n"))
+        end = start
+    else:
+        following = text.find("\n## ", start + 1)
+        end = following if following >= 0 else len(text)
+    rest = text[end:].lstrip("\n")
+    readme.write_text(text[:start].rstrip("\n") + "\n\n" + pruning_text + "\n" + ("\n" + rest if rest else ""))
+    summary = json.loads(summary_path.read_text())
+    summary["pruning"] = pruning
+    summary_path.write_text(json.dumps(summary, indent=1))
+    return pruning
 
 
 def parse_list(text: str, kind=str, what: str = "values") -> tuple:
