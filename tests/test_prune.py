@@ -70,7 +70,7 @@ def test_model_methods_keep_the_fastest_and_prefer_what_the_booster_ranks_worst(
     pool = np.flatnonzero(np.isfinite(data.latency))
     surprise = prune._surprise(data, pool, "hard", seed=0)
     assert surprise.shape == (len(pool),) and (surprise >= 0).all() and (surprise <= 1).all()
-    for method in ("hard", "disagree"):
+    for method in ("hard", "disagree", "easy"):
         kept = prune.select(data, 0.3, method, seed=0)
         for group in np.unique(data.group):
             members = np.flatnonzero((data.group == group) & np.isfinite(data.latency))
@@ -80,6 +80,11 @@ def test_model_methods_keep_the_fastest_and_prefer_what_the_booster_ranks_worst(
     kept = set(prune.select(data, 0.3, "hard", seed=0)) & set(pool[at])
     worst = pool[at][np.argsort(-surprise[at], kind="stable")][:2]  # the fastest may take one of these places
     assert len(kept & set(worst)) >= 1
+    # easy takes the other end of the same ranking
+    np.testing.assert_array_equal(prune._surprise(data, pool, "easy", seed=0), -surprise)
+    kept = set(prune.select(data, 0.3, "easy", seed=0)) & set(pool[at])
+    best = pool[at][np.argsort(surprise[at], kind="stable")][:2]
+    assert len(kept & set(best)) >= 1
 
 
 @pytest.mark.parametrize("method", prune.COLLECT_METHODS)

@@ -14,6 +14,9 @@ Methods:
     disagree    the same with the disagreement of two boosters that saw different rows and features: the
                 programs whose rank the data does not pin down, without needing their latency (so it can pick what
                 to measure on a new host)
+    easy        the opposite of hard: half the quota with the smallest rank errors. With little data kept, typical
+                programs teach more than surprising ones, which are often noise (Sorscher et al., "Beyond neural
+                scaling laws", NeurIPS 2022)
 
 Pruning for collection is the other question: which of a new host's candidates to measure at all, before any
 latency exists there. `choose_to_measure` answers it with COLLECT_METHODS, which never read a candidate's latency:
@@ -33,8 +36,8 @@ from .dataset import Dataset
 from .errors import UserError
 from .normalize import signed_log
 
-METHODS = ("random", "dedup", "stratified", "kcenter", "hard", "disagree")
-_MODEL_METHODS = ("hard", "disagree")
+METHODS = ("random", "dedup", "stratified", "kcenter", "hard", "disagree", "easy")
+_MODEL_METHODS = ("hard", "disagree", "easy")
 COLLECT_METHODS = ("random", "kcenter", "disagree", "top-spread")
 
 
@@ -87,12 +90,13 @@ def _rank_in_group(values: np.ndarray) -> np.ndarray:
 
 
 def _surprise(data: Dataset, pool: np.ndarray, method: str, seed: int) -> np.ndarray:
-    """Per pool program, higher means less known: the booster's rank error ("hard") or the rank disagreement of
-    two boosters on different halves of the rows and features ("disagree"), each within its group."""
+    """Per pool program, higher means less known: the booster's rank error ("hard"), its negation ("easy": the
+    best known first) or the rank disagreement of two boosters on different halves of the rows and features
+    ("disagree"), each within its group."""
     from .baselines import PackSumXGB
 
     subset = data.subset(pool)
-    if method == "hard":
+    if method in ("hard", "easy"):
         boosters = [PackSumXGB(rounds=100, seed=seed)]
     else:
         boosters = [PackSumXGB(rounds=100, seed=seed + i, subsample=0.5, colsample=0.5) for i in (0, 1)]
@@ -102,9 +106,9 @@ def _surprise(data: Dataset, pool: np.ndarray, method: str, seed: int) -> np.nda
     for group in np.unique(subset.group):
         at = np.flatnonzero(subset.group == group)
         first = _rank_in_group(scores[0][at])
-        other = _rank_in_group(subset.label[at] if method == "hard" else scores[1][at])
+        other = _rank_in_group(scores[1][at] if method == "disagree" else subset.label[at])
         surprise[at] = np.abs(first - other)
-    return surprise
+    return -surprise if method == "easy" else surprise
 
 
 def _surprising(members: np.ndarray, surprise: np.ndarray, fastest: int, quota: int,
