@@ -6,6 +6,7 @@ and the training budget, so an interrupted study resumes and a finished one re-r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pathlib
@@ -194,11 +195,15 @@ class Study:
         for method in methods:
             results[method] = {}
             for keep in fractions:
-                index = (measured_train if keep >= 1.0 else
-                         prune.select(self.data, keep, method, self.seed, within=base.train))
                 name = f"{base.name}-full" if keep >= 1.0 else f"{base.name}-{method}-keep{keep:g}"
-                report = self.score(model, splits.Split(name, index, base.test, base.held_out, spec=base.spec))
-                report["kept_fraction"] = len(index) / max(len(measured_train), 1)
+                pruned = splits.Split(name, measured_train, base.test, base.held_out, spec=base.spec)
+                # a cached result skips the selection too, which fits boosters for the model-based methods
+                report = self._cached(model, split_label(pruned), "full")
+                if report is None:
+                    index = measured_train if keep >= 1.0 else prune.select(self.data, keep, method, self.seed,
+                                                                            within=base.train)
+                    report = self.score(model, dataclasses.replace(pruned, train=index))
+                report["kept_fraction"] = report["train_programs"] / max(len(measured_train), 1)
                 results[method][f"{keep:g}"] = report
                 self._log_row(f"{method}@{keep:g}", report)
         return results
