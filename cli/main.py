@@ -378,6 +378,8 @@ def report(
                                                   "xfer,noHW,xgb,xgb+hw [default: Plan.transfer_models]"),
     pruning: bool = typer.Option(True, "--pruning/--no-pruning", help="the pruning curves"),
     keep_fractions: Optional[str] = typer.Option(None, "--keep-fractions", help="pruning curve points"),
+    prune_methods: Optional[str] = typer.Option(None, "--prune-methods", help="the pruning curves' methods, e.g. "
+                                                "random,kcenter,easy [default: every prune method]"),
     prune_host: Optional[str] = typer.Option(None, "--prune-host", help="the host by-host pruning and the collection "
                                              "simulation hold out [default: the first CPU host]"),
     collect_shots: Optional[str] = typer.Option(None, "--collect-shots", help="programs per task measured on the "
@@ -407,6 +409,7 @@ def report(
                             platforms=platforms and parse_list(platforms, str, "--platforms"),
                             hosts=hosts and parse_list(hosts, str, "--hosts"), pruning=pruning,
                             fractions=keep_fractions and parse_fractions(keep_fractions), prune_host=prune_host,
+                            prune_methods=prune_methods and parse_list(prune_methods, str, "--prune-methods"),
                             collect_shots=collect_shots and parse_list(collect_shots, int, "--collect-shots"),
                             split_models=models and parse_list(models, str, "--models"),
                             transfer_models=transfer_models and parse_list(transfer_models, str,

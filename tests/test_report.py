@@ -125,6 +125,9 @@ def test_pruning_only_computes_the_pruning_study_and_rewrites_only_its_section(t
     assert (out / "README.md").read_text() == text
     both = run_cli("report", "--out", out, "--tuning-only", "--pruning-only")
     assert both.returncode == 2 and "pass one of them" in both.stderr
+    unknown = run_cli("report", "--data", data, "--out", out, "--pruning-only", "--prune-methods", "random,oracle")
+    assert unknown.returncode == 2 and "unknown pruning method oracle" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
 
 
 def test_budget_reads_rounds_top_k_and_a_scheduler_other_than_the_default():
