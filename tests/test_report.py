@@ -54,6 +54,11 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
         assert summary["pruning"]["best_keep_at_1pt"][split] == best["kept_fraction"]
     random_half = summary["pruning"]["per_split"]["by-host"]["random"]["0.5"]
     assert random_half["spread"]["pca"] is not None and 0.4 < random_half["kept_fraction"] < 0.6  # two seeds
+    full = summary["pruning"]["per_split"]["by-host"]["random"]["1"]
+    losses = [f["pca"] - h["pca"] for f, h in zip(full["seeds"], random_half["seeds"])]  # each seed's own full set
+    assert abs(random_half["pca_loss"] - sum(losses) / 2) < 1e-9 and random_half["worst_pca_loss"] == max(losses)
+    every_seed = summary["pruning"]["best_keep_at_1pt_every_seed"]["by-host"]
+    assert every_seed >= summary["pruning"]["best_keep_at_1pt"]["by-host"] - 1e-9  # stricter, so never smaller
     collection = summary["pruning"]["collection"]
     assert collection["host"] == "h2"  # the first CPU host of two
     assert set(collection["per_method"]) == {"k0", "random-k2", "random-k8", "top-spread-k2", "top-spread-k8"}
