@@ -499,6 +499,9 @@ def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None
     return parts
 
 
+PRUNING_PARTS = ("prune", "prune-full", "collect")  # the parts the pruning section computes or reads itself
+
+
 def _prune_splits(host: str | None) -> list[tuple[str, str | None]]:
     """(split, holdout): by-task, and by-host holding out `host` where the dataset has a second host."""
     return [("by-task", None)] + ([("by-host", host)] if host else [])
@@ -588,18 +591,15 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
     tables = {seed: {} for seed in plan.seeds}
     for seed, kind, name in parts:
-        if kind in ("prune", "prune-full", "collect"):  # the pruning section computes or reads these itself
+        if kind in PRUNING_PARTS:
             continue
-        study = Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
-        tables[seed].update(_run_part(study, kind, name, plan))
+        tables[seed].update(_run_part(_studies(data, work, plan, log, (seed,))[0], kind, name, plan))
     table = over_seeds([_with_means(t) for t in tables.values()])
     info = dataset.summary(data)
     sections = [splits_section(table, plan), transfer_section(table, out, plan)]
     pruning = None
     if plan.pruning:
-        studies = [Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
-                   for seed in plan.seeds]
-        pruning_text, pruning = pruning_section(studies, out, plan, plan.prune_host_of(data))
+        pruning_text, pruning = pruning_section(_studies(data, work, plan, log), out, plan, plan.prune_host_of(data))
         sections.append(pruning_text)
     tuning_text, tuning = tuning_section(out)
     sections.append(tuning_text)
@@ -625,19 +625,43 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
     return summary
 
 
+def _studies(data: dataset.Dataset, work: pathlib.Path, plan: Plan, log: Callable[[str], None],
+             seeds: tuple[int, ...] | None = None) -> list[Study]:
+    return [Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
+            for seed in (plan.seeds if seeds is None else seeds)]
+
+
+def _existing_report(out: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """out/README.md and out/summary.json, which a partial rewrite needs; a one-line UserError without them."""
+    readme, summary_path = out / "README.md", out / "summary.json"
+    if not readme.exists() or not summary_path.exists():
+        raise UserError(f"no report in {out} yet: run `xfer-jax report --out {out}` once first")
+    return readme, summary_path
+
+
+def _with_section(text: str, heading: str, section: str, before: str | None = None) -> str:
+    """`text` with its `## heading` section (up to the next `## `) replaced by `section`; without one, `section`
+    goes before the `## before` section, or last."""
+    start = text.find(f"\n## {heading}")
+    if start >= 0:
+        following = text.find("\n## ", start + 1)
+        end = following if following >= 0 else len(text)
+    else:
+        start = text.find(f"\n## {before}") if before and f"\n## {before}" in text else len(text.rstrip("\n"))
+        end = start
+    rest = text[end:].lstrip("\n")
+    return text[:start].rstrip("\n") + "\n\n" + section + "\n" + ("\n" + rest if rest else "")
+
+
 def refresh_tuning(out: pathlib.Path) -> dict:
     """Rewrite only the tuning part of out/README.md and out/summary.json from out/tune/: new tune results
     without retraining the study. Returns the tuning summary."""
     out = pathlib.Path(out)
-    readme, summary_path = out / "README.md", out / "summary.json"
-    if not readme.exists() or not summary_path.exists():
-        raise UserError(f"no report in {out} yet: run `xfer-jax report --out {out}` once first")
-    text = readme.read_text()
-    study = (text[: text.index("\n## Tuning")] if "\n## Tuning" in text else text).rstrip("\n")
+    readme, summary_path = _existing_report(out)
     tuning_text, tuning = tuning_section(out)
     summary = json.loads(summary_path.read_text())
     summary["tuning"] = tuning
-    readme.write_text(study + "\n\n" + tuning_text + "\n")
+    readme.write_text(_with_section(readme.read_text(), "Tuning", tuning_text))
     summary_path.write_text(json.dumps(summary, indent=1))
     return tuning
 
@@ -647,29 +671,16 @@ def refresh_pruning(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log:
     """Compute what is missing of the pruning study alone, then rewrite only its section of out/README.md and
     summary["pruning"]: the pruning curves without the split and transfer tables. Returns the pruning summary."""
     out = pathlib.Path(out)
-    readme, summary_path = out / "README.md", out / "summary.json"
-    if not readme.exists() or not summary_path.exists():
-        raise UserError(f"no report in {out} yet: run `xfer-jax report --out {out}` once first")
+    readme, summary_path = _existing_report(out)
     data = dataset.load(data_path)
     plan = dataclasses.replace(plan, pruning=True)
     plan.check(data)
     work = out / "work"
     if jobs > 1:
-        parts = [p for p in _parts(data, plan) if p[1] in ("prune", "prune-full", "collect")]
+        parts = [p for p in _parts(data, plan) if p[1] in PRUNING_PARTS]
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
-    studies = [Study(data, work, steps=plan.steps, finetune_steps=plan.finetune_steps, seed=seed, log=log)
-               for seed in plan.seeds]
-    pruning_text, pruning = pruning_section(studies, out, plan, plan.prune_host_of(data))
-    text = readme.read_text()
-    start = text.find("\n## Dataset pruning")
-    if start < 0:  # a report built without pruning: the section goes before the tuning part, or last
-        start = text.find("\n## Tuning") if "\n## Tuning" in text else len(text.rstrip("\n"))
-        end = start
-    else:
-        following = text.find("\n## ", start + 1)
-        end = following if following >= 0 else len(text)
-    rest = text[end:].lstrip("\n")
-    readme.write_text(text[:start].rstrip("\n") + "\n\n" + pruning_text + "\n" + ("\n" + rest if rest else ""))
+    pruning_text, pruning = pruning_section(_studies(data, work, plan, log), out, plan, plan.prune_host_of(data))
+    readme.write_text(_with_section(readme.read_text(), "Dataset pruning", pruning_text, before="Tuning"))
     summary = json.loads(summary_path.read_text())
     summary["pruning"] = pruning
     summary_path.write_text(json.dumps(summary, indent=1))
