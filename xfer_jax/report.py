@@ -216,7 +216,7 @@ def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: s
     """Pruning for training (by-task and by-host curves, mean over the seeds' studies) and for collection."""
     fractions = tuple(sorted(set(plan.fractions) | {1.0}, reverse=True))
     methods, model = list(plan.prune_methods), plan.prune_model
-    programs = len(studies[0].data)
+    programs = int((~studies[0].data.failed).sum())  # measured, as the header and `xfer-jax info` count them
     text = ["## Dataset pruning",
             f"Pruning for training: {model} trained on a pruned training set, always tested on the same test set, "
             f"mean over seeds {', '.join(str(s.seed) for s in studies)} (± half the spread). Dataset: {programs} "
