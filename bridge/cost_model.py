@@ -19,8 +19,8 @@ from tvm.s_tir import meta_schedule as ms
 
 import xfer_jax
 from xfer_jax import checkpoint
-from xfer_jax.adapt import (Measurements, OnlineAdapter, OnlineBooster, ResidualBooster, StalledTasks, blend_scores,
-                            fit_booster)
+from xfer_jax.adapt import (Measurements, OnlineAdapter, OnlineBooster, OnlineXGB, PartnerWeight, ResidualBooster,
+                            StalledTasks, blend_scores, fit_booster, with_partner)
 from xfer_jax.baselines import PackSumXGB
 from xfer_jax.cascade import cascade_scores, prescreen, search_weights
 from xfer_jax.dataset import NUM_STORE_FEATURES, group_labels
@@ -133,19 +133,27 @@ class XferCostModel(ms.cost_model.PyCostModel):
     Fine-tuning stays the default: the residual trees rank a host's replayed programs better, but tuned whole networks
     no better (resnet18) or worse (mobilenet_v2, 13% at eight rounds; bench/README.md, session 21).
 
+    partner: a pack-sum booster fitted on the checkpoint's training programs (xgb-pretrained's) that ranks every
+    candidate beside the model, z-scores added per task, and boosts on the measurements as xgb-pretrained does: on a
+    held-out host the two pretrained models rank better together than either alone (bench/README.md, session 23).
+    partner_weight: the model's share of the blend; None: chosen online on each measured batch (PartnerWeight).
+
     explore_after: a task that goes this many measurements without a better program (StalledTasks) gets a booster
     fitted on this run's measurements blended into its scores, more with each stall, and is featurized whole (no
     prescreen): the pretrained ranking is confidently wrong on a few tasks, and fine-tuning does not move it."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
                  adapt_every: int = 32, prescreen: float | None = None, adapt: str = "finetune",
-                 explore_after: int | None = None):
+                 explore_after: int | None = None, partner: PackSumXGB | None = None,
+                 partner_weight: float | None = 0.5):
         super().__init__()
         if adapt not in ADAPTS:
             raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
         if explore_after is not None and (adapt != "finetune" or frozen or explore_after < 1):
             raise UserError("exploring stalled tasks is a part of fine-tuning online: it needs explore_after >= 1, "
                             "and cannot be frozen or adapt by a booster alone")
+        if partner is not None and adapt != "finetune":
+            raise UserError("a pretrained booster partners the model as it is, or fine-tuned: not with another booster")
         checkpoint.use_compilation_cache()
         if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
@@ -162,6 +170,9 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.residual = ResidualBooster() if adapt == "residual" and not frozen else None
         self.stalls = StalledTasks(patience=explore_after) if explore_after is not None else None
         self.stall_booster, self.stall_fits = None, 0
+        self.partner = OnlineXGB(partner) if partner is not None else None
+        self.online_weight = PartnerWeight() if partner_weight is None else None
+        self.fixed_weight = partner_weight
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
         self.seconds = 0.0  # featurising, predicting and updating
@@ -190,8 +201,10 @@ class XferCostModel(ms.cost_model.PyCostModel):
                     "seconds": round(self.residual.seconds, 2)}
         stalls = {"stalled_tasks": len(self.stalls.weight), "stall_fits": self.stall_fits} \
             if self.stalls is not None else {}
+        partner = {"partner_boosted": self.partner.updates, "partner_weight": self._weight()} \
+            if self.partner is not None else {}
         return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2),
-                **stalls}
+                **stalls, **partner}
 
     def _check_target(self, target) -> None:
         kind = target.kind.name
@@ -230,9 +243,12 @@ class XferCostModel(ms.cost_model.PyCostModel):
         return scores
 
     def _scored(self, key: str, inputs: tuple) -> np.ndarray:
-        """The model's scores of one task's candidates: corrected by the residual trees, or blended with the online
-        booster's once it earned it, or with the stall booster's on a stalled task."""
+        """The model's scores of one task's candidates: ranked together with the partner's, or corrected by the
+        residual trees, or blended with the online booster's once it earned it, or with the stall booster's on a
+        stalled task."""
         scores = self.predictor.predict(*inputs)
+        if self.partner is not None:
+            return with_partner(scores, self.partner.predict(inputs[0], inputs[1]), self._weight())
         if self.residual is not None:
             return self.residual.score(key, scores, inputs[0], inputs[1])
         if self.booster is not None:
@@ -241,6 +257,10 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if weight and self.stall_booster is not None and len(scores) >= 2:
             return blend_scores(scores, self.stall_booster.predict(inputs[0], inputs[1]), weight)
         return scores
+
+    def _weight(self) -> float:
+        """The model's share of the blend with its partner."""
+        return self.online_weight.weight if self.online_weight is not None else self.fixed_weight
 
     def _stall_weight(self, key: str) -> float:
         return self.stalls.weight.get(key, 0.0) if self.stalls is not None else 0.0
@@ -262,11 +282,16 @@ class XferCostModel(ms.cost_model.PyCostModel):
         start = time.perf_counter()
         key, inputs = self._inputs(context, candidates)
         newest = Measurements(*(np.array(x) for x in inputs), measured_latency(results))
+        if self.online_weight is not None:  # before the model or the partner learn from these programs
+            self.online_weight.observe(self.predictor.predict(*inputs), self.partner.predict(inputs[0], inputs[1]),
+                                        newest.latency)
         self.measured_since_update += len(candidates)
         due = self.measured_since_update >= self.adapt_every
         if due and self.booster is None and self.residual is None:
             self.adapter.update(list(self.history.values()), newest)
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
+        if self.partner is not None:
+            self.partner.add(key, newest.features, newest.mask, newest.latency)
         if due and self.booster is not None:
             self.booster.refit(list(self.history.values()), lambda m: m.scored_by(self.predictor))
         if due and self.residual is not None:
@@ -322,26 +347,25 @@ class TimedCostModel(ms.cost_model.PyCostModel):
 
 @derived_object
 class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
-    """Pack-sum XGBoost fitted on a dataset (the programs a checkpoint trained on), then updated online.
+    """Pack-sum XGBoost fitted on a dataset (the programs a checkpoint trained on), then updated online (OnlineXGB).
 
-    The yardstick that separates what pretraining buys from what the xfer model adds. TVM's XGBModel refits from
-    scratch on everything it has measured; refitting on a whole dataset per update would take tens of seconds,
-    so instead every `update_every` new measurements it boosts `update_rounds` more trees on this run's
-    measurements (labels normalised per task), on top of the pretrained ones.
-    """
+    The yardstick that separates what pretraining buys from what the xfer model adds."""
 
     def __init__(self, booster: PackSumXGB, update_every: int = 32, update_rounds: int = 20, max_stores: int = 32):
         super().__init__()
-        self.booster, self.update_every, self.update_rounds = booster, update_every, update_rounds
+        self.online = OnlineXGB(booster, update_every, update_rounds)
         self.candidates = CandidateFeatures(max_stores)
-        self.measured: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}  # task -> features, mask, latency
-        self.since_update, self.seconds, self.updates, self.scored = 0, 0.0, 0, 0
+        self.seconds, self.scored = 0.0, 0
+
+    @property
+    def updates(self) -> int:
+        return self.online.updates
 
     def predict(self, context, candidates) -> np.ndarray:
         start = time.perf_counter()
         self.scored += len(candidates)
         _, features, mask, _, _ = self.candidates(context, candidates)
-        scores = self.booster.predict(features, mask).astype(np.float64) if len(features) else np.zeros(0)
+        scores = self.online.predict(features, mask)
         self.seconds += time.perf_counter() - start
         return scores
 
@@ -350,27 +374,11 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
             return
         start = time.perf_counter()
         key, features, mask, _, _ = self.candidates(context, candidates)
-        new = (features, mask, measured_latency(results))
-        self.measured[key] = tuple(np.concatenate([a, b]) for a, b in zip(self.measured[key], new)) \
-            if key in self.measured else new
-        self.since_update += len(candidates)
-        if self.since_update >= self.update_every:
-            self._boost()
-            self.since_update = 0
+        self.online.add(key, features, mask, measured_latency(results))
         self.seconds += time.perf_counter() - start
 
-    def _boost(self) -> None:
-        parts = [(f, m, lat) for f, m, lat in self.measured.values() if np.isfinite(lat).any()]
-        if not parts:
-            return
-        task = np.concatenate([np.full(len(lat), i) for i, (_, _, lat) in enumerate(parts)])
-        labels = group_labels(np.concatenate([lat for _, _, lat in parts]), task)
-        self.booster.boost_more(np.concatenate([f for f, _, _ in parts]), np.concatenate([m for _, m, _ in parts]),
-                                labels, self.update_rounds)
-        self.updates += 1
-
     def save(self, path: str) -> None:
-        self.booster.save(path)
+        self.online.booster.save(path)
 
     def load(self, path: str) -> None:
-        self.booster = PackSumXGB.load(path)
+        self.online.booster = PackSumXGB.load(path)

@@ -90,13 +90,15 @@ def markdown(stats: dict) -> str:
     out = ["| platform | " + " | ".join(networks) + " | total | per task |", "|---" * (len(networks) + 3) + "|"]
     for p in platforms:
         cells = [stats["sizes"][p].get(n, {}).get("programs", 0) for n in networks]
-        out.append(f"| {p} | " + " | ".join(str(c) for c in cells) + f" | {sum(cells)} | {per_task['per_platform'][p]} |")
+        out.append(f"| {p} | " + " | ".join(str(c) for c in cells)
+                   + f" | {sum(cells)} | {per_task['per_platform'][p]} |")
     out += ["", "| platform | target mcpu (or kind) | threads | device | L1d / L2 / L3 KiB (a GPU: its L2 as L3) "
                 "| clock GHz | copy bandwidth GB/s | reference matmul GFLOP/s (measured) |",
             "|---|---|---|---|---|---|---|---|"]
     for p in platforms:
         h = stats["hosts"][p]
-        out.append(f"| {p} | {h['mcpu']} | {h['threads']} | {h['cpu']} | {' / '.join(f'{c:g}' for c in h['caches_kib'])} "
+        caches = " / ".join(f"{c:g}" for c in h["caches_kib"])
+        out.append(f"| {p} | {h['mcpu']} | {h['threads']} | {h['cpu']} | {caches} "
                    f"| {h['clock_ghz']} | {h['mem_bw_gbs']} | {h.get('reference_gflops', 'n/a')} |")
     noise, speed = stats["noise"], stats["throughput"]
     fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731

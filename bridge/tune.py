@@ -38,8 +38,9 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xfer-frozen", "xfer-residual", "xfer-explore", "xfer-booster", "xgb", "xgb-pretrained",
-               "random")
+COST_MODELS = ("xfer", "xfer-frozen", "xfer-residual", "xfer-explore", "xfer-booster", "xfer+xgb",
+               "xfer+xgb-weighted", "xgb", "xgb-pretrained", "random")
+FITTED_ON_DATA = ("xfer+xgb", "xfer+xgb-weighted", "xgb-pretrained")  # the models that fit a booster on --data
 
 
 # xfer-explore: measurements without a better program before a task counts as stalled (two rounds of 8)
@@ -176,15 +177,23 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
         return XferCostModel.from_checkpoint(checkpoint, platform, explore_after=EXPLORE_AFTER, **xfer)
     if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="booster", **xfer)
+    if name in ("xfer+xgb", "xfer+xgb-weighted"):  # xfer ranking with xgb-pretrained's booster, each adapting
+        return XferCostModel.from_checkpoint(checkpoint, platform, partner=_pretrained(checkpoint, config, job_dir),
+                                             partner_weight=None if name.endswith("weighted") else 0.5, **xfer)
     if name == "xgb-pretrained":
-        key = hashlib.sha256(f"{pathlib.Path(checkpoint).resolve()}|{pathlib.Path(config.data).resolve()}".encode())
-        return PretrainedXGBCostModel(pretrained_booster(checkpoint, config.data,
-                                                         job_dir / name / f"pretrained-{key.hexdigest()[:10]}.json"))
+        return PretrainedXGBCostModel(_pretrained(checkpoint, config, job_dir))
     if name == "xgb":
         return TimedCostModel(ms.cost_model.XGBModel(num_tuning_cores=max(platform.num_threads, 1)))
     if name == "random":
         return TimedCostModel(ms.cost_model.RandomModel())
     raise UserError(f"unknown cost model {name!r}; choose from {', '.join(COST_MODELS)}")
+
+
+def _pretrained(checkpoint: pathlib.Path, config: "TuneConfig", job_dir: pathlib.Path) -> PackSumXGB:
+    """xgb-pretrained's booster for this job: fitted once, kept in its folder, read by every model that uses it."""
+    key = hashlib.sha256(f"{pathlib.Path(checkpoint).resolve()}|{pathlib.Path(config.data).resolve()}".encode())
+    cache = job_dir / "xgb-pretrained" / f"pretrained-{key.hexdigest()[:10]}.json"
+    return pretrained_booster(checkpoint, config.data, cache)
 
 
 def pretrained_booster(checkpoint: pathlib.Path, data_path: str, cache: pathlib.Path) -> PackSumXGB:
@@ -250,8 +259,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     # a rerun resumes only the same job; a key left out of `job` at its default compares as None
     records.write_once(out / "settings.json", job, compare_keys=(*job, "task_scheduler", "top_k_per_task",
                                                                     "prescreen", "adapt_every", "cpu_cache_flush"))
-    if "xgb-pretrained" in models:  # its own setting: the job may gain or leave out this model on a rerun
-        records.write_once(out / "xgb-pretrained" / "settings.json", {"data": str(config.data)}, ("data",))
+    for name in set(models) & set(FITTED_ON_DATA):  # its own setting: the job may gain or leave out such a model
+        (out / name).mkdir(exist_ok=True)
+        records.write_once(out / name / "settings.json", {"data": str(config.data)}, ("data",))
     tasks = extract_tasks(network, target)
     weights = [float(t.weight) for t in tasks]
     if config.top_k_per_task:  # one search per task whose k best-scored candidates alone are measured

@@ -294,9 +294,11 @@ def tune(
                                 "online updates), xfer-residual (xfer frozen, with trees fitted to its errors on "
                                 "the measurements added), xfer-explore (xfer, with a booster fitted on the "
                                 "measurements blended into the tasks whose best stops improving), xfer-booster (xfer "
-                                "frozen, with a booster fitted on the measurements blended in), random"),
-    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained: the dataset the checkpoint "
-                                                "was trained on [default: TuneConfig.data]"),
+                                "frozen, with a booster fitted on the measurements blended in), xfer+xgb (xfer and "
+                                "xgb-pretrained ranking together, an even blend), xfer+xgb-weighted (the same, the "
+                                "blend's weights chosen online on each measured batch), random"),
+    data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained, xfer+xgb: the dataset the "
+                                                "checkpoint was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),
     prescreen: Optional[float] = typer.Option(None, "--prescreen", min=0.01, max=0.99,
                                               help="xfer: featurize only this fraction of the candidates, the best "
@@ -425,7 +427,8 @@ def report(
     for label in ("by-task", "by-network/mean", "by-platform-k0/mean", "by-host-k0/mean"):
         margin = summary["xfer_minus_best_baseline"].get(label, {}).get("pca")
         if margin is not None:
-            typer.echo(f"{label:22s} xfer PCA {summary['splits'][label]['xfer']['pca']:.3f} ({margin:+.3f} vs the best baseline)")
+            pca = summary["splits"][label]["xfer"]["pca"]
+            typer.echo(f"{label:22s} xfer PCA {pca:.3f} ({margin:+.3f} vs the best baseline)")
     typer.echo(f"report: {out / 'README.md'}")
 
 

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from xfer_jax import dataset, splits, train
-from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, ResidualBooster, StalledTasks, blend_scores
+from xfer_jax.adapt import (GUARDS, Measurements, OnlineAdapter, PartnerWeight, ResidualBooster, StalledTasks,
+                            blend_scores, with_partner)
 from xfer_jax.model import ModelConfig
 
 from helpers import synthetic_shards
@@ -119,6 +120,29 @@ def test_blending_a_booster_moves_the_order_from_the_model_to_the_booster_as_its
     model, booster = np.array([3.0, 2.0, 1.0, 0.0]), np.array([0.0, 1.0, 2.0, 3.0])
     assert np.argsort(-blend_scores(model, booster, 0.0)).tolist() == [0, 1, 2, 3]
     assert np.argsort(-blend_scores(model, booster, 4.0)).tolist() == [3, 2, 1, 0]
+
+
+def test_a_partner_blend_keeps_the_models_scale_and_moves_the_order_with_the_weight():
+    model, partner = np.array([30.0, 20.0, 10.0, 0.0]), np.array([0.0, 1.0, 2.0, 3.5])
+    np.testing.assert_allclose(with_partner(model, partner, 1.0), model, atol=1e-12)
+    assert np.argsort(-with_partner(model, partner, 0.0)).tolist() == [3, 2, 1, 0]
+    even = with_partner(model, partner, 0.5)
+    assert even.mean() == pytest.approx(model.mean()) and even.std() == pytest.approx(model.std())
+    assert with_partner(model[:1], partner[:1], 0.0).tolist() == [30.0]  # one candidate: the model's score
+
+
+@pytest.mark.parametrize("model_ranks", [True, False])
+def test_the_partner_weight_moves_to_whichever_ranked_the_new_batches_better_once_enough_pairs_came(model_ranks):
+    rng = np.random.default_rng(0)
+    chooser = PartnerWeight(min_pairs=100)
+    weights = []
+    for _ in range(6):  # batches of 8: 28 pairs each
+        latency = rng.uniform(1, 2, 8)
+        right, noise = -latency, rng.normal(size=8)
+        model, partner = (right, noise) if model_ranks else (noise, right)
+        weights.append(chooser.observe(model, partner, latency))
+    assert weights[:3] == [0.5] * 3  # 84 pairs: not enough to leave the even blend
+    assert weights[-1] == (1.0 if model_ranks else 0.0)
 
 
 def test_residual_trees_correct_a_model_that_ranks_badly_and_keep_one_that_ranks_well(trained):

@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from xfer_jax import dataset, splits, train
+from xfer_jax import dataset, metrics, splits, train
 from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
@@ -103,6 +103,37 @@ def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_froz
     assert cost_model.updates["refits"] <= 2 and cost_model.updates["weight"] in cost_model.booster.WEIGHTS
     for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_xfer_with_a_pretrained_partner_ranks_by_both_and_boosts_the_partner_online(checkpoint, tiny, tmp_path):
+    from helpers import synthetic_shards
+
+    data = dataset.load(synthetic_shards(tmp_path / "data"))
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    partner = PackSumXGB(rounds=20).fit(data.features, data.mask, data.label)
+    with pytest.raises(UserError, match="partners"):
+        XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", partner=partner)
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, partner=partner,
+                                               partner_weight=None)
+    cost_model.partner.update_every, cost_model.partner.update_rounds = 8, 5
+    cost_model.online_weight.min_pairs = 1  # the weight chosen from the first measured batch on
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16, num_trials_per_iter=8,
+                cost_model=cost_model, **fast_measurement(platform))
+    assert cost_model.updates["tried"] >= 1 and cost_model.updates["partner_boosted"] >= 1
+    assert partner.booster.num_boosted_rounds() == 20 + 5 * cost_model.updates["partner_boosted"]
+    measured, = cost_model.history.values()
+    inputs = (measured.features, measured.mask, measured.workload, measured.hardware, measured.trace_ids,
+              measured.trace_values)
+    model, boosted = cost_model.predictor.predict(*inputs), partner.predict(measured.features, measured.mask)
+    both = cost_model._scored("a task", inputs)
+    weight = cost_model.updates["partner_weight"]
+    assert cost_model.online_weight.pairs > 0 and weight in cost_model.online_weight.WEIGHTS
+    expected = weight * metrics.zscore(model) + (1 - weight) * metrics.zscore(boosted)
+    assert np.argsort(both, kind="stable").tolist() == np.argsort(expected, kind="stable").tolist()
+    # on the model's own scale, which the search samples parents by
+    np.testing.assert_allclose([both.mean(), both.std()], [model.mean(), model.std()], rtol=1e-5, atol=1e-6)
 
 
 def test_the_residual_adaptation_refits_trees_on_the_errors_and_leaves_the_model_frozen(checkpoint, tiny, tmp_path):
@@ -196,17 +227,17 @@ def test_pretrained_xgb_boosts_on_its_own_measurements_and_saves_json_not_pickle
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
     cost_model = PretrainedXGBCostModel(PackSumXGB(rounds=20).fit(data.features, data.mask, data.label),
                                         update_every=8, update_rounds=5)
-    trees = cost_model.booster.booster.num_boosted_rounds()
+    trees = cost_model.online.booster.booster.num_boosted_rounds()
     ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16, num_trials_per_iter=8,
                 cost_model=cost_model, **fast_measurement(platform))
     assert cost_model.updates >= 1
-    assert cost_model.booster.booster.num_boosted_rounds() == trees + 5 * cost_model.updates
+    assert cost_model.online.booster.booster.num_boosted_rounds() == trees + 5 * cost_model.updates
     cost_model.save(str(tmp_path / "booster.json"))
     assert json.loads((tmp_path / "booster.json").read_text())["learner"]  # XGBoost's JSON model format
     reloaded = PretrainedXGBCostModel(PackSumXGB())
     reloaded.load(str(tmp_path / "booster.json"))
-    np.testing.assert_allclose(reloaded.booster.predict(data.features[:9], data.mask[:9]),
-                               cost_model.booster.predict(data.features[:9], data.mask[:9]), rtol=1e-6)
+    np.testing.assert_allclose(reloaded.online.predict(data.features[:9], data.mask[:9]),
+                               cost_model.online.predict(data.features[:9], data.mask[:9]), rtol=1e-6)
 
 
 def test_saved_tvm_xgb_models_are_never_unpickled(tmp_path):
@@ -293,10 +324,12 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     pretrained = dataclasses.replace(config, data=str(data))
     reference = tmp_path / "reference_output.npy"
     np.save(reference, np.load(reference) + 1)  # as if this model's build computed something else
-    gained = tune_network(network, platform, ["random", "xgb-pretrained"], tmp_path, pretrained, checkpoint,
-                          show_progress=False)
+    gained = tune_network(network, platform, ["random", "xgb-pretrained", "xfer+xgb"], tmp_path, pretrained,
+                          checkpoint, show_progress=False)
     assert gained["models"]["random"]["output_matches_untuned"]  # finished before: not compiled again
     assert not gained["models"]["xgb-pretrained"]["output_matches_untuned"]  # kept, flagged, and the job goes on
+    assert len(list((tmp_path / "xgb-pretrained").glob("pretrained-*.json"))) == 1  # fitted once, for both
+    assert "partner_boosted" in gained["models"]["xfer+xgb"]["online_updates"]
     assert json.loads((tmp_path / "xgb-pretrained" / "result.json").read_text()) == gained["models"]["xgb-pretrained"]
     shutil.copytree(data, tmp_path / "same-programs-elsewhere")
     with pytest.raises(UserError, match="different data"):

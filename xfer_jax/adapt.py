@@ -267,6 +267,76 @@ def blend_scores(model: np.ndarray, boosted: np.ndarray, weight: float) -> np.nd
     return metrics.zscore(model) + weight * metrics.zscore(boosted)
 
 
+class OnlineXGB:
+    """A pretrained pack-sum booster updated online, as TVM's XGBModel is: every `update_every` new measurements
+    `update_rounds` more trees are boosted on this run's measurements (labels normalised per task) on top of the
+    pretrained ones. Refitting on the whole dataset per update would take tens of seconds."""
+
+    def __init__(self, booster, update_every: int = 32, update_rounds: int = 20):
+        self.booster, self.update_every, self.update_rounds = booster, update_every, update_rounds
+        self.measured: dict = {}  # task -> (features, mask, latency)
+        self.since_update, self.updates = 0, 0
+
+    def predict(self, features: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return self.booster.predict(features, mask).astype(np.float64) if len(features) else np.zeros(0)
+
+    def add(self, task, features: np.ndarray, mask: np.ndarray, latency: np.ndarray) -> None:
+        """Remember one task's newly measured programs; boost once `update_every` have come in."""
+        new = (features, mask, latency)
+        self.measured[task] = tuple(np.concatenate(pair) for pair in zip(self.measured[task], new)) \
+            if task in self.measured else new
+        self.since_update += len(latency)
+        if self.since_update >= self.update_every:
+            self._boost()
+            self.since_update = 0
+
+    def _boost(self) -> None:
+        parts = [(f, m, lat) for f, m, lat in self.measured.values() if np.isfinite(lat).any()]
+        if not parts:
+            return
+        task = np.concatenate([np.full(len(lat), i) for i, (_, _, lat) in enumerate(parts)])
+        labels = group_labels(np.concatenate([lat for _, _, lat in parts]), task)
+        self.booster.boost_more(np.concatenate([f for f, _, _ in parts]), np.concatenate([m for _, m, _ in parts]),
+                                labels, self.update_rounds)
+        self.updates += 1
+
+
+def with_partner(model: np.ndarray, partner: np.ndarray, weight: float = 0.5) -> np.ndarray:
+    """One task's candidates ranked by weight * z(model) + (1 - weight) * z(partner), put back on the model's own
+    mean and spread: the search draws parents in proportion to the scores, so it should see as sharp a distribution
+    as the model's."""
+    model = np.asarray(model, np.float64)
+    if len(model) < 2:
+        return model
+    blended = weight * metrics.zscore(model) + (1 - weight) * metrics.zscore(partner)
+    return model.mean() + model.std() * metrics.zscore(blended)
+
+
+class PartnerWeight:
+    """The model's weight against its partner, chosen on what neither has learnt from: each newly measured batch is
+    ranked by every weight before the model fine-tunes and the partner boosts on it, and the weight whose rankings
+    ordered the most pairs correctly so far wins (ties: the one nearest an even blend). Until `min_pairs` pairs were
+    seen the blend stays even. The better ranker differs by network and host (bench/README.md, session 23)."""
+
+    WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+    def __init__(self, min_pairs: int = 200):
+        self.min_pairs, self.weight, self.pairs = min_pairs, 0.5, 0
+        self.correct = np.zeros(len(self.WEIGHTS))
+
+    def observe(self, model: np.ndarray, partner: np.ndarray, latency: np.ndarray) -> float:
+        """One task's newly measured programs, scored by both before either learnt from them. Returns the weight."""
+        for i, weight in enumerate(self.WEIGHTS):
+            fraction, pairs = metrics.group_pca(with_partner(model, partner, weight), latency)
+            self.correct[i] += fraction * pairs
+        self.pairs += pairs
+        if self.pairs >= self.min_pairs:
+            best = self.correct.max()
+            self.weight = min((w for w, c in zip(self.WEIGHTS, self.correct) if c >= best - 1e-9),
+                              key=lambda w: abs(w - 0.5))
+        return self.weight
+
+
 class StalledTasks:
     """Tasks whose search is stuck: a task gains `step` of exploration weight (up to `cap`) each time it goes
     `patience` measurements without bettering its best latency by `gain` or more. The weight stays once earned: the

@@ -71,7 +71,8 @@ class Normalizer:
             return x.mean(0).astype(np.float32), np.where(std > 1e-6, std, 1.0).astype(np.float32)
 
         hardware_mean, _ = stats(hardware)
-        varied = (np.ptp(hardware, axis=0) > 1e-6).astype(np.float32) if only_varied_hardware and len(hardware) else None
+        varied = (np.ptp(hardware, axis=0) > 1e-6).astype(np.float32) \
+            if only_varied_hardware and len(hardware) else None
         store_mean, store_std = stats(scaled)
         if store_scaling == "quantile":  # already in [0, 1]; piecewise-linear bins (model.py) need it unshifted
             store_mean, store_std = np.zeros_like(store_mean), np.ones_like(store_std)

@@ -129,8 +129,8 @@ def transfer_section(table: dict, out: pathlib.Path, plan: Plan) -> str:
                   _table(["shots", "model", "PCA", "top-1", "top-5"], rows),
                   f"Per held-out {by}, PCA / top-5:", _table([f"held-out {by}", "shots", *plan.transfer_models],
                                                              per_holdout)]
-    plots.line_panels(out / "transfer.png", panels, "transfer to unseen hardware (mean over held-out hosts / configs and seeds)",
-          columns=2)
+    plots.line_panels(out / "transfer.png", panels,
+                      "transfer to unseen hardware (mean over held-out hosts / configs and seeds)", columns=2)
     return "\n\n".join([
         "## Transfer to unseen hardware",
         "by-host holds out every config of one host (one physical CPU): no sibling config of that host is in "
@@ -230,9 +230,9 @@ def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: s
         best, every_seed = _smallest_within_1pt(results), _smallest_within_1pt(results, "worst_pca_loss")
         label = name if not holdout else f"{name} ({holdout} held out)"
         image = "pruning.png" if name == "by-task" else f"pruning-{name}.png"
-        plots.line_panels(out / image, [("fraction of training programs kept", metric,
-                                         {m: ([r["kept_fraction"] for r in per_keep.values()],
-                                              [r[metric] for r in per_keep.values()]) for m, per_keep in results.items()})
+        curves = {metric: {m: ([r["kept_fraction"] for r in per_keep.values()], [r[metric] for r in per_keep.values()])
+                           for m, per_keep in results.items()} for metric in ("pca", "top5")}
+        plots.line_panels(out / image, [("fraction of training programs kept", metric, curves[metric])
                                         for metric in ("pca", "top5")], f"pruning ({label}, {model})")
         verdict = ("no pruned set stayed within 1 point of PCA" if best is None or best["keep"] >= 1.0 else
                    f"smallest set within 1 point of full-data PCA (mean over seeds): {best['method']} keeping "
@@ -374,7 +374,9 @@ def _updates(entry: dict | None) -> str:
     if "kept" not in entry:  # xgb-pretrained
         return f"{entry.get('boosted', 0)} boosted"
     stalled = f", {entry['stalled_tasks']} tasks stalled" if "stalled_tasks" in entry else ""  # xfer-explore
-    return f"{entry['kept']} of {entry['tried']}{stalled}"
+    partner = f", xgb {entry['partner_boosted']} boosted, weight {entry.get('partner_weight', 0.5):g}" \
+        if "partner_boosted" in entry else ""  # xfer+xgb
+    return f"{entry['kept']} of {entry['tried']}{stalled}{partner}"
 
 
 def _remeasured_together(passes: dict, run: dict, reference: dict) -> tuple[float, float] | None:
@@ -430,7 +432,8 @@ def _seen(report: dict) -> str:
 def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
     paths = sorted((out / "tune").glob("*.json"))
     if not paths:
-        return "## Tuning\n\nNo tune reports in reports/tune/ yet (`xfer-jax tune ... --json reports/tune/NET.json`).", {}
+        return ("## Tuning\n\nNo tune reports in reports/tune/ yet "
+                "(`xfer-jax tune ... --json reports/tune/NET.json`)."), {}
     lines = _remeasure_lines(out)
     runs, rows, remeasured = {}, [], _remeasured(lines)
     for path in paths:
@@ -454,24 +457,25 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
         "## Tuning whole networks",
         "`xfer-jax tune` with an xfer checkpoint against TVM's XGBModel from scratch (`xgb`) and XGBoost fitted on the "
         "checkpoint's training programs and updated online (`xgb-pretrained`), same search settings, budget and seed. "
-        "Column 'seen': whether the checkpoint trained on the tuned platform ('yes'), only on other configs of its "
-        "host ('host'), or on neither ('no'); where it never saw the platform, xfer starts zero-shot from the hardware "
-        "vector and adapts online by fine-tuning (`xfer-frozen`: the same checkpoint without online updates; "
-        "`xfer-residual`: the checkpoint frozen, with trees refitted to its errors on the run's measurements added to "
-        "its scores, named `xfer` and its fine-tuning twin `xfer-finetune` in the runs tagged `-residual`; "
-        "`xfer-explore`: xfer with a booster fitted on the run's measurements blended into every task whose best stops "
-        "improving). Budget: rounds of 8 "
-        "trials per task ('r'), or top-k (only the model's k best candidates of each task measured); ', cold': "
-        "candidates timed on cold CPU caches (ten single runs after a flush), else warm repeats. 'to xgb' and "
-        "'to xgb-pre': trials until the estimated network latency (sum of weight x best task latency) first reaches "
-        "that baseline's final estimate, and the share of the budget. '/ xgb', '/ xgb-pre': final measured end-to-end "
-        "latency over the baseline's, at equal trials. Remeasured: the median of `bench/remeasure.py`'s passes, which "
-        "time every model's compiled network again, interleaved (tune times each once, minutes apart). Share: seconds in the cost model (featurising, predicting, "
-        "updating) over wall time. Updates: fine-tuning updates kept of tried (and xfer-explore's stalled tasks), "
-        "residual refits and the slope that puts the model's scores on the label scale, xfer-booster's refits of tries "
-        "and its final weight, xgb-pretrained's boosting updates.",
-        _table(["run", "seen", "budget", "seed", "model", "latency ms", "remeasured", "trials", "to xgb", "to xgb-pre", "/ xgb",
-                "/ xgb-pre", "share", "updates", "wall s"], rows)]
+        "Column 'seen': whether the checkpoint trained on the tuned platform ('yes'), only on other configs of its host"
+        " ('host'), or on neither ('no'); where it never saw the platform, xfer starts zero-shot from the hardware "
+        "vector and adapts online by fine-tuning (`xfer-frozen`: the same checkpoint without online updates; `xfer"
+        "-residual`: the checkpoint frozen, with trees refitted to its errors on the run's measurements added to its "
+        "scores, named `xfer` and its fine-tuning twin `xfer-finetune` in the runs tagged `-residual`; `xfer-explore`: "
+        "xfer with a booster fitted on the run's measurements blended into every task whose best stops improving; "
+        "`xfer+xgb`: xfer and xgb-pretrained's booster ranking together, their z-scores added per task, each adapting "
+        "online as it does alone). Budget: rounds of 8 trials per task ('r'), or top-k (only the model's k best "
+        "candidates of each task measured); ', cold': candidates timed on cold CPU caches (ten single runs after a "
+        "flush), else warm repeats. 'to xgb' and 'to xgb-pre': trials until the estimated network latency (sum of "
+        "weight x best task latency) first reaches that baseline's final estimate, and the share of the budget. '/ "
+        "xgb', '/ xgb-pre': final measured end-to-end latency over the baseline's, at equal trials. Remeasured: the "
+        "median of `bench/remeasure.py`'s passes, which time every model's compiled network again, interleaved (tune "
+        "times each once, minutes apart). Share: seconds in the cost model (featurising, predicting, updating) over "
+        "wall time. Updates: fine-tuning updates kept of tried (and xfer-explore's stalled tasks), residual refits and "
+        "the slope that puts the model's scores on the label scale, xfer-booster's refits of tries and its final "
+        "weight, xgb-pretrained's boosting updates (and xfer+xgb's).",
+        _table(["run", "seen", "budget", "seed", "model", "latency ms", "remeasured", "trials", "to xgb",
+                "to xgb-pre", "/ xgb", "/ xgb-pre", "share", "updates", "wall s"], rows)]
         + (["### Only the model's k best per task measured",
             "Only xfer's k best-scored candidates of each task measured, against xgb's longest run on the same "
             "network and platform, preferring one whose networks `bench/remeasure.py` timed together with this "
