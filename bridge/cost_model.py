@@ -37,8 +37,8 @@ from .tasks import workload_hash
 
 # online adaptation: "finetune" steps the model on the measurements (OnlineAdapter); "residual" leaves it frozen and
 # adds trees fitted to what it gets wrong on them (ResidualBooster); "booster" leaves it frozen and blends in a
-# booster fitted on them (OnlineBooster)
-ADAPTS = ("finetune", "residual", "booster")
+# booster fitted on them (OnlineBooster); "none" leaves it as trained, for a partner to adapt alone
+ADAPTS = ("finetune", "residual", "booster", "none")
 
 
 class CandidateFeatures:
@@ -152,7 +152,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if explore_after is not None and (adapt != "finetune" or frozen or explore_after < 1):
             raise UserError("exploring stalled tasks is a part of fine-tuning online: it needs explore_after >= 1, "
                             "and cannot be frozen or adapt by a booster alone")
-        if partner is not None and adapt != "finetune":
+        if partner is not None and adapt not in ("finetune", "none"):
             raise UserError("a pretrained booster partners the model as it is, or fine-tuned: not with another booster")
         checkpoint.use_compilation_cache()
         if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
@@ -166,6 +166,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor)
         # without either booster the model itself is fine-tuned
+        self.adapt = adapt
         self.booster = OnlineBooster() if adapt == "booster" else None
         self.residual = ResidualBooster() if adapt == "residual" and not frozen else None
         self.stalls = StalledTasks(patience=explore_after) if explore_after is not None else None
@@ -287,7 +288,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
                                         newest.latency)
         self.measured_since_update += len(candidates)
         due = self.measured_since_update >= self.adapt_every
-        if due and self.booster is None and self.residual is None:
+        if due and self.adapt == "finetune":
             self.adapter.update(list(self.history.values()), newest)
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         if self.partner is not None:

@@ -39,8 +39,8 @@ from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
 COST_MODELS = ("xfer", "xfer-frozen", "xfer-residual", "xfer-explore", "xfer-booster", "xfer+xgb",
-               "xfer+xgb-weighted", "xgb", "xgb-pretrained", "random")
-FITTED_ON_DATA = ("xfer+xgb", "xfer+xgb-weighted", "xgb-pretrained")  # the models that fit a booster on --data
+               "xfer-frozen+xgb", "xgb", "xgb-pretrained", "random")
+FITTED_ON_DATA = ("xfer+xgb", "xfer-frozen+xgb", "xgb-pretrained")  # the models that fit a booster on --data
 
 
 # xfer-explore: measurements without a better program before a task counts as stalled (two rounds of 8)
@@ -177,9 +177,12 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
         return XferCostModel.from_checkpoint(checkpoint, platform, explore_after=EXPLORE_AFTER, **xfer)
     if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="booster", **xfer)
-    if name in ("xfer+xgb", "xfer+xgb-weighted"):  # xfer ranking with xgb-pretrained's booster, each adapting
+    if name == "xfer+xgb":  # xfer and xgb-pretrained's booster ranking together, an even blend, each adapting
         return XferCostModel.from_checkpoint(checkpoint, platform, partner=_pretrained(checkpoint, config, job_dir),
-                                             partner_weight=None if name.endswith("weighted") else 0.5, **xfer)
+                                             **xfer)
+    if name == "xfer-frozen+xgb":  # xfer as trained and the booster, which alone adapts; the blend chosen online
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="none", partner_weight=None,
+                                             partner=_pretrained(checkpoint, config, job_dir), **xfer)
     if name == "xgb-pretrained":
         return PretrainedXGBCostModel(_pretrained(checkpoint, config, job_dir))
     if name == "xgb":

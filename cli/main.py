@@ -295,8 +295,9 @@ def tune(
                                 "the measurements added), xfer-explore (xfer, with a booster fitted on the "
                                 "measurements blended into the tasks whose best stops improving), xfer-booster (xfer "
                                 "frozen, with a booster fitted on the measurements blended in), xfer+xgb (xfer and "
-                                "xgb-pretrained ranking together, an even blend), xfer+xgb-weighted (the same, the "
-                                "blend's weights chosen online on each measured batch), random"),
+                                "xgb-pretrained ranking together, an even blend), xfer-frozen+xgb (xfer as "
+                                "trained and the booster, which alone adapts, their blend chosen online on each "
+                                "measured batch), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained, xfer+xgb: the dataset the "
                                                 "checkpoint was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),

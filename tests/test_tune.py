@@ -105,7 +105,7 @@ def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_froz
         np.testing.assert_array_equal(a, b)
 
 
-def test_xfer_with_a_pretrained_partner_ranks_by_both_and_boosts_the_partner_online(checkpoint, tiny, tmp_path):
+def test_a_model_left_as_trained_ranks_with_its_partner_which_alone_boosts_online(checkpoint, tiny, tmp_path):
     from helpers import synthetic_shards
 
     data = dataset.load(synthetic_shards(tmp_path / "data"))
@@ -115,13 +115,16 @@ def test_xfer_with_a_pretrained_partner_ranks_by_both_and_boosts_the_partner_onl
     partner = PackSumXGB(rounds=20).fit(data.features, data.mask, data.label)
     with pytest.raises(UserError, match="partners"):
         XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", partner=partner)
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, partner=partner,
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="none", partner=partner,
                                                partner_weight=None)
+    before = xfer_jax.load(checkpoint).params
     cost_model.partner.update_every, cost_model.partner.update_rounds = 8, 5
     cost_model.online_weight.min_pairs = 1  # the weight chosen from the first measured batch on
     ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16, num_trials_per_iter=8,
                 cost_model=cost_model, **fast_measurement(platform))
-    assert cost_model.updates["tried"] >= 1 and cost_model.updates["partner_boosted"] >= 1
+    assert cost_model.updates["tried"] == 0 and cost_model.updates["partner_boosted"] >= 1
+    for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
+        np.testing.assert_array_equal(a, b)
     assert partner.booster.num_boosted_rounds() == 20 + 5 * cost_model.updates["partner_boosted"]
     measured, = cost_model.history.values()
     inputs = (measured.features, measured.mask, measured.workload, measured.hardware, measured.trace_ids,
