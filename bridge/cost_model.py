@@ -165,8 +165,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.hardware = hardware_vector(platform.descriptor)
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
         self.adapter = OnlineAdapter(predictor)
-        # without either booster the model itself is fine-tuned
-        self.adapt = adapt
+        self.adapt = adapt  # the model itself is fine-tuned only under "finetune"
         self.booster = OnlineBooster() if adapt == "booster" else None
         self.residual = ResidualBooster() if adapt == "residual" and not frozen else None
         self.stalls = StalledTasks(patience=explore_after) if explore_after is not None else None
