@@ -21,10 +21,10 @@ import numpy as np
 
 import xfer_jax
 from xfer_jax import dataset, metrics
-from xfer_jax.adapt import GUARDS, Measurements, OnlineAdapter, OnlineBooster, ResidualBooster, fit_booster
+from xfer_jax.adapt import GUARDS, HeadAdapter, Measurements, OnlineAdapter, OnlineBooster, ResidualBooster, fit_booster
 
 PER_ROUND, ADAPT_EVERY = 8, 32  # tune's trials per round, XferCostModel's measurements per update
-VARIANTS = ("frozen", *GUARDS, "blend", "booster-only", "residual")
+VARIANTS = ("frozen", *GUARDS, "head", "blend", "booster-only", "residual")
 
 
 def _measurements(data: dataset.Dataset, index: np.ndarray) -> Measurements:
@@ -54,7 +54,8 @@ def replay(checkpoint: str, data: dataset.Dataset, tasks: dict[int, float], guar
         members = rng.permutation(np.flatnonzero((data.task == t) & np.isfinite(data.latency)))
         streams[t], test = members[: len(members) // 2], test + list(members[len(members) // 2:])
     test = np.array(sorted(test))
-    adapter = OnlineAdapter(predictor, seed=seed, guard=guard if guard in GUARDS else "newest", **adapter_options)
+    adapter = HeadAdapter(predictor, seed=seed) if guard == "head" else \
+        OnlineAdapter(predictor, seed=seed, guard=guard if guard in GUARDS else "newest", **adapter_options)
     booster = OnlineBooster() if guard in ("blend", "booster-only") else ResidualBooster() if guard == "residual" \
         else None
     only = {}  # booster-only: the booster fitted on everything measured so far, alone
@@ -77,6 +78,8 @@ def replay(checkpoint: str, data: dataset.Dataset, tasks: dict[int, float], guar
             since += len(batch)
             if guard in GUARDS and since >= ADAPT_EVERY:  # as XferCostModel.update: before `newest` joins
                 adapter.update(list(history.values()), newest)
+            if guard == "head":
+                adapter.observe(t, newest, since >= ADAPT_EVERY)
             history[t] = history[t].extend(newest) if t in history else newest
             if guard == "blend" and since >= ADAPT_EVERY:
                 booster.refit(list(history.values()), lambda m: m.scored_by(predictor))
@@ -102,8 +105,8 @@ def main() -> None:
     parser.add_argument("--platform", required=True, help="a platform of the dataset, e.g. avx512-2t@emeraldrapids")
     parser.add_argument("--network", default="resnet18")
     parser.add_argument("--guards", default=",".join(VARIANTS),
-                        help="frozen, an OnlineAdapter guard, blend (frozen model + OnlineBooster), booster-only or "
-                             "residual (frozen model + ResidualBooster)")
+                        help="frozen, an OnlineAdapter guard, head (HeadAdapter: the readout alone), blend (frozen "
+                             "model + OnlineBooster), booster-only or residual (frozen model + ResidualBooster)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--learning-rate", type=float, default=3e-4, help="OnlineAdapter's")

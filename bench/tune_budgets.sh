@@ -8,6 +8,7 @@
 #   SCHEDULER=round-robin NETWORKS=resnet18 ROUNDS=8 COMPARE= bash bench/tune_budgets.sh  # xfer alone, against the gradient runs
 #   NETWORKS= ONNX=.venv/lib/python3.11/site-packages/onnx/backend/test/data/light/light_shufflenet.onnx bash bench/tune_budgets.sh
 #   TUNE_ARGS="--prescreen 0.25 --adapt-every 64" TAG=-cold-prescreen0.25-every64 ROUNDS=8 bash bench/tune_budgets.sh
+#   SEEDS=1 ROUNDS=8 NETWORKS=resnet18 bash bench/tune_budgets.sh  # a second seed at the long budget
 # CHECKPOINT must never have seen this host. On a host outside data/v1 the shipped default is one; on a host in
 # it, train one without it first: xfer-jax train --data data/v1/dataset --split by-host --holdout <host> --out runs/ck-without-<host>
 set -euo pipefail
@@ -31,6 +32,7 @@ tune() {  # tune <source args> <label> <rounds> <seed>
 }
 for rounds in $ROUNDS; do
   seeds="0 1"; [ "$rounds" = 1 ] || seeds=0
+  seeds=${SEEDS:-$seeds}  # SEEDS="1": another seed at a long budget
   for seed in $seeds; do
     for network in $NETWORKS; do tune "--network $network" "$network" "$rounds" "$seed"; done
     [ -z "${ONNX:-}" ] || tune "--onnx $ONNX" "$(basename "$ONNX" .onnx)" "$rounds" "$seed"

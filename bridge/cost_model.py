@@ -19,8 +19,8 @@ from tvm.s_tir import meta_schedule as ms
 
 import xfer_jax
 from xfer_jax import checkpoint
-from xfer_jax.adapt import (Measurements, OnlineAdapter, OnlineBooster, OnlineXGB, PartnerWeight, ResidualBooster,
-                            StalledTasks, blend_scores, fit_booster, with_partner)
+from xfer_jax.adapt import (HeadAdapter, Measurements, OnlineAdapter, OnlineBooster, OnlineXGB, PartnerWeight,
+                            ResidualBooster, StalledTasks, blend_scores, fit_booster, with_partner)
 from xfer_jax.baselines import PackSumXGB
 from xfer_jax.cascade import cascade_scores, prescreen, search_weights
 from xfer_jax.dataset import NUM_STORE_FEATURES, group_labels
@@ -35,10 +35,12 @@ from .records import latency_s, read_json, write_whole
 from .tasks import workload_hash
 
 
-# online adaptation: "finetune" steps the model on the measurements (OnlineAdapter); "residual" leaves it frozen and
-# adds trees fitted to what it gets wrong on them (ResidualBooster); "booster" leaves it frozen and blends in a
-# booster fitted on them (OnlineBooster); "none" leaves it as trained, for a partner to adapt alone
-ADAPTS = ("finetune", "residual", "booster", "none")
+# online adaptation: "finetune" steps the model on the measurements (OnlineAdapter); "head" steps its readout alone
+# on embeddings computed once (HeadAdapter); "residual" leaves it frozen and adds trees fitted to what it gets wrong
+# on them (ResidualBooster); "booster" leaves it frozen and blends in a booster fitted on them (OnlineBooster);
+# "none" leaves it as trained, for a partner to adapt alone
+ADAPTS = ("finetune", "head", "residual", "booster", "none")
+ADAPTERS = {"finetune": OnlineAdapter, "head": HeadAdapter}  # the adaptations that change the model's parameters
 
 
 class CandidateFeatures:
@@ -126,9 +128,10 @@ def measured_latency(results) -> np.ndarray:
 
 @derived_object
 class XferCostModel(ms.cost_model.PyCostModel):
-    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning, or trees
-    refitted to the model's errors on the measurements and added to its scores (adapt="residual"), or a booster
-    refitted on the measurements and blended in ("booster").
+    """predict: PerStoreFeature + workload + hardware vector -> JAX predictor. update: guarded fine-tuning (of the
+    whole model, or of its readout alone: adapt="head"), or trees refitted to the model's errors on the
+    measurements and added to its scores ("residual"), or a booster refitted on the measurements and blended in
+    ("booster").
 
     Fine-tuning stays the default: the residual trees rank a host's replayed programs better, but tuned whole networks
     no better (resnet18) or worse (mobilenet_v2, 13% at eight rounds; bench/README.md, session 21).
@@ -149,11 +152,13 @@ class XferCostModel(ms.cost_model.PyCostModel):
         super().__init__()
         if adapt not in ADAPTS:
             raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
-        if explore_after is not None and (adapt != "finetune" or frozen or explore_after < 1):
+        if explore_after is not None and (adapt != "finetune" or frozen or explore_after < 1 or partner is not None):
             raise UserError("exploring stalled tasks is a part of fine-tuning online: it needs explore_after >= 1, "
-                            "and cannot be frozen or adapt by a booster alone")
-        if partner is not None and adapt not in ("finetune", "none"):
+                            "and cannot be frozen, adapt by a booster alone or rank with a partner")
+        if partner is not None and adapt not in ("finetune", "head", "none"):
             raise UserError("a pretrained booster partners the model as it is, or fine-tuned: not with another booster")
+        if adapt == "head" and (predictor.config.kind != "xfer" or predictor.config.readout != "mean"):
+            raise UserError("fine-tuning the readout alone needs an xfer model with the mean readout")
         checkpoint.use_compilation_cache()
         if prescreen is not None and not (0 < prescreen < 1 and predictor.config.trace_tokens):
             raise UserError("prescreening ranks candidates by their trace tokens alone: it needs a fraction in "
@@ -164,15 +169,14 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.adapt_every, self.measured_since_update = adapt_every, 0
         self.hardware = hardware_vector(platform.descriptor)
         self.candidates = CandidateFeatures(predictor.max_stores, predictor.config.trace_tokens)
-        self.adapter = OnlineAdapter(predictor)
-        self.adapt = adapt  # the model itself is fine-tuned only under "finetune"
+        self.adapt = adapt  # the model's parameters change only under "finetune" and "head"
+        self.adapter = ADAPTERS.get(adapt, OnlineAdapter)(predictor)
         self.booster = OnlineBooster() if adapt == "booster" else None
         self.residual = ResidualBooster() if adapt == "residual" and not frozen else None
         self.stalls = StalledTasks(patience=explore_after) if explore_after is not None else None
         self.stall_booster, self.stall_fits = None, 0
         self.partner = OnlineXGB(partner) if partner is not None else None
-        self.online_weight = PartnerWeight() if partner_weight is None else None
-        self.fixed_weight = partner_weight
+        self.partner_weight = PartnerWeight(partner_weight) if partner is not None else None
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
         self.seconds = 0.0  # featurising, predicting and updating
@@ -201,7 +205,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
                     "seconds": round(self.residual.seconds, 2)}
         stalls = {"stalled_tasks": len(self.stalls.weight), "stall_fits": self.stall_fits} \
             if self.stalls is not None else {}
-        partner = {"partner_boosted": self.partner.updates, "partner_weight": self._weight()} \
+        partner = {"partner_boosted": self.partner.updates, "partner_weight": self.partner_weight.weight} \
             if self.partner is not None else {}
         return {"tried": self.adapter.tried, "kept": self.adapter.kept, "seconds": round(self.adapter.seconds, 2),
                 **stalls, **partner}
@@ -248,7 +252,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         stalled task."""
         scores = self.predictor.predict(*inputs)
         if self.partner is not None:
-            return with_partner(scores, self.partner.predict(inputs[0], inputs[1]), self._weight())
+            return with_partner(scores, self.partner.predict(inputs[0], inputs[1]), self.partner_weight.weight)
         if self.residual is not None:
             return self.residual.score(key, scores, inputs[0], inputs[1])
         if self.booster is not None:
@@ -257,10 +261,6 @@ class XferCostModel(ms.cost_model.PyCostModel):
         if weight and self.stall_booster is not None and len(scores) >= 2:
             return blend_scores(scores, self.stall_booster.predict(inputs[0], inputs[1]), weight)
         return scores
-
-    def _weight(self) -> float:
-        """The model's share of the blend with its partner."""
-        return self.online_weight.weight if self.online_weight is not None else self.fixed_weight
 
     def _stall_weight(self, key: str) -> float:
         return self.stalls.weight.get(key, 0.0) if self.stalls is not None else 0.0
@@ -282,13 +282,15 @@ class XferCostModel(ms.cost_model.PyCostModel):
         start = time.perf_counter()
         key, inputs = self._inputs(context, candidates)
         newest = Measurements(*(np.array(x) for x in inputs), measured_latency(results))
-        if self.online_weight is not None:  # before the model or the partner learn from these programs
-            self.online_weight.observe(self.predictor.predict(*inputs), self.partner.predict(inputs[0], inputs[1]),
+        if self.partner is not None and self.partner_weight.online:  # before either learns from these programs
+            self.partner_weight.observe(self.predictor.predict(*inputs), self.partner.predict(inputs[0], inputs[1]),
                                         newest.latency)
         self.measured_since_update += len(candidates)
         due = self.measured_since_update >= self.adapt_every
         if due and self.adapt == "finetune":
             self.adapter.update(list(self.history.values()), newest)
+        if self.adapt == "head":  # every batch is embedded, the head steps when due
+            self.adapter.observe(key, newest, due)
         self.history[key] = self.history[key].extend(newest) if key in self.history else newest
         if self.partner is not None:
             self.partner.add(key, newest.features, newest.mask, newest.latency)
@@ -313,7 +315,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
     def load(self, path: str) -> None:
         loaded = xfer_jax.load(path)
         self.predictor.params = loaded.params
-        self.adapter = OnlineAdapter(self.predictor)
+        self.adapter = ADAPTERS.get(self.adapt, OnlineAdapter)(self.predictor)
 
 
 @derived_object

@@ -104,11 +104,13 @@ def markdown(stats: dict) -> str:
     fmt = lambda x, spec: "n/a" if x is None else format(x, spec)  # noqa: E731
     out += ["", f"- successfully measured programs: {stats['programs']}; failed builds or runs: {stats['failed']}",
             f"- programs that ran per (task, platform), a task shared by networks counted once: mean "
-            f"{fmt(per_task['mean'], '.1f')}, median {fmt(per_task['median'], '.0f')}, over {per_task['groups']} pairs; "
+            f"{fmt(per_task['mean'], '.1f')}, median {fmt(per_task['median'], '.0f')}, "
+            f"over {per_task['groups']} pairs; "
             f"{per_task['exhausted']} pairs are tasks whose search ran out of new programs before the collection's "
             f"target (small design spaces), and the other pairs hold {fmt(per_task['mean_not_exhausted'], '.1f')} "
             "on average",
-            f"- repeat spread (coefficient of variation of the 3 repeats): median {fmt(noise['repeat_cv_median'], '.2%')}, "
+            "- repeat spread (coefficient of variation of the 3 repeats): "
+            f"median {fmt(noise['repeat_cv_median'], '.2%')}, "
             f"90th percentile {fmt(noise['repeat_cv_p90'], '.2%')}",
             f"- reference-program slowdown at measurement time: median {fmt(noise['reference_ratio_median'], '.3f')}, "
             f"95th percentile {fmt(noise['reference_ratio_p95'], '.3f')}; "

@@ -202,7 +202,8 @@ def check_tracker(address: str, key: str | None) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def build_and_run(builder, runner, platform: Platform, target, candidates) -> list[tuple[list[float] | None, str | None]]:
+def build_and_run(builder, runner, platform: Platform, target,
+                  candidates) -> list[tuple[list[float] | None, str | None]]:
     """(seconds per repeat, error) for each candidate; a failed build or run gives (None, first error line)."""
     built = builder.build([ms.builder.BuilderInput(c.sch.mod, target) for c in candidates])
     outcomes: list[tuple[list[float] | None, str | None]] = [(None, None)] * len(candidates)

@@ -38,9 +38,10 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xfer-frozen", "xfer-residual", "xfer-explore", "xfer-booster", "xfer+xgb",
-               "xfer-frozen+xgb", "xgb", "xgb-pretrained", "random")
-FITTED_ON_DATA = ("xfer+xgb", "xfer-frozen+xgb", "xgb-pretrained")  # the models that fit a booster on --data
+COST_MODELS = ("xfer", "xfer-frozen", "xfer-head", "xfer-residual", "xfer-explore", "xfer-booster", "xfer+xgb",
+               "xfer-head+xgb", "xfer-frozen+xgb", "xgb", "xgb-pretrained", "random")
+# the models that fit a booster on --data
+FITTED_ON_DATA = ("xfer+xgb", "xfer-head+xgb", "xfer-frozen+xgb", "xgb-pretrained")
 
 
 # xfer-explore: measurements without a better program before a task counts as stalled (two rounds of 8)
@@ -152,7 +153,8 @@ def untuned_candidate(task: Task) -> ms.MeasureCandidate:
     return ms.MeasureCandidate(tvm.s_tir.Schedule(task.mod), ms.arg_info.ArgInfo.from_prim_func(task.mod["main"]))
 
 
-def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Platform, path: pathlib.Path) -> list[float]:
+def untuned_latencies(tasks: list[Task], target, builder, runner, platform: Platform,
+                      path: pathlib.Path) -> list[float]:
     """Seconds of each task's unscheduled code (what compile_relax uses for a task with no record); cached."""
     if path.exists():
         return records.read_json(path)
@@ -171,6 +173,8 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     if name in ("xfer", "xfer-frozen"):  # xfer-frozen beside xfer: what online adaptation adds, in one job
         return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen or name == "xfer-frozen",
                                              **xfer)
+    if name == "xfer-head":  # only the readout fine-tuned, on embeddings computed once
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="head", **xfer)
     if name == "xfer-residual":  # the model frozen, trees fitted to its errors on the measurements added
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", **xfer)
     if name == "xfer-explore":  # xfer, with a booster on the measurements blended into the tasks that stall
@@ -180,6 +184,9 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     if name == "xfer+xgb":  # xfer and xgb-pretrained's booster ranking together, an even blend, each adapting
         return XferCostModel.from_checkpoint(checkpoint, platform, partner=_pretrained(checkpoint, config, job_dir),
                                              **xfer)
+    if name == "xfer-head+xgb":  # the same blend, only the readout of xfer fine-tuned
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="head",
+                                             partner=_pretrained(checkpoint, config, job_dir), **xfer)
     if name == "xfer-frozen+xgb":  # xfer as trained and the booster, which alone adapts; the blend chosen online
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="none", partner_weight=None,
                                              partner=_pretrained(checkpoint, config, job_dir), **xfer)
@@ -352,6 +359,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         if not matches:  # kept and flagged: refusing would stop every rerun of the job at this model
             tqdm.tqdm.write(f"warning: {name}: the tuned {network.name}'s output disagrees with the untuned build's; "
                             f"its latency is not comparable (records in {work_dir})")
+    for work_dir in sorted(out.iterdir()):  # what an earlier run of this job finished stays in its report
+        if work_dir.name not in report["models"] and (work_dir / "result.json").exists():
+            report["models"][work_dir.name] = records.read_json(work_dir / "result.json")
     report["trials_to_baseline"] = trials_to_baseline(report["models"])
     report["seconds_to_baseline"] = seconds_to_baseline(report["models"])
     records.write_whole(out / "tune.json", json.dumps(report, indent=1))

@@ -112,7 +112,8 @@ def collect(
     max_tasks: Optional[int] = typer.Option(None, "--max-tasks", min=1, help="only the heaviest N tasks"),
     seed: int = typer.Option(0, "--seed"),
     run_timeout: Optional[float] = typer.Option(None, "--run-timeout", min=0.001,
-                                                help="seconds per candidate run [default: MeasureConfig.run_timeout_s]"),
+                                                help="seconds per candidate run "
+                                                "[default: MeasureConfig.run_timeout_s]"),
 ) -> None:
     """Run MetaSchedule and measure every proposed program, appending MetaSchedule JSON databases."""
     measuring: list[pathlib.Path] = []  # compressed on Ctrl-C, so that a paused collection is committed small
@@ -291,13 +292,14 @@ def tune(
                                                      help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
                                 "(fitted on the checkpoint's training programs of --data), xfer-frozen (xfer without "
-                                "online updates), xfer-residual (xfer frozen, with trees fitted to its errors on "
+                                "online updates), xfer-head (xfer with only its readout fine-tuned online), "
+                                "xfer-residual (xfer frozen, with trees fitted to its errors on "
                                 "the measurements added), xfer-explore (xfer, with a booster fitted on the "
                                 "measurements blended into the tasks whose best stops improving), xfer-booster (xfer "
                                 "frozen, with a booster fitted on the measurements blended in), xfer+xgb (xfer and "
-                                "xgb-pretrained ranking together, an even blend), xfer-frozen+xgb (xfer as "
-                                "trained and the booster, which alone adapts, their blend chosen online on each "
-                                "measured batch), random"),
+                                "xgb-pretrained ranking together, an even blend), xfer-head+xgb (the same, only "
+                                "xfer's readout fine-tuned), xfer-frozen+xgb (xfer as trained and the booster, "
+                                "which alone adapts, their blend chosen online on each measured batch), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained, xfer+xgb: the dataset the "
                                                 "checkpoint was trained on [default: TuneConfig.data]"),
     frozen: bool = typer.Option(False, "--frozen", help="xfer: no online updates"),

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from xfer_jax import dataset, splits, train
-from xfer_jax.adapt import (GUARDS, Measurements, OnlineAdapter, PartnerWeight, ResidualBooster, StalledTasks,
-                            blend_scores, with_partner)
+from xfer_jax.adapt import (GUARDS, HeadAdapter, Measurements, OnlineAdapter, PartnerWeight, ResidualBooster,
+                            StalledTasks, blend_scores, with_partner)
+from xfer_jax.metrics import group_pca
 from xfer_jax.model import ModelConfig
 
 from helpers import synthetic_shards
@@ -59,6 +60,53 @@ def test_every_guard_keeps_or_restores_the_parameters(trained, guard):
     assert changed == kept  # a rejected update leaves the parameters exactly as they were
     if guard == "none":
         assert kept
+
+
+def _embedded(predictor, m: Measurements) -> np.ndarray:
+    return predictor.embed(m.features, m.mask, m.workload, m.hardware, m.trace_ids, m.trace_values)
+
+
+def test_the_head_scores_embedded_programs_exactly_as_predict_does(trained):
+    import xfer_jax
+
+    predictor = xfer_jax.load(trained[0])
+    task = _per_task(trained[1], "cpu-b")[0]
+    embedding = _embedded(predictor, task)
+    assert embedding.shape == (len(task.latency), predictor.config.dim)
+    np.testing.assert_allclose(HeadAdapter(predictor).scores(embedding), task.scored_by(predictor), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_fine_tuning_the_head_moves_the_readout_alone_and_keeps_it_only_if_the_newest_rank_no_worse(trained):
+    import jax
+    import xfer_jax
+
+    predictor = xfer_jax.load(trained[0])
+    adapter = HeadAdapter(predictor, learning_rate=1e-2, steps=8)
+    *history, newest = _per_task(trained[1], "cpu-b")
+    for i, m in enumerate(history):
+        assert not adapter.observe(f"task{i}", m, adapt=False)  # embedded, not yet trained on
+    leaves = lambda: {jax.tree_util.keystr(k): np.asarray(v)  # noqa: E731
+                      for k, v in jax.tree_util.tree_leaves_with_path(predictor.params)}
+    before = leaves()
+    kept = adapter.observe("newest", newest, adapt=True)
+    moved = {path for path, value in leaves().items() if not np.array_equal(value, before[path])}
+    assert adapter.tried == 1 and adapter.kept == int(kept) and bool(moved) == kept
+    assert all("head_hidden" in path or "head_out" in path for path in moved)
+    assert len(adapter.embedded["newest"][0]) == len(newest.latency)  # judged first, then joined the history
+
+
+def test_the_head_learns_a_task_it_is_trained_on(trained):
+    import xfer_jax
+
+    predictor = xfer_jax.load(trained[0])
+    adapter = HeadAdapter(predictor, learning_rate=1e-2, steps=100)
+    task = _per_task(trained[1], "cpu-b")[0]
+    embedding = _embedded(predictor, task)
+    before = group_pca(adapter.scores(embedding), task.latency)[0]
+    adapter.observe("task", task, adapt=False)
+    assert adapter.observe("task", task, adapt=True)  # the same programs again: they judge what they taught
+    assert group_pca(adapter.scores(embedding), task.latency)[0] > before
 
 
 def test_an_unknown_guard_is_refused(trained):
@@ -143,6 +191,8 @@ def test_the_partner_weight_moves_to_whichever_ranked_the_new_batches_better_onc
         weights.append(chooser.observe(model, partner, latency))
     assert weights[:3] == [0.5] * 3  # 84 pairs: not enough to leave the even blend
     assert weights[-1] == (1.0 if model_ranks else 0.0)
+    fixed = PartnerWeight(0.25, min_pairs=1)
+    assert not fixed.online and fixed.observe(model, partner, latency) == 0.25 and fixed.pairs == 0
 
 
 def test_residual_trees_correct_a_model_that_ranks_badly_and_keep_one_that_ranks_well(trained):

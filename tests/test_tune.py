@@ -119,7 +119,7 @@ def test_a_model_left_as_trained_ranks_with_its_partner_which_alone_boosts_onlin
                                                partner_weight=None)
     before = xfer_jax.load(checkpoint).params
     cost_model.partner.update_every, cost_model.partner.update_rounds = 8, 5
-    cost_model.online_weight.min_pairs = 1  # the weight chosen from the first measured batch on
+    cost_model.partner_weight.min_pairs = 1  # the weight chosen from the first measured batch on
     ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16, num_trials_per_iter=8,
                 cost_model=cost_model, **fast_measurement(platform))
     assert cost_model.updates["tried"] == 0 and cost_model.updates["partner_boosted"] >= 1
@@ -132,7 +132,7 @@ def test_a_model_left_as_trained_ranks_with_its_partner_which_alone_boosts_onlin
     model, boosted = cost_model.predictor.predict(*inputs), partner.predict(measured.features, measured.mask)
     both = cost_model._scored("a task", inputs)
     weight = cost_model.updates["partner_weight"]
-    assert cost_model.online_weight.pairs > 0 and weight in cost_model.online_weight.WEIGHTS
+    assert cost_model.partner_weight.pairs > 0 and weight in cost_model.partner_weight.WEIGHTS
     expected = weight * metrics.zscore(model) + (1 - weight) * metrics.zscore(boosted)
     assert np.argsort(both, kind="stable").tolist() == np.argsort(expected, kind="stable").tolist()
     # on the model's own scale, which the search samples parents by
@@ -157,6 +157,25 @@ def test_the_residual_adaptation_refits_trees_on_the_errors_and_leaves_the_model
     key, = cost_model.history
     assert cost_model._scored(key, inputs).tolist() != plain.tolist()  # the measured task: corrected
     assert cost_model._scored("another task", inputs).tolist() == plain.tolist()  # a task never measured: not
+
+
+def test_the_head_adaptation_fine_tunes_the_readout_alone_inside_tune_tir(checkpoint, tiny, tmp_path):
+    import jax
+
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="head")
+    before = xfer_jax.load(checkpoint).params
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=24, num_trials_per_iter=8,
+                cost_model=cost_model, **fast_measurement(platform))
+    assert 1 <= cost_model.updates["tried"] <= 2  # the first batch has nothing before it to train on
+    (embedded, latency), = cost_model.adapter.embedded.values()
+    assert len(embedded) == len(latency) == len(cost_model.history[next(iter(cost_model.history))].latency)
+    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(before)]
+    for path, a, b in zip(paths, tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
+        if "head_hidden" not in path and "head_out" not in path:
+            np.testing.assert_array_equal(a, b)
 
 
 def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoint, tiny, tmp_path):
@@ -311,6 +330,7 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     again = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
     assert again["models"]["random"]["trials"] == 16  # resumed from the database: nothing measured again
     assert again["models"]["random"] == report["models"]["random"]  # nor compiled and timed again
+    assert list(again["models"]) == ["random", "xfer"]  # the report keeps what the job finished before
     points = [json.loads(line) for line in (tmp_path / "random" / "curve.jsonl").read_text().splitlines()]
     assert [[p["trials"], p["s"], p["est_ms"]] for p in points] == report["models"]["random"]["curve"]
     with pytest.raises(UserError, match="different seed"):  # another job must not resume these databases
@@ -340,7 +360,7 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
                      dataclasses.replace(config, data=str(tmp_path / "same-programs-elsewhere")), checkpoint,
                      show_progress=False)
     rerun = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
-    assert set(rerun["models"]) == {"random"}  # and without that baseline, the job resumes as before
+    assert list(rerun["models"]) == ["random", "xfer", "xfer+xgb", "xgb-pretrained"]  # the job resumes as before
 
 
 def test_top_k_per_task_measures_exactly_k_programs_of_every_task(checkpoint, tiny, tmp_path):

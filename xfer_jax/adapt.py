@@ -25,6 +25,7 @@ from .dataset import group_labels
 from .normalize import Normalizer
 
 GROUPS, PROGRAMS = 4, 64  # fixed step shape: compile once
+HEAD_GROUPS = 16  # a head step is cheap: more of the tasks per step
 GUARDS = ("newest", "quarter", "none")
 
 
@@ -106,25 +107,18 @@ class OnlineAdapter:
 
     def _batch(self, groups: list[Measurements]):
         stores = self.predictor.max_stores
-        chosen = self.rng.choice(len(groups), size=GROUPS, replace=len(groups) < GROUPS)
         first = groups[0]
         shapes = [(GROUPS, PROGRAMS, stores, first.features.shape[2]), (GROUPS, PROGRAMS, stores),
                   (GROUPS, PROGRAMS, first.workload.shape[1]), (GROUPS, PROGRAMS, first.hardware.shape[1]),
                   (GROUPS, PROGRAMS, *first.trace_ids.shape[1:]), (GROUPS, PROGRAMS, *first.trace_values.shape[1:])]
         features, mask, workload, hardware, trace_ids, trace_values = (np.zeros(s, np.float32) for s in shapes)
         mask, trace_ids = mask.astype(bool), trace_ids.astype(np.int8)
-        labels = np.zeros((GROUPS, PROGRAMS), np.float32)
-        where = np.zeros((GROUPS, PROGRAMS), bool)
-        for row, g in enumerate(chosen):
-            m = groups[g]
-            ok = np.flatnonzero(np.isfinite(m.latency))
-            take = self.rng.permutation(ok)[:PROGRAMS]
-            k, s = len(take), min(stores, m.features.shape[1])
-            features[row, :k, :s], mask[row, :k, :s] = m.features[take, :s], m.mask[take, :s]
-            workload[row, :k], hardware[row, :k] = m.workload[take], m.hardware[take]
-            trace_ids[row, :k], trace_values[row, :k] = m.trace_ids[take], m.trace_values[take]
-            labels[row, :k] = m.latency[ok].min() / m.latency[take]  # as in training: the task's best / latency
-            where[row, :k] = True
+        chosen, take, labels, where = _sampled_groups(self.rng, [m.latency for m in groups], GROUPS)
+        for row, (g, t) in enumerate(zip(chosen, take)):
+            m, k, s = groups[g], len(t), min(stores, groups[g].features.shape[1])
+            features[row, :k, :s], mask[row, :k, :s] = m.features[t, :s], m.mask[t, :s]
+            workload[row, :k], hardware[row, :k] = m.workload[t], m.hardware[t]
+            trace_ids[row, :k], trace_values[row, :k] = m.trace_ids[t], m.trace_values[t]
         return features, mask, workload, hardware, trace_ids, trace_values, labels, where
 
     def update(self, history: list[Measurements], newest: Measurements) -> bool:
@@ -162,6 +156,93 @@ class OnlineAdapter:
             return _split_held_out([*history, newest])
         usable = [m for m in history if m.usable]
         return usable, [newest] if newest.usable else []
+
+
+class HeadAdapter:
+    """Fine-tunes the readout alone (CostModel.head: the MLP on the pooled program embedding) on the measurements,
+    the rest of the model frozen. A program's embedding then never changes, so it is computed once, when the
+    program is measured, and a step is the small MLP on [HEAD_GROUPS, PROGRAMS, dim] embeddings: milliseconds,
+    where a step of the whole model costs ~50 ms and an update ~1.7 s (bench/README.md, session 24).
+    Guarded as OnlineAdapter's "newest" guard: an update is kept only if it ranks the newest batch at least as well."""
+
+    def __init__(self, predictor: Predictor, learning_rate: float = 1e-3, steps: int = 32, seed: int = 0):
+        self.predictor, self.steps = predictor, steps
+        optimizer = optax.adam(learning_rate)
+        self.opt_state = optimizer.init(predictor.params)  # whole-model shaped; only the head's moments move
+        self.rng = np.random.default_rng(seed)
+        self.step = jax.jit(functools.partial(_head_step, graphdef=predictor.graphdef, optimizer=optimizer))
+        self._head = jax.jit(lambda params, pooled: nnx.merge(predictor.graphdef, params).head(pooled))
+        self.embedded: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # task -> (embeddings, latency) measured
+        self.kept = self.tried = 0
+        self.seconds = 0.0
+
+    def observe(self, task: str, newest: Measurements, adapt: bool) -> bool:
+        """Embed a task's newly measured programs; when `adapt`, first fine-tune the head on every task's programs
+        measured before and judge by these. Returns kept."""
+        start = time.perf_counter()
+        embedding = self.predictor.embed(newest.features, newest.mask, newest.workload, newest.hardware,
+                                         newest.trace_ids, newest.trace_values)
+        kept = adapt and self._update(embedding, newest.latency)
+        embedded, latency = self.embedded.get(task, (embedding[:0], newest.latency[:0]))
+        self.embedded[task] = (np.concatenate([embedded, embedding]), np.concatenate([latency, newest.latency]))
+        self.seconds += time.perf_counter() - start
+        return kept
+
+    def _update(self, embedding: np.ndarray, latency: np.ndarray) -> bool:
+        train = [(e, lat) for e, lat in self.embedded.values() if np.isfinite(lat).sum() >= 2]
+        if not train or np.isfinite(latency).sum() < 2:
+            return False
+        before = metrics.group_pca(self.scores(embedding), latency)[0]
+        old = (self.predictor.params, self.opt_state)
+        params, opt_state = old
+        for _ in range(self.steps):
+            chosen, take, labels, where = _sampled_groups(self.rng, [lat for _, lat in train], HEAD_GROUPS)
+            pooled = np.zeros((HEAD_GROUPS, PROGRAMS, embedding.shape[1]), np.float32)
+            for row, (g, t) in enumerate(zip(chosen, take)):
+                pooled[row, : len(t)] = train[g][0][t]
+            params, opt_state, _ = self.step(params, opt_state, (pooled, labels, where))
+        self.predictor.params = params
+        self.tried += 1
+        if metrics.group_pca(self.scores(embedding), latency)[0] >= before:
+            self.opt_state = opt_state
+            self.kept += 1
+            return True
+        self.predictor.params = old[0]
+        return False
+
+    def scores(self, embedding: np.ndarray) -> np.ndarray:
+        """The head's scores of embedded programs, as predict scores them."""
+        return np.asarray(self._head(self.predictor.params, embedding))
+
+
+def _head_loss(params, pooled, labels, where, *, graphdef):
+    g, n = labels.shape
+    scores = nnx.merge(graphdef, params).head(pooled.reshape(g * n, -1)).reshape(g, n)
+    return losses.lambdarank(scores, labels, where=where)
+
+
+def _head_step(params, opt_state, batch, *, graphdef, optimizer):
+    loss, grads = jax.value_and_grad(_head_loss)(params, *batch, graphdef=graphdef)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def _sampled_groups(rng: np.random.Generator, latencies: list[np.ndarray], groups: int):
+    """A fine-tuning batch's choice: `groups` of the groups (with replacement when there are fewer), up to PROGRAMS
+    measured programs of each, their labels as in training (the group's best latency / latency) and where they are.
+    Returns (chosen group indices, each one's taken programs, labels [groups, PROGRAMS], where [groups, PROGRAMS])."""
+    chosen = rng.choice(len(latencies), size=groups, replace=len(latencies) < groups)
+    labels = np.zeros((groups, PROGRAMS), np.float32)
+    where = np.zeros((groups, PROGRAMS), bool)
+    take = []
+    for row, g in enumerate(chosen):
+        latency = latencies[g]
+        ok = np.flatnonzero(np.isfinite(latency))
+        programs = rng.permutation(ok)[:PROGRAMS]
+        labels[row, : len(programs)] = latency[ok].min() / latency[programs]
+        where[row, : len(programs)] = True
+        take.append(programs)
+    return chosen, take, labels, where
 
 
 class OnlineBooster:
@@ -316,16 +397,20 @@ class PartnerWeight:
     """The model's weight against its partner, chosen on what neither has learnt from: each newly measured batch is
     ranked by every weight before the model fine-tunes and the partner boosts on it, and the weight whose rankings
     ordered the most pairs correctly so far wins (ties: the one nearest an even blend). Until `min_pairs` pairs were
-    seen the blend stays even. The better ranker differs by network and host (bench/README.md, session 23)."""
+    seen the blend stays even. The better ranker differs by network and host (bench/README.md, session 23).
+    fixed: that weight always, chosen by nothing (`online` False)."""
 
     WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
-    def __init__(self, min_pairs: int = 200):
-        self.min_pairs, self.weight, self.pairs = min_pairs, 0.5, 0
+    def __init__(self, fixed: float | None = None, min_pairs: int = 200):
+        self.online = fixed is None
+        self.min_pairs, self.weight, self.pairs = min_pairs, 0.5 if fixed is None else fixed, 0
         self.correct = np.zeros(len(self.WEIGHTS))
 
     def observe(self, model: np.ndarray, partner: np.ndarray, latency: np.ndarray) -> float:
         """One task's newly measured programs, scored by both before either learnt from them. Returns the weight."""
+        if not self.online:
+            return self.weight
         for i, weight in enumerate(self.WEIGHTS):
             fraction, pairs = metrics.group_pca(with_partner(model, partner, weight), latency)
             self.correct[i] += fraction * pairs

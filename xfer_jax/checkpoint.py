@@ -134,7 +134,9 @@ class Predictor:
         self.config = model_config_of(metadata)
         self.normalizer = Normalizer.from_dict(metadata["normalizer"])
         self.max_stores = int(metadata["max_stores"])
-        self._score = jax.jit(functools.partial(_normalized_score, graphdef=graphdef, normalizer=self.normalizer))
+        self._score = jax.jit(functools.partial(_normalized, graphdef=graphdef, normalizer=self.normalizer))
+        self._embed = jax.jit(functools.partial(_normalized, graphdef=graphdef, normalizer=self.normalizer,
+                                                method="embed"))
 
     def predict_dataset(self, data) -> np.ndarray:
         """Scores for every program of a Dataset."""
@@ -149,6 +151,13 @@ class Predictor:
                             hardware, trace_ids, trace_values)
 
     def predict(self, features, mask, workload, hardware, trace_ids=None, trace_values=None) -> np.ndarray:
+        return self._run(self._score, features, mask, workload, hardware, trace_ids, trace_values)
+
+    def embed(self, features, mask, workload, hardware, trace_ids=None, trace_values=None) -> np.ndarray:
+        """[N, dim]: what the model's readout reads (CostModel.embed), from the same inputs as predict."""
+        return self._run(self._embed, features, mask, workload, hardware, trace_ids, trace_values)
+
+    def _run(self, fn, features, mask, workload, hardware, trace_ids, trace_values) -> np.ndarray:
         features, mask, workload = np.asarray(features, np.float32), np.asarray(mask, bool), np.asarray(workload)
         hardware = np.asarray(hardware, np.float32)
         n = len(features)
@@ -160,7 +169,7 @@ class Predictor:
         trace_values = (np.asarray(trace_values, np.float32)[:, :tokens] if tokens
                         else np.zeros((n, 0, TOKEN_VALUES), np.float32))
         if n == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros((0, *self._output_shape(fn)), np.float32)
         if hardware.ndim == 1:
             hardware = hardware[None]
         known = len(self.metadata["hardware_features"])  # later entries of a longer vector are not read
@@ -174,15 +183,18 @@ class Predictor:
             hardware = hardware[:1]  # one config for the whole batch: the model embeds it once
         # programs run in groups of equal store bucket, so a few many-store programs don't pad all the others
         buckets = np.array([store_bucket(c, self.max_stores) for c in mask.sum(1)])
-        scores = np.zeros(n, np.float32)
+        out = np.zeros((n, *self._output_shape(fn)), np.float32)
         for stores in np.unique(buckets):
             index = np.flatnonzero(buckets == stores)
-            scores[index] = self._predict_bucket(features[index], mask[index], workload[index],
-                                                 hardware if len(hardware) == 1 else hardware[index],
-                                                 trace_ids[index], trace_values[index], int(stores))
-        return scores
+            out[index] = self._run_bucket(fn, features[index], mask[index], workload[index],
+                                          hardware if len(hardware) == 1 else hardware[index],
+                                          trace_ids[index], trace_values[index], int(stores))
+        return out
 
-    def _predict_bucket(self, features, mask, workload, hardware, trace_ids, trace_values, stores: int) -> np.ndarray:
+    def _output_shape(self, fn) -> tuple:
+        return (self.config.dim,) if fn is self._embed else ()
+
+    def _run_bucket(self, fn, features, mask, workload, hardware, trace_ids, trace_values, stores: int) -> np.ndarray:
         n = len(features)
         features, mask = features[:, :stores], mask[:, :stores]
         if features.shape[1] < stores:
@@ -193,16 +205,16 @@ class Predictor:
         pad_n = ((0, bucket - n),)
         if len(hardware) > 1:
             hardware = np.pad(hardware, pad_n + ((0, 0),))
-        scores = self._score(self.params, np.pad(features, pad_n + ((0, 0), (0, 0))), np.pad(mask, pad_n + ((0, 0),)),
-                             np.pad(workload, pad_n + ((0, 0),)), hardware, np.pad(trace_ids, pad_n + ((0, 0),)),
-                             np.pad(trace_values, pad_n + ((0, 0), (0, 0))))
-        return np.asarray(scores)[:n]
+        out = fn(self.params, np.pad(features, pad_n + ((0, 0), (0, 0))), np.pad(mask, pad_n + ((0, 0),)),
+                 np.pad(workload, pad_n + ((0, 0),)), hardware, np.pad(trace_ids, pad_n + ((0, 0),)),
+                 np.pad(trace_values, pad_n + ((0, 0), (0, 0))))
+        return np.asarray(out)[:n]
 
 
-def _normalized_score(params, features, mask, workload, hardware, trace_ids, trace_values, *, graphdef,
-                      normalizer: Normalizer):
+def _normalized(params, features, mask, workload, hardware, trace_ids, trace_values, *, graphdef,
+                normalizer: Normalizer, method: str = "__call__"):
     inputs = normalizer.apply(features, mask, workload, hardware, xp=jnp)
-    return nnx.merge(graphdef, params)(*inputs, trace_ids, trace_values)
+    return getattr(nnx.merge(graphdef, params), method)(*inputs, trace_ids, trace_values)
 
 
 def use_compilation_cache(folder: str | pathlib.Path | None = None) -> pathlib.Path | None:

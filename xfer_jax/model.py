@@ -194,6 +194,27 @@ class CostModel(nnx.Module):
     def __call__(self, features, mask, workload, hardware, trace_ids=None, trace_values=None):
         """hardware may be [1, H] when the whole batch runs on one config: its tokens are then computed once.
         trace_ids [B, T] and trace_values [B, T, V] are read only by a model with config.trace."""
+        tokens, mask = self._tokens(features, mask, workload, hardware, trace_ids, trace_values)
+        if self.config.readout == "logsumexp":  # each store's log-time; the program's time is their sum
+            log_time = self.head_out(jax.nn.gelu(self.head_hidden(self.head_norm(tokens))))[..., 0]
+            return -jax.nn.logsumexp(jnp.where(mask, log_time, -1e9), axis=-1)
+        return self.head(self._pooled(tokens, mask))
+
+    def embed(self, features, mask, workload, hardware, trace_ids=None, trace_values=None):
+        """[B, dim]: what the readout MLP (`head`) reads; score = head(embed(...)) for the mean readout."""
+        if self.config.readout != "mean":
+            raise ValueError(f"the {self.config.readout} readout scores every store: it has no program embedding")
+        return self._pooled(*self._tokens(features, mask, workload, hardware, trace_ids, trace_values))
+
+    def head(self, pooled):
+        return self.head_out(jax.nn.gelu(self.head_hidden(pooled)))[:, 0]
+
+    def _pooled(self, tokens, mask):
+        weights = mask.astype(tokens.dtype)[..., None]
+        return (self.head_norm(tokens) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
+
+    def _tokens(self, features, mask, workload, hardware, trace_ids, trace_values):
+        """(program tokens after every block [B, S', dim], their mask)."""
         if self.store_embed is not None:
             tokens = self._store_tokens(features, hardware) + self.workload_embed(workload)[:, None, :]
         else:  # trace-only: no store tokens
@@ -211,12 +232,7 @@ class CostModel(nnx.Module):
                 hardware.shape[0], self.config.hardware_tokens, self.config.dim)
         for block in self.blocks:
             tokens = block(tokens, mask, hardware_tokens)
-        if self.config.readout == "logsumexp":  # each store's log-time; the program's time is their sum
-            log_time = self.head_out(jax.nn.gelu(self.head_hidden(self.head_norm(tokens))))[..., 0]
-            return -jax.nn.logsumexp(jnp.where(mask, log_time, -1e9), axis=-1)
-        weights = mask.astype(tokens.dtype)[..., None]
-        pooled = (self.head_norm(tokens) * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
-        return self.head_out(jax.nn.gelu(self.head_hidden(pooled)))[:, 0]
+        return tokens, mask
 
 
 class SegmentSumMLP(nnx.Module):

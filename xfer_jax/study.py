@@ -148,7 +148,8 @@ class Study:
         return report
 
     def compare(self, names: list[str | tuple[str, str]], models: list[str]) -> dict:
-        """{split label: {model: report}}; a name is a split, or (split, holdout) such as ("by-network", "bert_tiny")."""
+        """{split label: {model: report}}; a name is a split, or (split, holdout) such as
+        ("by-network", "bert_tiny")."""
         results: dict = {}
         for name in names:
             name, holdout = (name, None) if isinstance(name, str) else name
