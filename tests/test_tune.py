@@ -89,20 +89,34 @@ def test_a_frozen_prescreening_model_never_updates_and_featurizes_only_the_best_
     assert 0 < featurized < 0.6 * tokenized  # the first call featurizes all; later ones a quarter and the measured
 
 
-def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_frozen(checkpoint, tiny, tmp_path):
-    platform = platforms.get_platform("auto")
+def tune_tiny_task(tiny, cost_model, work_dir, trials: int = 16):
+    """The tiny network's one task tuned with `cost_model` on its platform, in rounds of 8; returns the database."""
+    platform = cost_model.platform
     target = platform.tvm_target()
     task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
+    return ms.tune_tir(task.mod, target, work_dir=str(work_dir), max_trials_global=trials, num_trials_per_iter=8,
+                       cost_model=cost_model, **fast_measurement(platform))
+
+
+def assert_unchanged(before, after, moving: tuple[str, ...] = ()) -> None:
+    """Every parameter equal, except those whose path names one of `moving`."""
+    import jax
+
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(before), tvm_leaves(after)):
+        if not any(name in jax.tree_util.keystr(path) for name in moving):
+            np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_the_booster_adaptation_refits_on_measurements_and_leaves_the_model_frozen(checkpoint, tiny, tmp_path):
+    platform = platforms.get_platform("auto")
     with pytest.raises(UserError, match="unknown online adaptation"):
         XferCostModel.from_checkpoint(checkpoint, platform, adapt="sometimes")
     cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="booster")
     before = xfer_jax.load(checkpoint).params
-    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
-                cost_model=cost_model, **fast_measurement(platform))
+    tune_tiny_task(tiny, cost_model, tmp_path)
     assert 1 <= cost_model.updates["tries"] <= 2  # one per 8 measurements
     assert cost_model.updates["refits"] <= 2 and cost_model.updates["weight"] in cost_model.booster.WEIGHTS
-    for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
-        np.testing.assert_array_equal(a, b)
+    assert_unchanged(before, cost_model.predictor.params)
 
 
 def test_a_model_left_as_trained_ranks_with_its_partner_which_alone_boosts_online(checkpoint, tiny, tmp_path):
@@ -110,8 +124,6 @@ def test_a_model_left_as_trained_ranks_with_its_partner_which_alone_boosts_onlin
 
     data = dataset.load(synthetic_shards(tmp_path / "data"))
     platform = platforms.get_platform("auto")
-    target = platform.tvm_target()
-    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
     partner = PackSumXGB(rounds=20).fit(data.features, data.mask, data.label)
     with pytest.raises(UserError, match="partners"):
         XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", partner=partner)
@@ -120,11 +132,9 @@ def test_a_model_left_as_trained_ranks_with_its_partner_which_alone_boosts_onlin
     before = xfer_jax.load(checkpoint).params
     cost_model.partner.update_every, cost_model.partner.update_rounds = 8, 5
     cost_model.partner_weight.min_pairs = 1  # the weight chosen from the first measured batch on
-    ms.tune_tir(task.mod, target, work_dir=str(tmp_path / "work"), max_trials_global=16, num_trials_per_iter=8,
-                cost_model=cost_model, **fast_measurement(platform))
+    tune_tiny_task(tiny, cost_model, tmp_path / "work")
     assert cost_model.updates["tried"] == 0 and cost_model.updates["partner_boosted"] >= 1
-    for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
-        np.testing.assert_array_equal(a, b)
+    assert_unchanged(before, cost_model.predictor.params)
     assert partner.booster.num_boosted_rounds() == 20 + 5 * cost_model.updates["partner_boosted"]
     measured, = cost_model.history.values()
     inputs = (measured.features, measured.mask, measured.workload, measured.hardware, measured.trace_ids,
@@ -140,16 +150,12 @@ def test_a_model_left_as_trained_ranks_with_its_partner_which_alone_boosts_onlin
 
 
 def test_the_residual_adaptation_refits_trees_on_the_errors_and_leaves_the_model_frozen(checkpoint, tiny, tmp_path):
-    platform = platforms.get_platform("auto")
-    target = platform.tvm_target()
-    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="residual")
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platforms.get_platform("auto"), adapt_every=8,
+                                               adapt="residual")
     before = xfer_jax.load(checkpoint).params
-    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
-                cost_model=cost_model, **fast_measurement(platform))
+    tune_tiny_task(tiny, cost_model, tmp_path)
     assert 1 <= cost_model.updates["refits"] <= 2 and cost_model.updates["slope"] > 0
-    for a, b in zip(tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
-        np.testing.assert_array_equal(a, b)
+    assert_unchanged(before, cost_model.predictor.params)
     measured, = cost_model.history.values()
     inputs = (measured.features, measured.mask, measured.workload, measured.hardware, measured.trace_ids,
               measured.trace_values)
@@ -160,22 +166,14 @@ def test_the_residual_adaptation_refits_trees_on_the_errors_and_leaves_the_model
 
 
 def test_the_head_adaptation_fine_tunes_the_readout_alone_inside_tune_tir(checkpoint, tiny, tmp_path):
-    import jax
-
-    platform = platforms.get_platform("auto")
-    target = platform.tvm_target()
-    task = tasks.extract_tasks(networks.onnx_network(tiny), target)[0]
-    cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, adapt="head")
+    cost_model = XferCostModel.from_checkpoint(checkpoint, platforms.get_platform("auto"), adapt_every=8,
+                                               adapt="head")
     before = xfer_jax.load(checkpoint).params
-    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=24, num_trials_per_iter=8,
-                cost_model=cost_model, **fast_measurement(platform))
+    tune_tiny_task(tiny, cost_model, tmp_path, trials=24)
     assert 1 <= cost_model.updates["tried"] <= 2  # the first batch has nothing before it to train on
     (embedded, latency), = cost_model.adapter.embedded.values()
     assert len(embedded) == len(latency) == len(cost_model.history[next(iter(cost_model.history))].latency)
-    paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(before)]
-    for path, a, b in zip(paths, tvm_leaves(before), tvm_leaves(cost_model.predictor.params)):
-        if "head_hidden" not in path and "head_out" not in path:
-            np.testing.assert_array_equal(a, b)
+    assert_unchanged(before, cost_model.predictor.params, moving=("head_hidden", "head_out"))
 
 
 def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoint, tiny, tmp_path):

@@ -151,13 +151,15 @@ class Predictor:
                             hardware, trace_ids, trace_values)
 
     def predict(self, features, mask, workload, hardware, trace_ids=None, trace_values=None) -> np.ndarray:
-        return self._run(self._score, features, mask, workload, hardware, trace_ids, trace_values)
+        return self._run(self._score, (), features, mask, workload, hardware, trace_ids, trace_values)
 
     def embed(self, features, mask, workload, hardware, trace_ids=None, trace_values=None) -> np.ndarray:
         """[N, dim]: what the model's readout reads (CostModel.embed), from the same inputs as predict."""
-        return self._run(self._embed, features, mask, workload, hardware, trace_ids, trace_values)
+        return self._run(self._embed, (self.config.dim,), features, mask, workload, hardware, trace_ids,
+                         trace_values)
 
-    def _run(self, fn, features, mask, workload, hardware, trace_ids, trace_values) -> np.ndarray:
+    def _run(self, fn, shape: tuple, features, mask, workload, hardware, trace_ids, trace_values) -> np.ndarray:
+        """fn's output, [N, *shape], run bucket by bucket."""
         features, mask, workload = np.asarray(features, np.float32), np.asarray(mask, bool), np.asarray(workload)
         hardware = np.asarray(hardware, np.float32)
         n = len(features)
@@ -169,7 +171,7 @@ class Predictor:
         trace_values = (np.asarray(trace_values, np.float32)[:, :tokens] if tokens
                         else np.zeros((n, 0, TOKEN_VALUES), np.float32))
         if n == 0:
-            return np.zeros((0, *self._output_shape(fn)), np.float32)
+            return np.zeros((0, *shape), np.float32)
         if hardware.ndim == 1:
             hardware = hardware[None]
         known = len(self.metadata["hardware_features"])  # later entries of a longer vector are not read
@@ -183,16 +185,13 @@ class Predictor:
             hardware = hardware[:1]  # one config for the whole batch: the model embeds it once
         # programs run in groups of equal store bucket, so a few many-store programs don't pad all the others
         buckets = np.array([store_bucket(c, self.max_stores) for c in mask.sum(1)])
-        out = np.zeros((n, *self._output_shape(fn)), np.float32)
+        out = np.zeros((n, *shape), np.float32)
         for stores in np.unique(buckets):
             index = np.flatnonzero(buckets == stores)
             out[index] = self._run_bucket(fn, features[index], mask[index], workload[index],
                                           hardware if len(hardware) == 1 else hardware[index],
                                           trace_ids[index], trace_values[index], int(stores))
         return out
-
-    def _output_shape(self, fn) -> tuple:
-        return (self.config.dim,) if fn is self._embed else ()
 
     def _run_bucket(self, fn, features, mask, workload, hardware, trace_ids, trace_values, stores: int) -> np.ndarray:
         n = len(features)

@@ -196,7 +196,7 @@ class CostModel(nnx.Module):
         trace_ids [B, T] and trace_values [B, T, V] are read only by a model with config.trace."""
         tokens, mask = self._tokens(features, mask, workload, hardware, trace_ids, trace_values)
         if self.config.readout == "logsumexp":  # each store's log-time; the program's time is their sum
-            log_time = self.head_out(jax.nn.gelu(self.head_hidden(self.head_norm(tokens))))[..., 0]
+            log_time = self.head(self.head_norm(tokens))
             return -jax.nn.logsumexp(jnp.where(mask, log_time, -1e9), axis=-1)
         return self.head(self._pooled(tokens, mask))
 
@@ -206,8 +206,9 @@ class CostModel(nnx.Module):
             raise ValueError(f"the {self.config.readout} readout scores every store: it has no program embedding")
         return self._pooled(*self._tokens(features, mask, workload, hardware, trace_ids, trace_values))
 
-    def head(self, pooled):
-        return self.head_out(jax.nn.gelu(self.head_hidden(pooled)))[:, 0]
+    def head(self, x):
+        """The readout MLP on the last axis: [..., dim] -> [...]."""
+        return self.head_out(jax.nn.gelu(self.head_hidden(x)))[..., 0]
 
     def _pooled(self, tokens, mask):
         weights = mask.astype(tokens.dtype)[..., None]
