@@ -2,6 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from xfer_jax.hardware import HardwareDescriptor, RELATIVE_FEATURE_NAMES, hardware_vector, relative_store_features
 from xfer_jax.normalize import Normalizer
 
 
@@ -65,3 +66,33 @@ def test_hardware_entries_that_never_varied_in_training_are_zeroed_when_asked():
     np.testing.assert_allclose(kept.apply(features[:1], mask[:1], workload[:1], unseen)[3], [[8.0, 5.5, 6.0]])
     assert Normalizer.from_dict(varied.to_dict()).hardware_varied.tolist() == [0.0, 1.0, 0.0]
     assert Normalizer.from_dict(kept.to_dict()).hardware_varied is None
+
+
+def test_relative_features_compare_a_store_with_the_machines_caches_threads_and_lanes():
+    machine = hardware_vector(HardwareDescriptor("cpu", vector_bits=512, threads=4, l1_kib=32, l2_kib=1024,
+                                                 l3_kib=32768))
+    row = np.zeros(164, np.float32)
+    row[18] = np.log2(1 + 16)  # PerStoreFeature's vector length: 16, the lanes of AVX-512
+    row[39] = np.log2(1 + 64)  # its parallel product: 64 iterations for 4 threads
+    row[57 + 11] = np.log2(1 + 2**20)  # its first buffer is reused after 1 MiB, the size of this L2
+    relative = dict(zip(RELATIVE_FEATURE_NAMES, relative_store_features(row, machine)))
+    assert abs(relative["vector_length/lanes"]) < 1e-6
+    assert abs(relative["parallel_prod/threads"] - np.log2(64 / 4)) < 0.35  # log2(1+x) of both
+    for cache, expected in (("l1", 5.0), ("l2", 0.0), ("l3", -5.0)):
+        assert abs(relative[f"buffer0_reuse_distance_bytes/{cache}"] - expected) < 0.1
+
+
+def test_relative_columns_join_every_store_row_alike_in_numpy_and_in_jit_and_survive_json():
+    features, mask, workload, hardware = _data()
+    normalizer = Normalizer.fit(features, mask, workload, hardware, store_scaling="quantile", relative=True)
+    store = normalizer.apply(features, mask, workload, hardware)[0]
+    assert store.shape == (*features.shape[:2], 164 + len(RELATIVE_FEATURE_NAMES))
+    assert (store[~mask] == 0).all() and store[mask][:, 164:].std(0).min() > 0.1  # they vary with the machine
+    again = Normalizer.from_dict(normalizer.to_dict())
+    assert again.relative and not Normalizer.fit(features, mask, workload, hardware).relative
+    np.testing.assert_array_equal(again.apply(features, mask, workload, hardware)[0], store)
+    in_jit = normalizer.apply(*(jnp.asarray(x) for x in (features, mask, workload, hardware)), xp=jnp)[0]
+    np.testing.assert_allclose(in_jit, store, atol=1e-4)
+    one_machine = normalizer.apply(features, mask, workload, hardware[:1])[0]
+    np.testing.assert_allclose(one_machine, normalizer.apply(features, mask, workload,
+                                                             np.repeat(hardware[:1], len(mask), 0))[0])

@@ -36,6 +36,15 @@ def assert_loaded_checkpoint_scores_as_trained(path, data, split, result) -> Non
     assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
 
 
+def test_a_model_that_reads_relative_features_trains_and_loads_as_trained(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    config = dataclasses.replace(ModelConfig.small(), relative_features=True)
+    result = train.train(data, split.train, split.test, config, TINY, tmp_path / "ck", show_progress=False)
+    assert_loaded_checkpoint_scores_as_trained(tmp_path / "ck", data, split, result)
+    assert xfer_jax.load(tmp_path / "ck").normalizer.relative
+
+
 def test_predictor_pads_buckets_and_accepts_one_hardware_vector(synthetic_dataset, tmp_path):
     data = dataset.load(synthetic_dataset)
     split = splits.within_task(data, seed=0)

@@ -120,3 +120,33 @@ def peak_cpu_gflops(clock_ghz: float, threads: int, vector_bits: int, fma: bool)
     """fp32 peak, assuming two vector pipes per core (true of every x86 core since Haswell and Zen)."""
     lanes = max(vector_bits, 32) // 32
     return clock_ghz * threads * lanes * (2 if fma else 1) * 2
+
+
+# Where PerStoreFeature (TVM 0.27, 164 per store, already log2(1+x)) keeps what the relative features compare
+PARALLEL_PROD, VECTOR_LENGTH, ALLOCATION_BYTES = 39, 18, 157
+BUFFERS, BUFFER_BASE, BUFFER_WIDTH = 5, 57, 18  # per accessed buffer: 18 features from column 57
+UNIQUE_BYTES, REUSE_DISTANCE_BYTES = 4, 11  # offsets inside one buffer's 18
+CACHES = ("l1", "l2", "l3")
+RELATIVE_FEATURE_NAMES = (
+    "parallel_prod/threads", "vector_length/lanes",
+    *(f"buffer{b}_{what}" for b in range(BUFFERS)
+      for what in (*(f"reuse_distance_bytes/{c}" for c in CACHES), "unique_bytes/l2")),
+    *(f"allocation_bytes/{c}" for c in CACHES[:2]),
+)
+
+
+def relative_store_features(features, hardware, xp=np):
+    """[..., len(RELATIVE_FEATURE_NAMES)]: log2 ratios of a store's parallel work, vector length and memory
+    footprints to this machine's threads, vector lanes and cache sizes. features [..., 164] and hardware
+    [..., NUM_HARDWARE_FEATURES] (raw: log2 sizes) share their leading axes, or broadcast. "Does this tile's reuse
+    fit in L2" means the same on every host; a model sees it directly instead of learning to subtract two inputs."""
+    entry = lambda name: hardware[..., HARDWARE_FEATURE_NAMES.index(name)]  # noqa: E731
+    caches = [entry(f"log2(1+{c}_kib)") + 10.0 for c in CACHES]  # KiB -> bytes, as the program's log2 bytes
+    lanes = xp.log2(1.0 + 16.0 * xp.maximum(entry("vector_bits/512"), 0.0))  # 32-bit lanes
+    columns = [features[..., PARALLEL_PROD] - entry("log2(1+threads)"), features[..., VECTOR_LENGTH] - lanes]
+    for b in range(BUFFERS):
+        base = BUFFER_BASE + b * BUFFER_WIDTH
+        columns += [features[..., base + REUSE_DISTANCE_BYTES] - cache for cache in caches]
+        columns.append(features[..., base + UNIQUE_BYTES] - caches[1])
+    columns += [features[..., ALLOCATION_BYTES] - cache for cache in caches[:2]]
+    return xp.stack(columns, axis=-1)

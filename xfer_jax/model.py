@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from .dataset import NUM_STORE_FEATURES, NUM_WORKLOAD_FEATURES
-from .hardware import NUM_HARDWARE_FEATURES
+from .hardware import NUM_HARDWARE_FEATURES, RELATIVE_FEATURE_NAMES
 from .trace import MAX_TOKENS, TOKEN_VALUES, TOKEN_VOCAB
 
 
@@ -44,6 +44,9 @@ class ModelConfig:
     trace: bool = True
     # False: the trace-only ablation (TLP's input alone): the store rows are not read, the trace token is all
     stores: bool = True
+    # every store row also reads hardware.relative_store_features: its reuse distances and footprints against the
+    # machine's caches, its parallel work against its threads, its vector length against its lanes (log2 ratios)
+    relative_features: bool = False
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
     @classmethod
@@ -54,6 +57,11 @@ class ModelConfig:
     def trace_tokens(self) -> int:
         """Trace tokens per program this model reads (0: none)."""
         return MAX_TOKENS if self.kind == "xfer" and self.trace else 0
+
+    @property
+    def store_columns(self) -> int:
+        """Columns of a normalised store row: PerStoreFeature's, then the relative features if read."""
+        return self.store_features + (len(RELATIVE_FEATURE_NAMES) if self.relative_features else 0)
 
     @property
     def bins_stores(self) -> bool:
@@ -161,7 +169,7 @@ class CostModel(nnx.Module):
         dim = config.dim
         if not (config.stores or config.trace):
             raise ValueError("a model that reads neither store rows nor trace tokens has no program input")
-        row_width = (config.store_features * max(config.store_bins, 1)
+        row_width = (config.store_columns * max(config.store_bins, 1)
                      + (config.hardware_features if self._hardware_in_stores else 0))
         self.store_hidden = (nnx.Linear(row_width, config.store_hidden, rngs=rngs)
                              if config.stores and config.store_hidden else None)
@@ -245,7 +253,7 @@ class SegmentSumMLP(nnx.Module):
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
         self.config = config
         hidden = 4 * config.dim
-        self.row_in = nnx.Linear(config.store_features, hidden, rngs=rngs)
+        self.row_in = nnx.Linear(config.store_columns, hidden, rngs=rngs)
         self.row_hidden = nnx.Linear(hidden, hidden, rngs=rngs)
         extra = config.hardware_features if config.use_hardware else 0
         self.head_hidden = nnx.Linear(hidden + extra, hidden, rngs=rngs)

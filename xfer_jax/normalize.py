@@ -6,6 +6,8 @@ import dataclasses
 
 import numpy as np
 
+from .hardware import relative_store_features
+
 
 def signed_log(x, xp=np):
     """sign(x) * log1p(|x|): tames counts that span many orders of magnitude, keeps zero at zero."""
@@ -41,6 +43,8 @@ class Normalizer:
     turns an unseen platform into an extreme input (leave-one-platform-out PCA 0.54 scaled, 0.70 centred).
     With `hardware_varied`, hardware entries that never varied in training (the cache sizes of a dataset from
     one host, say) are zeroed: the model learned nothing about them, so an unseen value would only add noise.
+    With `relative`, every store row gains hardware.relative_store_features (its footprints against this machine's
+    caches, its parallel work against its threads) before it is scaled like the other columns.
     """
 
     store_mean: np.ndarray
@@ -52,13 +56,14 @@ class Normalizer:
     store_scaling: str = "log"
     store_knots: np.ndarray | None = None  # [QUANTILE_KNOTS, F] for "quantile"
     hardware_varied: np.ndarray | None = None  # [H] 1.0 where the entry varied in training; None: keep all
+    relative: bool = False
 
     @classmethod
     def fit(cls, features: np.ndarray, mask: np.ndarray, workload: np.ndarray, hardware: np.ndarray,
-            store_scaling: str = "log", only_varied_hardware: bool = False) -> "Normalizer":
+            store_scaling: str = "log", only_varied_hardware: bool = False, relative: bool = False) -> "Normalizer":
         if store_scaling not in STORE_SCALINGS:
             raise ValueError(f"unknown store scaling {store_scaling!r}; choose {', '.join(STORE_SCALINGS)}")
-        rows, knots = features[mask], None
+        rows, knots = _store_rows(features, mask, hardware, relative), None
         if store_scaling == "quantile" and len(rows):
             knots = np.quantile(rows, np.linspace(0, 1, QUANTILE_KNOTS), axis=0)
             knots = (knots + 1e-4 * np.arange(QUANTILE_KNOTS)[:, None]).astype(np.float32)  # ties -> increasing
@@ -77,7 +82,7 @@ class Normalizer:
         if store_scaling == "quantile":  # already in [0, 1]; piecewise-linear bins (model.py) need it unshifted
             store_mean, store_std = np.zeros_like(store_mean), np.ones_like(store_std)
         return cls(store_mean, store_std, *stats(workload), hardware_mean, np.ones_like(hardware_mean), store_scaling,
-                   knots, varied)
+                   knots, varied, relative)
 
     @staticmethod
     def _scale(rows, scaling: str, knots, xp):
@@ -91,10 +96,13 @@ class Normalizer:
         """Normalised (features, mask, workload, hardware); xp=jax.numpy runs it inside a jit."""
         if xp is np:  # only the real store rows: a padded dataset is mostly padding (100k programs: 15 -> 8 GB peak)
             real = np.asarray(mask, bool)
-            store = np.zeros(features.shape, np.float32)
-            rows = self._scale(features[real], self.store_scaling, self.store_knots, np)
+            store = np.zeros((*features.shape[:-1], len(self.store_mean)), np.float32)
+            rows = self._scale(_store_rows(features, real, hardware, self.relative), self.store_scaling,
+                               self.store_knots, np)
             store[real] = (rows - self.store_mean) / self.store_std
         else:
+            if self.relative:
+                features = xp.concatenate([features, relative_store_features(features, hardware[:, None], xp)], -1)
             rows = self._scale(features, self.store_scaling, self.store_knots, xp)
             store = ((rows - self.store_mean) / self.store_std) * mask[..., None]
         # a model fitted before hardware features were appended reads the leading entries it knows
@@ -108,7 +116,7 @@ class Normalizer:
         arrays = {name: getattr(self, name).tolist() for name in self._arrays()}
         optional = {name: getattr(self, name).tolist() for name in ("store_knots", "hardware_varied")
                     if getattr(self, name) is not None}
-        return {**arrays, "store_scaling": self.store_scaling, **optional}
+        return {**arrays, "store_scaling": self.store_scaling, **optional, "relative": self.relative}
 
     @classmethod
     def from_dict(cls, values: dict) -> "Normalizer":
@@ -116,9 +124,20 @@ class Normalizer:
         optional = {name: np.asarray(values[name], np.float32) for name in ("store_knots", "hardware_varied")
                     if values.get(name) is not None}
         return cls(**{name: np.asarray(values[name], np.float32) for name in cls._arrays()},
-                   store_scaling=values.get("store_scaling", "log"), **optional)
+                   store_scaling=values.get("store_scaling", "log"), **optional,
+                   relative=bool(values.get("relative", False)))
 
     @classmethod
     def _arrays(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)
-                if f.name not in ("store_scaling", "store_knots", "hardware_varied")]
+                if f.name not in ("store_scaling", "store_knots", "hardware_varied", "relative")]
+
+
+def _store_rows(features: np.ndarray, mask: np.ndarray, hardware: np.ndarray, relative: bool) -> np.ndarray:
+    """The real store rows [R, F], with their relative features appended when `relative`."""
+    rows = features[mask]
+    if not relative:
+        return rows
+    program = np.nonzero(mask)[0]
+    hardware = np.broadcast_to(hardware, (len(mask), hardware.shape[-1]))[program]
+    return np.concatenate([rows, relative_store_features(rows, hardware)], axis=-1).astype(np.float32)

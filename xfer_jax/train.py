@@ -252,7 +252,8 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
         normalizer = Normalizer.fit(train_data.features[:, :stores], train_data.mask[:, :stores],
                                     train_data.workload, train_data.hardware,
                                     store_scaling=config.scaling_for(model_config),
-                                    only_varied_hardware=config.only_varied_hardware)
+                                    only_varied_hardware=config.only_varied_hardware,
+                                    relative=model_config.relative_features)
 
     if model_config.bins_stores and normalizer.store_scaling != "quantile":
         raise UserError("store_bins needs store_scaling='quantile' (its bins read features in [0, 1])")
