@@ -133,8 +133,11 @@ class XferCostModel(ms.cost_model.PyCostModel):
     measurements and added to its scores ("residual"), or a booster refitted on the measurements and blended in
     ("booster").
 
-    Fine-tuning stays the default: the residual trees rank a host's replayed programs better, but tuned whole networks
-    no better (resnet18) or worse (mobilenet_v2, 13% at eight rounds; bench/README.md, session 21).
+    adapt None: the readout alone ("head") for a model that has one, else the whole model ("finetune"). Eight rounds
+    per task on an unseen host, two seeds: the readout alone tuned resnet18 4-7% slower, mobilenet_v2 3-8% and
+    bert_tiny 5-20% faster, at 8-12% of the tuning time against 14-16%; one round: within 2% (bench/README.md,
+    sessions 24-25). The residual trees rank a host's replayed programs better, but tuned whole networks no better
+    (resnet18) or worse (mobilenet_v2, 13% at eight rounds; session 21).
 
     partner: a pack-sum booster fitted on the checkpoint's training programs (xgb-pretrained's) that ranks every
     candidate beside the model, z-scores added per task, and boosts on the measurements as xgb-pretrained does: on a
@@ -146,10 +149,13 @@ class XferCostModel(ms.cost_model.PyCostModel):
     prescreen): the pretrained ranking is confidently wrong on a few tasks, and fine-tuning does not move it."""
 
     def __init__(self, predictor: checkpoint.Predictor, platform: Platform, frozen: bool = False,
-                 adapt_every: int = 32, prescreen: float | None = None, adapt: str = "finetune",
+                 adapt_every: int = 32, prescreen: float | None = None, adapt: str | None = None,
                  explore_after: int | None = None, partner: PackSumXGB | None = None,
                  partner_weight: float | None = 0.5):
         super().__init__()
+        if adapt is None:  # exploring stalled tasks is a part of fine-tuning the whole model
+            has_readout = predictor.config.kind == "xfer" and predictor.config.readout == "mean"
+            adapt = "head" if has_readout and explore_after is None else "finetune"
         if adapt not in ADAPTS:
             raise UserError(f"unknown online adaptation {adapt!r}; choose {', '.join(ADAPTS)}")
         if explore_after is not None and (adapt != "finetune" or frozen or explore_after < 1 or partner is not None):

@@ -38,7 +38,7 @@ from .platforms import Platform
 from .tasks import Task, extract_tasks
 
 # xgb: TVM's XGBModel from scratch; xgb-pretrained: pack-sum XGBoost fitted on the checkpoint's training programs
-COST_MODELS = ("xfer", "xfer-frozen", "xfer-head", "xfer-residual", "xfer-explore", "xfer-booster", "xfer+xgb",
+COST_MODELS = ("xfer", "xfer-frozen", "xfer-finetune", "xfer-residual", "xfer-explore", "xfer-booster", "xfer+xgb",
                "xfer-head+xgb", "xfer-frozen+xgb", "xgb", "xgb-pretrained", "random")
 # the models that fit a booster on --data
 FITTED_ON_DATA = ("xfer+xgb", "xfer-head+xgb", "xfer-frozen+xgb", "xgb-pretrained")
@@ -173,8 +173,8 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     if name in ("xfer", "xfer-frozen"):  # xfer-frozen beside xfer: what online adaptation adds, in one job
         return XferCostModel.from_checkpoint(checkpoint, platform, frozen=config.frozen or name == "xfer-frozen",
                                              **xfer)
-    if name == "xfer-head":  # only the readout fine-tuned, on embeddings computed once
-        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="head", **xfer)
+    if name == "xfer-finetune":  # the whole model fine-tuned online (xfer fine-tunes its readout alone)
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="finetune", **xfer)
     if name == "xfer-residual":  # the model frozen, trees fitted to its errors on the measurements added
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", **xfer)
     if name == "xfer-explore":  # xfer, with a booster on the measurements blended into the tasks that stall
@@ -182,8 +182,8 @@ def _make_cost_model(name: str, checkpoint: pathlib.Path | None, platform: Platf
     if name == "xfer-booster":  # the model frozen, a booster fitted on the measurements blended in
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="booster", **xfer)
     if name == "xfer+xgb":  # xfer and xgb-pretrained's booster ranking together, an even blend, each adapting
-        return XferCostModel.from_checkpoint(checkpoint, platform, partner=_pretrained(checkpoint, config, job_dir),
-                                             **xfer)
+        return XferCostModel.from_checkpoint(checkpoint, platform, adapt="finetune",
+                                             partner=_pretrained(checkpoint, config, job_dir), **xfer)
     if name == "xfer-head+xgb":  # the same blend, only the readout of xfer fine-tuned
         return XferCostModel.from_checkpoint(checkpoint, platform, adapt="head",
                                              partner=_pretrained(checkpoint, config, job_dir), **xfer)

@@ -292,13 +292,14 @@ def tune(
                                                      help="a trained checkpoint [default: the shipped default model]"),
     compare: str = typer.Option("", "--compare", help="comma-separated: xgb (TVM's, from scratch), xgb-pretrained "
                                 "(fitted on the checkpoint's training programs of --data), xfer-frozen (xfer without "
-                                "online updates), xfer-head (xfer with only its readout fine-tuned online), "
+                                "online updates), xfer-finetune (xfer with the whole model fine-tuned online, where "
+                                "xfer fine-tunes its readout alone), "
                                 "xfer-residual (xfer frozen, with trees fitted to its errors on "
                                 "the measurements added), xfer-explore (xfer, with a booster fitted on the "
                                 "measurements blended into the tasks whose best stops improving), xfer-booster (xfer "
                                 "frozen, with a booster fitted on the measurements blended in), xfer+xgb (xfer and "
-                                "xgb-pretrained ranking together, an even blend), xfer-head+xgb (the same, only "
-                                "xfer's readout fine-tuned), xfer-frozen+xgb (xfer as trained and the booster, "
+                                "xgb-pretrained ranking together, an even blend, the whole model fine-tuned), xfer-head+xgb (the same, "
+                                "only xfer's readout fine-tuned), xfer-frozen+xgb (xfer as trained and the booster, "
                                 "which alone adapts, their blend chosen online on each measured batch), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained, xfer+xgb: the dataset the "
                                                 "checkpoint was trained on [default: TuneConfig.data]"),

@@ -26,6 +26,7 @@ from tvm.s_tir import meta_schedule as ms  # noqa: E402
 import xfer_jax  # noqa: E402
 from xfer_jax.bridge import networks, platforms, tasks  # noqa: E402
 from xfer_jax.baselines import PackSumXGB  # noqa: E402
+from xfer_jax.adapt import HeadAdapter, OnlineAdapter  # noqa: E402
 from xfer_jax.bridge.cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel  # noqa: E402
 from xfer_jax.bridge.measure import MeasureConfig, build_and_run, make_builder, make_runner  # noqa: E402
 from xfer_jax.bridge import records  # noqa: E402
@@ -217,6 +218,9 @@ def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise
     adapting = _make_cost_model("xfer", checkpoint, platform, TuneConfig(), tmp_path)
     frozen = _make_cost_model("xfer-frozen", checkpoint, platform, TuneConfig(), tmp_path)
     assert not adapting.frozen and frozen.frozen and adapting.booster is None and adapting.residual is None
+    assert adapting.adapt == "head" and isinstance(adapting.adapter, HeadAdapter)  # the readout alone by default
+    whole = _make_cost_model("xfer-finetune", checkpoint, platform, TuneConfig(), tmp_path)
+    assert whole.adapt == "finetune" and isinstance(whole.adapter, OnlineAdapter)
     blended = _make_cost_model("xfer-booster", checkpoint, platform, TuneConfig(), tmp_path)
     assert blended.booster is not None and not blended.frozen and blended.residual is None
     residual = _make_cost_model("xfer-residual", checkpoint, platform, TuneConfig(), tmp_path)
@@ -225,6 +229,7 @@ def test_xfer_frozen_and_xfer_booster_are_the_same_checkpoint_adapting_otherwise
         XferCostModel.from_checkpoint(checkpoint, platform, adapt="residual", explore_after=16)
     exploring = _make_cost_model("xfer-explore", checkpoint, platform, TuneConfig(), tmp_path)
     assert exploring.stalls.patience == 16 and adapting.stalls is None and not exploring.frozen
+    assert exploring.adapt == "finetune"  # exploring is a part of fine-tuning the whole model
     with pytest.raises(UserError, match="needs --checkpoint"):
         _make_cost_model("xfer-frozen", None, platform, TuneConfig(), tmp_path)
     # the reference matmul is timed once per job, and every xfer model of it reads that hardware vector
