@@ -298,8 +298,9 @@ def tune(
                                 "the measurements added), xfer-explore (xfer, with a booster fitted on the "
                                 "measurements blended into the tasks whose best stops improving), xfer-booster (xfer "
                                 "frozen, with a booster fitted on the measurements blended in), xfer+xgb (xfer and "
-                                "xgb-pretrained ranking together, an even blend, the whole model fine-tuned), xfer-head+xgb (the same, "
-                                "only xfer's readout fine-tuned), xfer-frozen+xgb (xfer as trained and the booster, "
+                                "xgb-pretrained ranking together, an even blend, the whole model fine-tuned), "
+                                "xfer-head+xgb (the same, only xfer's readout fine-tuned), xfer-frozen+xgb (xfer as "
+                                "trained and the booster, "
                                 "which alone adapts, their blend chosen online on each measured batch), random"),
     data: Optional[pathlib.Path] = typer.Option(None, "--data", help="xgb-pretrained, xfer+xgb: the dataset the "
                                                 "checkpoint was trained on [default: TuneConfig.data]"),
