@@ -208,6 +208,9 @@ def train_command(
     loss: Optional[Loss] = typer.Option(None, "--loss", help="[default: TrainConfig.loss]"),
     no_hardware: bool = typer.Option(False, "--no-hardware", help="ablation: drop the hardware input"),
     no_trace: bool = typer.Option(False, "--no-trace", help="ablation: drop the schedule-trace tokens"),
+    no_relative_features: bool = typer.Option(False, "--no-relative-features",
+                                              help="ablation: store rows without their ratios to this machine's "
+                                              "caches, threads and lanes"),
     store_dropout: Optional[float] = typer.Option(None, "--store-dropout", min=0.0, max=0.99,
                                                   help="share of groups trained on trace tokens alone, so that tune "
                                                   "--prescreen can rank by them [default: TrainConfig.store_dropout]"),
@@ -222,7 +225,8 @@ def train_command(
         from xfer_jax.train import train_and_evaluate
 
         result = train_and_evaluate(data, split.value, out, holdout=holdout, shots=shots,
-                                    use_hardware=not no_hardware, use_trace=not no_trace, size=size.value, seed=seed,
+                                    use_hardware=not no_hardware, use_trace=not no_trace,
+                                    use_relative=not no_relative_features, size=size.value, seed=seed,
                                     **given(steps=steps, loss=loss and loss.value, store_dropout=store_dropout,
                                           hardware_noise=hardware_noise))
     typer.echo(json.dumps({"best": result["best"], "train_samples_per_s": round(result["train_samples_per_s"], 1),

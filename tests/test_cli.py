@@ -48,7 +48,7 @@ def test_a_bad_platform_file_is_one_line_in_collect_and_tune(tmp_path, mistake, 
     assert not (tmp_path / "c").exists() and not (tmp_path / "t").exists()
 
 
-def test_training_a_trace_model_on_a_dataset_without_traces_says_what_to_do_and_no_trace_trains(tmp_path):
+def test_training_a_trace_model_on_a_dataset_without_traces_says_what_to_do_and_the_ablations_train(tmp_path):
     import xfer_jax
     from xfer_jax import dataset
 
@@ -58,6 +58,8 @@ def test_training_a_trace_model_on_a_dataset_without_traces_says_what_to_do_and_
     assert_one_line(run_cli("train", "--data", data, "--out", tmp_path / "ck", "--steps", 1), "featurize",
                     "--no-trace")
     assert not (tmp_path / "ck").exists()
-    done = run_cli("train", "--data", data, "--out", tmp_path / "ck", "--steps", 2, "--size", "small", "--no-trace")
+    done = run_cli("train", "--data", data, "--out", tmp_path / "ck", "--steps", 2, "--size", "small", "--no-trace",
+                   "--no-relative-features")
     assert done.returncode == 0, done.stderr[-800:]
-    assert xfer_jax.load(tmp_path / "ck").config.trace is False
+    loaded = xfer_jax.load(tmp_path / "ck")
+    assert loaded.config.trace is False and loaded.config.relative_features is False and not loaded.normalizer.relative

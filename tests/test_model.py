@@ -8,9 +8,10 @@ from xfer_jax.hardware import NUM_HARDWARE_FEATURES
 from xfer_jax.model import ModelConfig, build_model, piecewise_linear_bins
 
 
-def _inputs(n=6, stores=3, seed=0):
+def _inputs(n=6, stores=3, seed=0, columns=ModelConfig().store_columns):
+    """Normalised store rows as the default model reads them: PerStoreFeature's, then the relative features."""
     rng = np.random.default_rng(seed)
-    features = jnp.asarray(rng.normal(size=(n, stores, dataset.NUM_STORE_FEATURES)), jnp.float32)
+    features = jnp.asarray(rng.normal(size=(n, stores, columns)), jnp.float32)
     workload = jnp.asarray(rng.normal(size=(n, dataset.NUM_WORKLOAD_FEATURES)), jnp.float32)
     return features, workload
 
@@ -29,7 +30,7 @@ def test_every_hardware_path_makes_the_score_depend_on_the_hardware(fusion):
 
 
 def test_without_hardware_input_the_hardware_vector_changes_nothing():
-    features, workload = _inputs()
+    features, workload = _inputs(columns=dataset.NUM_STORE_FEATURES)
     mask = jnp.ones(features.shape[:2], bool)
     model = build_model(ModelConfig(use_hardware=False, hardware_in_stores=True, hardware_film=True, trace=False), nnx.Rngs(0))
     np.testing.assert_array_equal(model(features, mask, workload, jnp.zeros((1, NUM_HARDWARE_FEATURES))),

@@ -36,13 +36,22 @@ def assert_loaded_checkpoint_scores_as_trained(path, data, split, result) -> Non
     assert np.isclose(metrics.pca(scores, test.latency, test.group), result["best"]["pca"], atol=1e-4)
 
 
-def test_a_model_that_reads_relative_features_trains_and_loads_as_trained(synthetic_dataset, tmp_path):
+def test_a_model_without_relative_features_trains_and_loads_as_trained(synthetic_dataset, tmp_path):
     data = dataset.load(synthetic_dataset)
     split = splits.within_task(data, seed=0)
-    config = dataclasses.replace(ModelConfig.small(), relative_features=True)
+    config = dataclasses.replace(ModelConfig.small(), relative_features=False)
     result = train.train(data, split.train, split.test, config, TINY, tmp_path / "ck", show_progress=False)
     assert_loaded_checkpoint_scores_as_trained(tmp_path / "ck", data, split, result)
-    assert xfer_jax.load(tmp_path / "ck").normalizer.relative
+    loaded = xfer_jax.load(tmp_path / "ck")
+    assert not loaded.normalizer.relative and not loaded.config.relative_features
+
+
+def test_only_an_xfer_model_with_hardware_reads_relative_features_and_older_checkpoints_did_not():
+    assert ModelConfig().reads_relative_features and ModelConfig().store_columns > ModelConfig().store_features
+    for config in (ModelConfig(use_hardware=False), ModelConfig(kind="mlp")):
+        assert not config.reads_relative_features and config.store_columns == config.store_features
+    written_before = {k: v for k, v in ModelConfig().to_dict().items() if k != "relative_features"}
+    assert not checkpoint.model_config_of({"model": written_before}).relative_features
 
 
 def test_predictor_pads_buckets_and_accepts_one_hardware_vector(synthetic_dataset, tmp_path):

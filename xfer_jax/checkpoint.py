@@ -92,7 +92,7 @@ def restore_training(manager: ocp.CheckpointManager, params, opt_state):
 
 
 # model fields added after checkpoints were shipped, with the value every checkpoint written before them had
-_FIELDS_BEFORE_THEY_EXISTED = {"store_hidden": 0, "store_bins": 0, "trace": False}
+_FIELDS_BEFORE_THEY_EXISTED = {"store_hidden": 0, "store_bins": 0, "trace": False, "relative_features": False}
 
 
 def model_config_of(meta: dict) -> ModelConfig:

@@ -45,8 +45,9 @@ class ModelConfig:
     # False: the trace-only ablation (TLP's input alone): the store rows are not read, the trace token is all
     stores: bool = True
     # every store row also reads hardware.relative_store_features: its reuse distances and footprints against the
-    # machine's caches, its parallel work against its threads, its vector length against its lanes (log2 ratios)
-    relative_features: bool = False
+    # machine's caches, its parallel work against its threads, its vector length against its lanes (log2 ratios);
+    # by-host PCA +0.003 to +0.006 and top-5 +0.01 (session 25-26); only an xfer model with hardware input reads them
+    relative_features: bool = True
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
     @classmethod
@@ -59,9 +60,14 @@ class ModelConfig:
         return MAX_TOKENS if self.kind == "xfer" and self.trace else 0
 
     @property
+    def reads_relative_features(self) -> bool:
+        """The relative features describe the program on this machine: noHW and the MLP baselines stay without."""
+        return self.relative_features and self.use_hardware and self.kind == "xfer"
+
+    @property
     def store_columns(self) -> int:
         """Columns of a normalised store row: PerStoreFeature's, then the relative features if read."""
-        return self.store_features + (len(RELATIVE_FEATURE_NAMES) if self.relative_features else 0)
+        return self.store_features + (len(RELATIVE_FEATURE_NAMES) if self.reads_relative_features else 0)
 
     @property
     def bins_stores(self) -> bool:

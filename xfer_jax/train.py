@@ -253,7 +253,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
                                     train_data.workload, train_data.hardware,
                                     store_scaling=config.scaling_for(model_config),
                                     only_varied_hardware=config.only_varied_hardware,
-                                    relative=model_config.relative_features)
+                                    relative=model_config.reads_relative_features)
 
     if model_config.bins_stores and normalizer.store_scaling != "quantile":
         raise UserError("store_bins needs store_scaling='quantile' (its bins read features in [0, 1])")
@@ -316,7 +316,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
 
 
 def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0, use_hardware=True, use_trace=True,
-                       size="base", seed=0, show_progress=True, **train_fields) -> dict:
+                       use_relative=True, size="base", seed=0, show_progress=True, **train_fields) -> dict:
     """Train the default model (or `size`) on a named split of the dataset at `data_path`, then score the best
     checkpoint on the split's test side: train's result plus "test" (an evaluate.ranking_report).
 
@@ -329,7 +329,8 @@ def train_and_evaluate(data_path, split_name: str, out, *, holdout=None, shots=0
     print(split.describe())
     fit, valid = splits.early_stopping_split(data, split, seed, config.validation)
     model_config = ModelConfig() if size == "base" else ModelConfig.small()
-    model_config = dataclasses.replace(model_config, use_hardware=use_hardware, trace=use_trace)
+    model_config = dataclasses.replace(model_config, use_hardware=use_hardware, trace=use_trace,
+                                       relative_features=use_relative)
     split_info = {**split.spec, "train_programs": int(len(split.train)), "test_programs": int(len(split.test))}
     result = train(data, fit, valid, model_config, config, pathlib.Path(out), split_info, show_progress)
     test = data.subset(split.test)
