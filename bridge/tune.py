@@ -24,6 +24,7 @@ from tvm.ir.utils import derived_object
 from tvm.s_tir import meta_schedule as ms
 
 from xfer_jax.baselines import PackSumXGB
+from xfer_jax.checkpoint import fingerprint as checkpoint_fingerprint
 from xfer_jax.curves import seconds_to_baseline, trials_to_baseline
 from xfer_jax.plots import tuning_curves
 from xfer_jax.evaluate import checkpoint_split
@@ -252,7 +253,8 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
     out.mkdir(parents=True, exist_ok=True)
     job = {"network": network.name, "inputs": network.input_spec(),
            "platform": [platform.name, platform.target, platform.num_threads],
-           "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None, "seed": config.seed,
+           "checkpoint": str(pathlib.Path(checkpoint).resolve()) if checkpoint else None,
+           "checkpoint_id": checkpoint_fingerprint(checkpoint) if checkpoint else None, "seed": config.seed,
            "trials_per_round": config.trials_per_round, "population_size": config.population_size,
            "frozen": config.frozen,
            **({"task_scheduler": config.task_scheduler} if config.task_scheduler != "gradient" else {}),

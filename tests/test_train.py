@@ -46,6 +46,19 @@ def test_a_model_without_relative_features_trains_and_loads_as_trained(synthetic
     assert not loaded.normalizer.relative and not loaded.config.relative_features
 
 
+def test_a_checkpoint_retrained_in_its_folder_gets_another_fingerprint(synthetic_dataset, tmp_path):
+    data = dataset.load(synthetic_dataset)
+    split = splits.within_task(data, seed=0)
+    short = dataclasses.replace(TINY, steps=30, eval_every=30)
+    train.train(data, split.train, split.test, ModelConfig.small(), short, tmp_path / "ck", show_progress=False)
+    first = checkpoint.fingerprint(tmp_path / "ck")
+    assert len(first) == 12 and checkpoint.fingerprint(tmp_path / "ck") == first  # reading it changes nothing
+    shutil.rmtree(tmp_path / "ck")
+    train.train(data, split.train, split.test, ModelConfig.small(), dataclasses.replace(short, seed=1),
+                tmp_path / "ck", show_progress=False)
+    assert checkpoint.fingerprint(tmp_path / "ck") != first
+
+
 def test_only_an_xfer_model_with_hardware_reads_relative_features_and_older_checkpoints_did_not():
     assert ModelConfig().reads_relative_features and ModelConfig().store_columns > ModelConfig().store_features
     for config in (ModelConfig(use_hardware=False), ModelConfig(kind="mlp")):

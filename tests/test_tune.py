@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from xfer_jax import dataset, metrics, splits, train
+from xfer_jax.checkpoint import fingerprint
 from xfer_jax.errors import UserError
 from xfer_jax.model import ModelConfig
 
@@ -330,6 +331,8 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     assert json.loads((tmp_path / "reference_gflops.json").read_text()) == report["checkpoint"]["reference_gflops_here"]
     saved = json.loads((tmp_path / "tune.json").read_text())
     assert set(saved["models"]) == {"xfer", "random"}
+    # the job names the checkpoint's trained model: one retrained in its folder does not resume this job
+    assert json.loads((tmp_path / "settings.json").read_text())["checkpoint_id"] == fingerprint(checkpoint)
     again = tune_network(network, platform, ["random"], tmp_path, config, checkpoint, show_progress=False)
     assert again["models"]["random"]["trials"] == 16  # resumed from the database: nothing measured again
     assert again["models"]["random"] == report["models"]["random"]  # nor compiled and timed again

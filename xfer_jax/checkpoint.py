@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 import pathlib
 
@@ -237,6 +238,15 @@ def default_path() -> pathlib.Path:
         if (candidate / "best").is_dir():
             return candidate
     raise CheckpointError("the shipped default checkpoint is missing from this install; pass a checkpoint path")
+
+
+def fingerprint(path: str | pathlib.Path) -> str:
+    """Names the trained model in a checkpoint folder: retrained in place, the same folder gets another name, so
+    that a job keyed by it (a tune) never resumes with results of the model it replaced."""
+    digest = hashlib.sha256()
+    for meta in sorted(pathlib.Path(path).glob("best/*/metadata/metadata")):  # the best step's JSON metadata
+        digest.update(meta.parent.parent.name.encode() + meta.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def load(path: str | pathlib.Path | None = None) -> Predictor:

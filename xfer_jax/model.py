@@ -46,7 +46,7 @@ class ModelConfig:
     stores: bool = True
     # every store row also reads hardware.relative_store_features: its reuse distances and footprints against the
     # machine's caches, its parallel work against its threads, its vector length against its lanes (log2 ratios);
-    # by-host PCA +0.003 to +0.006 and top-5 +0.01 (session 25-26); only an xfer model with hardware input reads them
+    # by-host, two seeds: PCA +0.002 (Emerald Rapids) and +0.009 (Zen 5), top-5 +0.01 and +0.02 (sessions 25-26)
     relative_features: bool = True
     kind: str = "xfer"  # "xfer" (this model) or "mlp" (the TenSet segment-sum MLP baseline)
 
