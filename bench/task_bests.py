@@ -8,23 +8,25 @@ first record (which names the operator), each model's best mean latency and tria
 
 import argparse
 import collections
-import json
+import math
 import pathlib
+
+from xfer_jax.bridge import records
 
 
 def task_bests(folder: pathlib.Path) -> dict:
     """{workload hash: [best mean seconds, trials, block names]} from a JSONDatabase folder."""
-    workloads = [json.loads(line)[0] for line in (folder / "database_workload.json").read_text().splitlines()]
-    bests = collections.defaultdict(lambda: [float("inf"), 0, []])
-    for line in (folder / "database_tuning_record.json").read_text().splitlines():
-        index, record = json.loads(line)
+    workloads = [line[0] if line else None for _, line in records.iter_json_lines(folder / records.WORKLOAD_FILE)]
+    bests = collections.defaultdict(lambda: [math.inf, 0, []])
+    for _, line in records.iter_json_lines(folder / records.RECORD_FILE):
+        if line is None:  # a corrupt or truncated line
+            continue
+        index, (trace, *_) = line
         entry = bests[workloads[index]]
         entry[1] += 1
-        runs = [s for s in record[1] or [] if s < 1e9]  # failed builds and runs carry 1e10
-        if runs:
-            entry[0] = min(entry[0], sum(runs) / len(runs))
+        entry[0] = min(entry[0], records.latency_s(records.run_secs_of(line)))
         if not entry[2]:
-            entry[2] = [step[2][0] for step in record[0][0] if step[0] == "GetSBlock" and step[2][0] != "root"]
+            entry[2] = [step[2][0] for step in trace[0] if step[0] == "GetSBlock" and step[2][0] != "root"]
     return bests
 
 
@@ -37,7 +39,7 @@ def main() -> None:
     a, b = task_bests(args.job / args.a), task_bests(args.job / args.b)
     for key in sorted(a, key=lambda k: -a[k][0]):
         blocks = ",".join(dict.fromkeys(a[key][2]))[:60] or "-"
-        other = b.get(key, [float("inf"), 0])
+        other = b.get(key, [math.inf, 0])
         print(f"{blocks:60s} {args.a} {a[key][0] * 1e6:9.1f} us ({a[key][1]:4d} trials)  "
               f"{args.b} {other[0] * 1e6:9.1f} us ({other[1]:4d})  ratio {a[key][0] / other[0]:.2f}")
 
