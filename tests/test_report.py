@@ -65,6 +65,8 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     assert (out / "pruning-by-host.png").exists() and "Pruning for collection (h2 held out)" in (out / "README.md").read_text()
     assert set(summary["splits"]) >= {"within-task", "by-task", "by-network/net-x", "by-network/mean",
                                       "by-platform-k0/cpu-b", "by-platform-k4/mean"}
+    assert summary["studies"]["transfer"]["finetune_steps"] == 5 and summary["studies"]["pruning"]["steps"] == 20
+    assert "- every model on every split: " in (out / "README.md").read_text()
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     # a rerun in one process reads every result from the cache: same numbers, no checkpoints needed
     for folder in (out / "work").glob("*/checkpoints"):
@@ -114,12 +116,18 @@ def test_pruning_only_computes_the_pruning_study_and_rewrites_only_its_section(t
     data = synthetic_shards(tmp_path / "data", platforms=("cpu-a", "cpu-b", "cpu-c@h2"))
     out = tmp_path / "reports"
     out.mkdir()
-    (out / "README.md").write_text("# study\n\nsplit tables\n\n## Tuning whole networks\n\ntune rows\n")
-    (out / "summary.json").write_text(json.dumps({"splits": {"by-task": 1}, "pruning": None, "tuning": {"t": 1}}))
+    (out / "README.md").write_text("# study\n\n## Every model on every split\n\nsplit tables\n\n"
+                                   "## Tuning whole networks\n\ntune rows\n")
+    legacy = {"data": {"programs": 123}, "plan": {"steps": 1000, "seeds": [0, 1], "finetune_steps": 300}}
+    (out / "summary.json").write_text(json.dumps({**legacy, "splits": {"by-task": 1}, "pruning": None,
+                                                  "tuning": {"t": 1}}))
     plan = report.Plan(**{**QUICK.to_dict(), "seeds": (0,), "pruning": False})  # turned on by refresh_pruning
     pruning = report.refresh_pruning(data, out, plan, log=lambda *_: None)
     text = (out / "README.md").read_text()
-    assert text.startswith("# study\n\nsplit tables\n\n## Dataset pruning") and text.endswith("tune rows\n")
+    assert text.startswith("# xfer-jax study report") and text.endswith("tune rows\n")
+    assert f"- dataset pruning: {pruning['programs']} programs, 20 training steps, seeds 0\n" in text
+    assert "- every model on every split: 123 programs, 1000 training steps, seeds 0, 1" in text
+    assert text.index("split tables") < text.index("## Dataset pruning") < text.index("## Tuning whole networks")
     assert text.index("### Pruning for collection (h2 held out)") < text.index("## Tuning whole networks")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["splits"] == {"by-task": 1} and summary["tuning"] == {"t": 1}
@@ -133,6 +141,37 @@ def test_pruning_only_computes_the_pruning_study_and_rewrites_only_its_section(t
     unknown = run_cli("report", "--data", data, "--out", out, "--pruning-only", "--prune-methods", "random,oracle")
     assert unknown.returncode == 2 and "unknown pruning method oracle" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_splits_only_rewrites_the_split_rows_and_keeps_the_transfer_study_and_its_provenance(tmp_path):
+    data = synthetic_shards(tmp_path / "data", platforms=("cpu-a", "cpu-b", "cpu-c@h2"))
+    out = tmp_path / "reports"
+    out.mkdir()
+    old_row = {"xgb+hw": {"pca": 0.5, "top1": 0.5, "top5": 0.5}}
+    (out / "README.md").write_text("# study\n\nold header\n\n## Every model on every split\n\nold table\n\n"
+                                   "## Transfer to unseen hardware\n\ntransfer rows\n\n## Tuning whole networks\n\nt\n")
+    (out / "summary.json").write_text(json.dumps({  # as a build before per-study provenance wrote it
+        "data": {"programs": 123}, "plan": {"steps": 1000, "seeds": [0, 1], "finetune_steps": 300},
+        "splits": {"by-task": old_row, "by-network/gone": old_row, "by-host-k0/h2": old_row}, "pruning": None}))
+    plan = report.Plan(**{**QUICK.to_dict(), "seeds": (0,), "splits": ("by-task",)})
+    rows = report.refresh_splits(data, out, plan, log=lambda *_: None)
+    assert set(rows) == {"by-task", "by-network/net-x", "by-network/mean"}  # within-task was not asked for
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["splits"]["by-host-k0/h2"] == old_row and "by-network/gone" not in summary["splits"]
+    assert summary["splits"]["by-task"]["mlp"]["seeds"] == [{x: rows["by-task"]["mlp"][x] for x in report.METRICS}]
+    assert summary["xfer_minus_best_baseline"]["by-task"]["pca"] is None  # no xfer in this plan
+    assert summary["studies"]["transfer"] == {"programs": 123, "steps": 1000, "seeds": [0, 1], "finetune_steps": 300}
+    assert summary["studies"]["splits"]["steps"] == 20 and summary["studies"]["splits"]["seeds"] == [0]
+    text = (out / "README.md").read_text()
+    assert "old header" not in text and "old table" not in text and "transfer rows" in text
+    assert "- transfer to unseen hardware: 123 programs, 1000 training steps (fine-tuning 300), seeds 0, 1" in text
+    assert text.index("| by-task | mlp |") < text.index("| by-host-k0/h2 | xgb+hw |") < text.index("## Transfer")
+    assert report.refresh_splits(data, out, plan, log=lambda *_: None) == rows  # from the cache
+    assert (out / "README.md").read_text() == text
+    unknown = run_cli("report", "--data", data, "--out", out, "--splits-only", "--splits", "by-task,by-host")
+    assert unknown.returncode == 2 and "unknown split by-host" in unknown.stderr and "Traceback" not in unknown.stderr
+    both = run_cli("report", "--out", out, "--splits-only", "--pruning-only")
+    assert both.returncode == 2 and "pass one of them" in both.stderr
 
 
 def test_budget_reads_rounds_top_k_and_a_scheduler_other_than_the_default():

@@ -19,6 +19,7 @@ from .errors import UserError
 from .study import KEEP, MODELS, SHOTS, TRANSFER_MODELS, Study, mean_report
 
 METRICS = ("pca", "top1", "top5")
+WHOLE_SPLITS = ("within-task", "by-task")  # the split table's rows besides by-network and the zero-shot ones
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Plan:
     networks: tuple[str, ...] | None = None  # by-network holdouts; None: two drawn with seed 0
     platforms: tuple[str, ...] | None = None  # by-platform holdouts
     hosts: tuple[str, ...] | None = None  # by-host holdouts
+    splits: tuple[str, ...] = WHOLE_SPLITS
     split_models: tuple[str, ...] = MODELS
     transfer_models: tuple[str, ...] = TRANSFER_MODELS
     pruning: bool = True  # the pruning curves (by-task and by-host, every seed) and the collection simulation
@@ -69,6 +71,7 @@ class Plan:
                                     ("host", self.hosts_of(data), splits.hosts(data)),
                                     ("model", self.split_models, MODELS),
                                     ("transfer model", self.transfer_models, TRANSFER_MODELS),
+                                    ("split", self.splits, WHOLE_SPLITS),
                                     ("pruning method", self.prune_methods, prune.METHODS),
                                     ("pruning host", (self.prune_host,) if self.prune_host else (), splits.hosts(data)),
                                     ("collection method", self.collect_methods, prune.COLLECT_METHODS)):
@@ -164,8 +167,9 @@ def splits_section(table: dict, plan: Plan) -> str:
         "TVM-style pack-sum XGBoost, no hardware input; `xgb+hw`: the same booster with the hardware vector "
         "appended to every store row; `noHW`: xfer without hardware input; `mlp`: TenSet's segment-sum MLP "
         "(`mlp-onehot` in the transfer rows: a platform code instead of the hardware vector). by-network holds "
-        "out every task of one network; the by-platform and by-host rows are zero-shot. 'xfer - best' is xfer's "
-        "PCA minus the best other model's.",
+        "out every task of one network; the by-platform and by-host rows are the transfer study's zero-shot rows "
+        "(each study's dataset, steps and seeds: the lines at the top). 'xfer - best' is xfer's PCA minus the "
+        "best other model's.",
         _table(["split", "model", "PCA", "top-1", "top-5", "xfer - best"], rows)])
 
 
@@ -492,7 +496,7 @@ def tuning_section(out: pathlib.Path) -> tuple[str, dict]:
 def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None]]:
     """Independent pieces of the study, (seed, kind, holdout), the costliest first."""
     pieces = ([("host", h) for h in plan.hosts_of(data)] + [("platform", p) for p in plan.platforms_of(data)]
-              + [("network", n) for n in plan.networks_of(data)] + [("split", "by-task"), ("split", "within-task")])
+              + [("network", n) for n in plan.networks_of(data)] + [("split", name) for name in plan.splits])
     parts = [(seed, kind, name) for kind, name in pieces for seed in plan.seeds]
     if plan.pruning:
         host = plan.prune_host_of(data)
@@ -506,6 +510,7 @@ def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None
 
 
 PRUNING_PARTS = ("prune", "prune-full", "collect")  # the parts the pruning section computes or reads itself
+SPLIT_PARTS = ("network", "split")  # the split table's own rows; "host" and "platform" are the transfer study's
 
 
 def _prune_splits(host: str | None) -> list[tuple[str, str | None]]:
@@ -595,12 +600,7 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
     parts = _parts(data, plan)
     if jobs > 1:
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
-    tables = {seed: {} for seed in plan.seeds}
-    for seed, kind, name in parts:
-        if kind in PRUNING_PARTS:
-            continue
-        tables[seed].update(_run_part(_studies(data, work, plan, log, (seed,))[0], kind, name, plan))
-    table = over_seeds([_with_means(t) for t in tables.values()])
+    table = _table_over_seeds(data, work, plan, log, [p for p in parts if p[1] not in PRUNING_PARTS])
     info = dataset.summary(data)
     sections = [splits_section(table, plan), transfer_section(table, out, plan)]
     pruning = None
@@ -609,10 +609,15 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         sections.append(pruning_text)
     tuning_text, tuning = tuning_section(out)
     sections.append(tuning_text)
+    run = {"programs": info["programs"], "steps": plan.steps, "seeds": list(plan.seeds)}
+    studies = {"splits": run, "transfer": {**run, "finetune_steps": plan.finetune_steps}}
+    if pruning:
+        studies["pruning"] = {x: pruning[x] for x in ("programs", "steps", "seeds")}
     summary = {
         "data": {"path": str(data_path), "programs": info["programs"], "platforms": info["platforms"],
                  "networks": info["networks"]},
         "plan": plan.to_dict(),
+        "studies": studies,
         "splits": table,
         "by_host": {label: row for label, row in table.items() if label.startswith("by-host")},
         "xfer_minus_best_baseline": {label: {x: _margin(row, x) for x in METRICS} for label, row in table.items()},
@@ -620,15 +625,55 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         "tuning": tuning,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    header = "\n\n".join([
+    (out / "README.md").write_text("\n\n".join([_header(data_path, info, studies), *sections]) + "\n")
+    return summary
+
+
+def _table_over_seeds(data: dataset.Dataset, work: pathlib.Path, plan: Plan, log: Callable[[str], None],
+                      parts: list) -> dict:
+    """The split and transfer rows of `parts` (computed or read from the cache), means over the plan's seeds."""
+    tables = {seed: {} for seed in plan.seeds}
+    for seed, kind, name in parts:
+        tables[seed].update(_run_part(_studies(data, work, plan, log, (seed,))[0], kind, name, plan))
+    return over_seeds([_with_means(t) for t in tables.values()])
+
+
+STUDY_NAMES = {"splits": "every model on every split", "transfer": "transfer to unseen hardware",
+               "pruning": "dataset pruning"}
+
+
+def _header(data_path: pathlib.Path, info: dict, studies: dict) -> str:
+    """The report's title and what each study was computed on: sections refreshed alone (`--splits-only`,
+    `--pruning-only`) can differ from the rest in dataset size, steps and seeds."""
+    lines = [f"- {STUDY_NAMES[name]}: {run['programs']} programs, {run['steps']} training steps"
+             + (f" (fine-tuning {run['finetune_steps']})" if "finetune_steps" in run else "")
+             + f", seeds {', '.join(map(str, run['seeds']))}" for name, run in studies.items()]
+    return "\n\n".join([
         "# xfer-jax study report",
         "Generated by `xfer-jax report` from the committed dataset and tune results; do not edit by hand. "
         "Definitions: ../../shared/METRICS.md (PCA, top-k score, splits).",
-        f"Dataset `{data_path}`: {info['programs']} measured programs, {info['tasks']} tasks, platforms "
-        f"{', '.join(info['platforms'])}, networks {', '.join(info['networks'])}. Training: {plan.steps} steps "
-        f"(fine-tuning {plan.finetune_steps}), seeds {', '.join(map(str, plan.seeds))}."])
-    (out / "README.md").write_text("\n\n".join([header, *sections]) + "\n")
-    return summary
+        f"Dataset `{data_path}` now: {info['programs']} measured programs, {info['tasks']} tasks, platforms "
+        f"{', '.join(info['platforms'])}, networks {', '.join(info['networks'])}. Each study was computed on:",
+        "\n".join(lines)])
+
+
+def _studies_of(summary: dict) -> dict:
+    """What each study of an existing summary was computed on; a summary written before "studies" existed had
+    one dataset and plan for the split and transfer tables."""
+    if "studies" in summary:
+        return summary["studies"]
+    run = {"programs": summary["data"]["programs"], "steps": summary["plan"]["steps"],
+           "seeds": summary["plan"]["seeds"]}
+    studies = {"splits": run, "transfer": {**run, "finetune_steps": summary["plan"]["finetune_steps"]}}
+    if summary.get("pruning"):
+        studies["pruning"] = {x: summary["pruning"][x] for x in ("programs", "steps", "seeds")}
+    return studies
+
+
+def _with_header(text: str, header: str) -> str:
+    """`text` with everything before its first `## ` section replaced by `header`."""
+    first = text.find("\n## ")
+    return header + "\n\n" + (text[first + 1:] if first >= 0 else "")
 
 
 def _studies(data: dataset.Dataset, work: pathlib.Path, plan: Plan, log: Callable[[str], None],
@@ -686,11 +731,46 @@ def refresh_pruning(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log:
         parts = [p for p in _parts(data, plan) if p[1] in PRUNING_PARTS]
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
     pruning_text, pruning = pruning_section(_studies(data, work, plan, log), out, plan, plan.prune_host_of(data))
-    readme.write_text(_with_section(readme.read_text(), "Dataset pruning", pruning_text, before="Tuning"))
     summary = json.loads(summary_path.read_text())
-    summary["pruning"] = pruning
+    studies = {**_studies_of(summary), "pruning": {x: pruning[x] for x in ("programs", "steps", "seeds")}}
+    text = _with_section(readme.read_text(), "Dataset pruning", pruning_text, before="Tuning")
+    readme.write_text(_with_header(text, _header(data_path, dataset.summary(data), studies)))
+    summary.update(pruning=pruning, studies=studies)
     summary_path.write_text(json.dumps(summary, indent=1))
     return pruning
+
+
+def _is_split_row(label: str) -> bool:
+    return label in WHOLE_SPLITS or label.startswith("by-network/")
+
+
+def refresh_splits(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log: Callable[[str], None] = print,
+                   jobs: int = 1) -> dict:
+    """Compute what is missing of the split table's own rows (within-task, by-task, by-network) and rewrite only
+    them: the transfer study's rows and section and the pruning study stay as they were (the header says what each
+    was computed on). Returns the new rows."""
+    out = pathlib.Path(out)
+    readme, summary_path = _existing_report(out)
+    data = dataset.load(data_path)
+    plan.check(data)
+    work = out / "work"
+    parts = [p for p in _parts(data, plan) if p[1] in SPLIT_PARTS]
+    if jobs > 1:
+        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
+    rows = _table_over_seeds(data, work, plan, log, parts)
+    summary = json.loads(summary_path.read_text())
+    info = dataset.summary(data)
+    studies = {**_studies_of(summary), "splits": {"programs": info["programs"], "steps": plan.steps,
+                                                  "seeds": list(plan.seeds)}}
+    table = {**{label: row for label, row in summary["splits"].items() if not _is_split_row(label)}, **rows}
+    summary.update(splits=table, studies=studies,
+                   xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
+                                             for label, row in table.items()})
+    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table, plan),
+                         before="Transfer to unseen hardware")
+    readme.write_text(_with_header(text, _header(data_path, info, studies)))
+    summary_path.write_text(json.dumps(summary, indent=1))
+    return rows
 
 
 def parse_list(text: str, kind=str, what: str = "values") -> tuple:
