@@ -33,6 +33,19 @@ def test_summary_reports_sizes_per_platform_and_network(synthetic_dataset):
     assert stats["programs"] + stats["failed"] == 288
     assert sum(stats["programs_per_platform"].values()) == stats["programs"]
     assert stats["tasks"] == 6
+    assert stats["distinct_programs"] == stats["programs"] and stats["one_schedule_groups"] == 0  # random rows
+
+
+def test_a_schedule_timed_twice_counts_once_however_its_latency_differs(synthetic_dataset):
+    data = ds.load(synthetic_dataset)
+    arrays = [x.copy() for x in (data.features, data.mask, data.trace_ids, data.trace_values)]
+    members = np.flatnonzero(data.group == data.group[0])[:5]
+    for x in arrays:
+        x[members[1]] = x[members[0]]
+    assert ds.distinct_programs(tuple(arrays), members) == 4
+    for x in arrays:
+        x[members] = x[members[0]]
+    assert ds.distinct_programs(tuple(arrays), members) == 1
 
 
 def test_a_task_in_two_networks_belongs_to_both(synthetic_dataset):

@@ -371,3 +371,19 @@ def test_hardware_noise_moves_each_groups_hardware_vector_as_one_and_only_the_en
     np.testing.assert_array_equal(noisy.features, plain.features)
     with pytest.raises(UserError, match="hardware_noise"):
         train.TrainConfig(hardware_noise=-1.0)
+
+
+def test_groups_that_measured_one_program_again_and_again_are_never_drawn(synthetic_dataset):
+    data = dataset.load(synthetic_dataset)
+    repeated = data.group[0]
+    at = np.flatnonzero(data.group == repeated)
+    features, mask, trace_ids, trace_values = (x.copy() for x in (data.features, data.mask, data.trace_ids,
+                                                                   data.trace_values))
+    for x in (features, mask, trace_ids, trace_values):
+        x[at] = x[at[0]]  # one schedule, timed len(at) times: only the noise in its latency tells them apart
+    inputs = (features, mask, data.workload, data.hardware, trace_ids, trace_values)
+
+    def groups(config):  # the groups a sampler draws from
+        return {int(data.group[m[0]]) for m in train.GroupSampler(data, inputs, config).members}
+    every = groups(dataclasses.replace(TINY, distinct_groups=False))
+    assert repeated in every and groups(TINY) == every - {repeated}

@@ -396,6 +396,13 @@ def _assemble(parts: list[dict], max_stores: int | None, provenance: dict, measu
     )
 
 
+def distinct_programs(arrays: tuple[np.ndarray, ...], members: np.ndarray) -> int:
+    """How many different programs `members` holds, read from per-program `arrays` (store rows, store mask, trace
+    tokens): one schedule measured again counts once."""
+    rows = [x[members].reshape(len(members), -1).astype(np.float32) for x in arrays]
+    return len(np.unique(np.concatenate(rows, axis=1), axis=0))
+
+
 def summary(data: Dataset) -> dict:
     """What `xfer-jax info --json` prints."""
     from .splits import hosts  # splits reads datasets
@@ -404,6 +411,8 @@ def summary(data: Dataset) -> dict:
     names = data.platform_names
     per_platform = {n: int(np.sum(ok & (data.platform == i))) for i, n in enumerate(names)}
     groups_ok = np.unique(data.group[ok])
+    program_arrays = (data.features, data.mask, data.trace_ids, data.trace_values)
+    distinct = [distinct_programs(program_arrays, np.flatnonzero(ok & (data.group == g))) for g in groups_ok]
     per_network = {}
     for network in sorted(data.networks):
         tasks = {t for p in names for t in data.network_weights(network, p)}
@@ -422,6 +431,9 @@ def summary(data: Dataset) -> dict:
         "reference_gflops_per_platform": {p["name"]: p["descriptor"].get("reference_gflops", 0.0)
                                           for p in data.platforms},
         "mean_programs_per_group": round(float(ok.sum()) / max(len(groups_ok), 1), 1),
+        # a tiny task with nothing to tune yields one schedule, timed again and again: no ranking signal
+        "distinct_programs": int(sum(distinct)),
+        "one_schedule_groups": int(sum(d == 1 for d in distinct)),
         "max_stores": int(data.mask.shape[1]),
         "trace_tokens": data.has_traces,
         **({"derived_from": data.provenance["derived_from"]} if "derived_from" in data.provenance else {}),

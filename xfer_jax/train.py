@@ -23,7 +23,7 @@ import tqdm
 from flax import nnx
 
 from . import checkpoint, dataset, losses, metrics, splits
-from .dataset import Dataset, store_bucket
+from .dataset import Dataset, distinct_programs, store_bucket
 from .errors import UserError
 from .evaluate import ranking_report
 from .model import ModelConfig, build_model
@@ -54,6 +54,9 @@ class TrainConfig:
     # over the training programs: a few hosts give a few distinct vectors, which a model can memorise as host ids
     # (every host held out, two seeds: +0.019 PCA on Emerald Rapids, +0.008 on Zen 5, +-0.002 on the others; session 14)
     hardware_noise: float = 0.5
+    # draw only groups with two or more different programs: a quarter of data/v1's groups measured one schedule
+    # again and again (tiny tasks with nothing to tune), where every model ties and the loss has no gradient
+    distinct_groups: bool = True
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -96,6 +99,9 @@ class GroupSampler:
         groups = [g for g in np.unique(data.group[ok]) if (data.group[ok] == g).sum() >= 2]
         host, hosts = host_shard
         self.members = [np.flatnonzero(ok & (data.group == g)) for g in groups[host::hosts]]
+        if config.distinct_groups:
+            program_arrays = (inputs[0], inputs[1], inputs[4], inputs[5])  # store rows, mask, trace tokens
+            self.members = [m for m in self.members if distinct_programs(program_arrays, m) >= 2]
         if not self.members:
             raise UserError("no group in the training data has two or more measured programs")
         # a batch draws its groups from one store bucket, so it is padded to that bucket, not to the maximum
