@@ -81,7 +81,7 @@ def test_a_frozen_prescreening_model_never_updates_and_featurizes_only_the_best_
         XferCostModel.from_checkpoint(checkpoint, platform, prescreen=1.0)
     cost_model = XferCostModel.from_checkpoint(checkpoint, platform, frozen=True, prescreen=0.25)
     before = xfer_jax.load(checkpoint).params
-    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
+    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=32, num_trials_per_iter=8,
                            cost_model=cost_model, **fast_measurement(platform))
     assert 0 < len(database.get_all_tuning_records()) <= 16
     assert cost_model.updates["tried"] == 0
@@ -185,7 +185,7 @@ def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoi
     for mistake in (dict(frozen=True, explore_after=2), dict(explore_after=0)):
         with pytest.raises(UserError, match="stalled"):
             XferCostModel.from_checkpoint(checkpoint, platform, **mistake)
-    # two measurements without a 1% better program: a 16-trial tune of one task stalls
+    # two measurements without a 1% better program: a 32-trial tune of one task stalls, and search scores it after
     cost_model = XferCostModel.from_checkpoint(checkpoint, platform, adapt_every=8, explore_after=2, prescreen=0.25)
     weights_seen = {"_scored": [], "_prescreened": []}  # the task's stall weight whenever search scored it
 
@@ -199,7 +199,7 @@ def test_xfer_explore_blends_a_booster_into_a_task_that_stops_improving(checkpoi
 
     recording("_scored", lambda key, inputs: key)
     recording("_prescreened", lambda context, candidates, tokens: tokens[0])
-    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
+    ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=32, num_trials_per_iter=8,
                 cost_model=cost_model, **fast_measurement(platform))
     assert cost_model.updates["stalled_tasks"] == 1 and cost_model.updates["stall_fits"] >= 1
     assert cost_model.updates["tried"] >= 1  # and the model itself still fine-tunes
