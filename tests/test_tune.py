@@ -81,7 +81,7 @@ def test_a_frozen_prescreening_model_never_updates_and_featurizes_only_the_best_
         XferCostModel.from_checkpoint(checkpoint, platform, prescreen=1.0)
     cost_model = XferCostModel.from_checkpoint(checkpoint, platform, frozen=True, prescreen=0.25)
     before = xfer_jax.load(checkpoint).params
-    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=32, num_trials_per_iter=8,
+    database = ms.tune_tir(task.mod, target, work_dir=str(tmp_path), max_trials_global=16, num_trials_per_iter=8,
                            cost_model=cost_model, **fast_measurement(platform))
     assert 0 < len(database.get_all_tuning_records()) <= 16
     assert cost_model.updates["tried"] == 0
