@@ -609,10 +609,10 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         sections.append(pruning_text)
     tuning_text, tuning = tuning_section(out)
     sections.append(tuning_text)
-    run = {"programs": info["programs"], "steps": plan.steps, "seeds": list(plan.seeds)}
+    run = _computed_on(info["programs"], plan.steps, plan.seeds)
     studies = {"splits": run, "transfer": {**run, "finetune_steps": plan.finetune_steps}}
     if pruning:
-        studies["pruning"] = {x: pruning[x] for x in ("programs", "steps", "seeds")}
+        studies["pruning"] = _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])
     summary = {
         "data": {"path": str(data_path), "programs": info["programs"], "platforms": info["platforms"],
                  "networks": info["networks"]},
@@ -636,6 +636,11 @@ def _table_over_seeds(data: dataset.Dataset, work: pathlib.Path, plan: Plan, log
     for seed, kind, name in parts:
         tables[seed].update(_run_part(_studies(data, work, plan, log, (seed,))[0], kind, name, plan))
     return over_seeds([_with_means(t) for t in tables.values()])
+
+
+def _computed_on(programs: int, steps: int, seeds) -> dict:
+    """What one study was computed on, as summary.json["studies"] and the report's header keep it."""
+    return {"programs": programs, "steps": steps, "seeds": list(seeds)}
 
 
 STUDY_NAMES = {"splits": "every model on every split", "transfer": "transfer to unseen hardware",
@@ -662,11 +667,11 @@ def _studies_of(summary: dict) -> dict:
     one dataset and plan for the split and transfer tables."""
     if "studies" in summary:
         return summary["studies"]
-    run = {"programs": summary["data"]["programs"], "steps": summary["plan"]["steps"],
-           "seeds": summary["plan"]["seeds"]}
+    run = _computed_on(summary["data"]["programs"], summary["plan"]["steps"], summary["plan"]["seeds"])
     studies = {"splits": run, "transfer": {**run, "finetune_steps": summary["plan"]["finetune_steps"]}}
     if summary.get("pruning"):
-        studies["pruning"] = {x: summary["pruning"][x] for x in ("programs", "steps", "seeds")}
+        pruning = summary["pruning"]
+        studies["pruning"] = _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])
     return studies
 
 
@@ -732,7 +737,7 @@ def refresh_pruning(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log:
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
     pruning_text, pruning = pruning_section(_studies(data, work, plan, log), out, plan, plan.prune_host_of(data))
     summary = json.loads(summary_path.read_text())
-    studies = {**_studies_of(summary), "pruning": {x: pruning[x] for x in ("programs", "steps", "seeds")}}
+    studies = {**_studies_of(summary), "pruning": _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])}
     text = _with_section(readme.read_text(), "Dataset pruning", pruning_text, before="Tuning")
     readme.write_text(_with_header(text, _header(data_path, dataset.summary(data), studies)))
     summary.update(pruning=pruning, studies=studies)
@@ -760,8 +765,7 @@ def refresh_splits(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log: 
     rows = _table_over_seeds(data, work, plan, log, parts)
     summary = json.loads(summary_path.read_text())
     info = dataset.summary(data)
-    studies = {**_studies_of(summary), "splits": {"programs": info["programs"], "steps": plan.steps,
-                                                  "seeds": list(plan.seeds)}}
+    studies = {**_studies_of(summary), "splits": _computed_on(info["programs"], plan.steps, plan.seeds)}
     table = {**{label: row for label, row in summary["splits"].items() if not _is_split_row(label)}, **rows}
     summary.update(splits=table, studies=studies,
                    xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
