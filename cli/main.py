@@ -405,15 +405,18 @@ def report(
                                       "and the collection simulation, not the split and transfer tables"),
     splits_only: bool = typer.Option(False, "--splits-only", help="only compute and rewrite the split table's "
                                      "within-task, by-task and by-network rows, not the transfer study nor pruning"),
+    transfer_only: bool = typer.Option(False, "--transfer-only", help="only compute and rewrite the transfer study's "
+                                       "rows: by-host with --hosts, by-platform with --platforms, both without"),
 ) -> None:
     """Every model on every split (by-host included), transfer curves, pruning and tuning, as reports/README.md,
     PNG plots and summary.json. Trained models are cached: a rerun only trains what is missing."""
     with user_errors():
-        from xfer_jax.report import (Plan, build, parse_fractions, parse_list, refresh_pruning, refresh_splits,
-                                     refresh_tuning)
+        from xfer_jax.report import (TRANSFER_KINDS, Plan, build, parse_fractions, parse_list, refresh_pruning,
+                                     refresh_splits, refresh_transfer, refresh_tuning)
 
-        if tuning_only + pruning_only + splits_only > 1:
-            raise UserError("--tuning-only, --pruning-only and --splits-only rewrite different parts; pass one of them")
+        if tuning_only + pruning_only + splits_only + transfer_only > 1:
+            raise UserError("--tuning-only, --pruning-only, --splits-only and --transfer-only rewrite different "
+                            "parts; pass one of them")
         if tuning_only:
             runs = refresh_tuning(out).get("runs", {})
             typer.echo(f"{len(runs)} tune reports -> {out / 'README.md'}")
@@ -439,8 +442,12 @@ def report(
                            + ("none" if kept is None else f"{kept:.0%} kept"))
             typer.echo(f"report: {out / 'README.md'}")
             return
-        if splits_only:
-            refresh_splits(data, out, plan, log=typer.echo, jobs=jobs)
+        if splits_only or transfer_only:
+            if splits_only:
+                refresh_splits(data, out, plan, log=typer.echo, jobs=jobs)
+            else:
+                kinds = tuple(by for by, named in zip(TRANSFER_KINDS, (hosts, platforms)) if named) or TRANSFER_KINDS
+                refresh_transfer(data, out, plan, kinds, log=typer.echo, jobs=jobs)
             summary = json.loads((out / "summary.json").read_text())
         else:
             summary = build(data, out, plan, log=typer.echo, jobs=jobs)

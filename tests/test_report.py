@@ -65,8 +65,10 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     assert (out / "pruning-by-host.png").exists() and "Pruning for collection (h2 held out)" in (out / "README.md").read_text()
     assert set(summary["splits"]) >= {"within-task", "by-task", "by-network/net-x", "by-network/mean",
                                       "by-platform-k0/cpu-b", "by-platform-k4/mean"}
-    assert summary["studies"]["transfer"]["finetune_steps"] == 5 and summary["studies"]["pruning"]["steps"] == 20
+    assert summary["studies"]["by-platform"]["finetune_steps"] == 5 and summary["studies"]["pruning"]["steps"] == 20
+    assert summary["studies"]["by-host"]["held_out"] == ["h2", "unlabelled"]
     assert "- every model on every split: " in (out / "README.md").read_text()
+    assert ", shots 0, 4, held out cpu-b\n" in (out / "README.md").read_text()
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
     # a rerun in one process reads every result from the cache: same numbers, no checkpoints needed
     for folder in (out / "work").glob("*/checkpoints"):
@@ -160,11 +162,12 @@ def test_splits_only_rewrites_the_split_rows_and_keeps_the_transfer_study_and_it
     assert summary["splits"]["by-host-k0/h2"] == old_row and "by-network/gone" not in summary["splits"]
     assert summary["splits"]["by-task"]["mlp"]["seeds"] == [{x: rows["by-task"]["mlp"][x] for x in report.METRICS}]
     assert summary["xfer_minus_best_baseline"]["by-task"]["pca"] is None  # no xfer in this plan
-    assert summary["studies"]["transfer"] == {"programs": 123, "steps": 1000, "seeds": [0, 1], "finetune_steps": 300}
+    assert summary["studies"]["by-host"] == {"programs": 123, "steps": 1000, "seeds": [0, 1], "finetune_steps": 300}
+    assert "by-platform" not in summary["studies"]  # the old summary had no by-platform rows
     assert summary["studies"]["splits"]["steps"] == 20 and summary["studies"]["splits"]["seeds"] == [0]
     text = (out / "README.md").read_text()
     assert "old header" not in text and "old table" not in text and "transfer rows" in text
-    assert "- transfer to unseen hardware: 123 programs, 1000 training steps (fine-tuning 300), seeds 0, 1" in text
+    assert "- transfer to unseen hosts: 123 programs, 1000 training steps (fine-tuning 300), seeds 0, 1" in text
     assert text.index("| by-task | mlp |") < text.index("| by-host-k0/h2 | xgb+hw |") < text.index("## Transfer")
     assert report.refresh_splits(data, out, plan, log=lambda *_: None) == rows  # from the cache
     assert (out / "README.md").read_text() == text
@@ -200,6 +203,50 @@ def test_seen_tells_the_tuned_platform_from_its_host_and_from_neither():
     assert report._seen({**trained, "platform": "avx2-2t"}) == "host"  # unlabelled, as avx2-1t
     assert report._seen({**trained, "platform": "amx-2t@emeraldrapids"}) == "no"
     assert report._seen({"platform": "avx2-2t"}) == "-"
+
+
+def test_transfer_only_rewrites_one_kind_of_transfer_rows_and_keeps_the_rest(tmp_path):
+    data = synthetic_shards(tmp_path / "data", platforms=("cpu-a", "cpu-b", "cpu-c@h2"))
+    out = tmp_path / "reports"
+    out.mkdir()
+    row = lambda pca: {"xfer": {"pca": pca, "top1": pca, "top5": pca}}  # noqa: E731
+    old = {"by-task": row(0.6), "by-host-k0/unlabelled": row(0.5), "by-host-k0/gone": row(0.5),
+           "by-host-k0/mean": row(0.5), "by-host-k8/gone": row(0.5), "by-platform-k0/cpu-b": row(0.4),
+           "by-platform-k0/mean": row(0.4), "by-platform-k8/cpu-b": row(0.45), "by-platform-k8/mean": row(0.45)}
+    (out / "README.md").write_text("# study\n\n## Every model on every split\n\nold table\n\n"
+                                   "## Transfer to unseen hardware\n\nold transfer\n\n## Dataset pruning\n\np\n")
+    (out / "summary.json").write_text(json.dumps({  # as a build before each transfer kind had its provenance
+        "data": {"programs": 123}, "plan": {"steps": 1000, "seeds": [0, 1], "finetune_steps": 300},
+        "studies": {"splits": {"programs": 123, "steps": 1000, "seeds": [0, 1]},
+                    "transfer": {"programs": 123, "steps": 1000, "seeds": [0, 1], "finetune_steps": 300}},
+        "splits": old, "pruning": None}))
+    plan = report.Plan(**{**QUICK.to_dict(), "seeds": (0,), "shots": (0,), "hosts": ("unlabelled",),
+                          "transfer_models": ("mlp-onehot", "xgb")})
+    rows = report.refresh_transfer(data, out, plan, ("host",), log=lambda *_: None)
+    assert set(rows) == {"by-host-k0/unlabelled", "by-host-k0/mean"}
+    summary = json.loads((out / "summary.json").read_text())
+    table = summary["splits"]
+    assert not {"by-host-k0/gone", "by-host-k8/gone"} & set(table)  # the old holdouts of the refreshed kind go
+    assert table["by-host-k0/mean"] == table["by-host-k0/unlabelled"] == json.loads(json.dumps(rows["by-host-k0/mean"]))
+    assert set(table["by-host-k0/mean"]) == {"mlp-onehot", "xgb"} and set(summary["by_host"]) == set(rows)
+    assert table["by-task"] == old["by-task"] and table["by-platform-k8/cpu-b"] == old["by-platform-k8/cpu-b"]
+    studies = summary["studies"]
+    assert studies["by-host"] == {"programs": len(report.dataset.load(data)), "steps": 20, "seeds": [0],
+                                  "finetune_steps": 5, "shots": [0], "held_out": ["unlabelled"]}
+    assert studies["by-platform"]["steps"] == 1000 and "transfer" not in studies  # the kind left out keeps its own
+    text = (out / "README.md").read_text()
+    assert "old table" not in text and "old transfer" not in text and text.endswith("## Dataset pruning\n\np\n")
+    assert "- transfer to unseen hosts: " in text and ", shots 0, held out unlabelled\n" in text
+    assert "- transfer to an unseen config of a seen host: 123 programs, 1000 training steps" in text
+    assert "### by-host: mean over 1 held-out hosts (unlabelled)" in text
+    assert "| k=8 | xfer | 0.450 |" in text  # the by-platform rows keep their own shots
+    assert text.index("## Every model") < text.index("## Transfer") < text.index("## Dataset pruning")
+    assert report.refresh_transfer(data, out, plan, ("host",), log=lambda *_: None) == rows  # from the cache
+    assert (out / "README.md").read_text() == text
+    four = run_cli("report", "--out", out, "--transfer-only", "--splits-only")
+    assert four.returncode == 2 and "pass one of them" in four.stderr
+    unknown = run_cli("report", "--data", data, "--out", out, "--transfer-only", "--hosts", "nosuch")
+    assert unknown.returncode == 2 and "unknown host nosuch" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
 def test_xfer_margin_is_over_the_best_other_model_and_ignores_xgb_target():

@@ -114,26 +114,34 @@ def _margin(row: dict, metric: str = "pca") -> float | None:
     return row["xfer"][metric] - max(others)
 
 
-def transfer_section(table: dict, out: pathlib.Path, plan: Plan) -> str:
+def _present(table: dict, by: str) -> tuple[list[int], list[str]]:
+    """The shots and the transfer models that `table`'s by-<by> rows hold: a refreshed kind keeps its own."""
+    shots = sorted({int(label.split("/", 1)[0].rsplit("-k", 1)[1]) for label in table
+                    if label.startswith(f"by-{by}-k")})
+    models = {m for label, row in table.items() if label.startswith(f"by-{by}-k") for m, e in row.items() if e}
+    return shots, [m for m in TRANSFER_MODELS if m in models]
+
+
+def transfer_section(table: dict, out: pathlib.Path) -> str:
     """Shots curves (mean over held-out configs or hosts) and the per-holdout table, for platforms and hosts."""
     panels, parts = [], []
     for by in ("host", "platform"):
         if f"by-{by}-k0/mean" not in table:
             parts.append(f"### by-{by}: not run (the dataset has one {by})")
             continue
+        shots, models = _present(table, by)
         rows = [[f"k={k}", m] + [_cell(table[f"by-{by}-k{k}/mean"].get(m), x) for x in METRICS]
-                for k in plan.shots for m in plan.transfer_models if f"by-{by}-k{k}/mean" in table]
+                for k in shots for m in models]
         holdouts = sorted({label.split("/", 1)[1] for label in table if label.startswith(f"by-{by}-k")} - {"mean"})
         per_holdout = [[h, f"k={k}"] + [" / ".join(_cell(table[f"by-{by}-k{k}/{h}"].get(m), x) for x in ("pca", "top5"))
-                                         for m in plan.transfer_models] for h in holdouts for k in plan.shots]
+                                         for m in models] for h in holdouts for k in shots]
         for metric in ("pca", "top5"):
             panels.append(("k programs per task and config from the held-out hardware", f"{metric}, by-{by}",
-                           {m: (list(plan.shots), [(table[f"by-{by}-k{k}/mean"].get(m) or {}).get(metric)
-                                                   for k in plan.shots]) for m in plan.transfer_models}))
+                           {m: (shots, [(table[f"by-{by}-k{k}/mean"].get(m) or {}).get(metric) for k in shots])
+                            for m in models}))
         parts += [f"### by-{by}: mean over {len(holdouts)} held-out {by}s ({', '.join(holdouts)})",
                   _table(["shots", "model", "PCA", "top-1", "top-5"], rows),
-                  f"Per held-out {by}, PCA / top-5:", _table([f"held-out {by}", "shots", *plan.transfer_models],
-                                                             per_holdout)]
+                  f"Per held-out {by}, PCA / top-5:", _table([f"held-out {by}", "shots", *models], per_holdout)]
     plots.line_panels(out / "transfer.png", panels,
                       "transfer to unseen hardware (mean over held-out hosts / configs and seeds)", columns=2)
     return "\n\n".join([
@@ -602,15 +610,15 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
     table = _table_over_seeds(data, work, plan, log, [p for p in parts if p[1] not in PRUNING_PARTS])
     info = dataset.summary(data)
-    sections = [splits_section(table, plan), transfer_section(table, out, plan)]
+    sections = [splits_section(table, plan), transfer_section(table, out)]
     pruning = None
     if plan.pruning:
         pruning_text, pruning = pruning_section(_studies(data, work, plan, log), out, plan, plan.prune_host_of(data))
         sections.append(pruning_text)
     tuning_text, tuning = tuning_section(out)
     sections.append(tuning_text)
-    run = _computed_on(info["programs"], plan.steps, plan.seeds)
-    studies = {"splits": run, "transfer": {**run, "finetune_steps": plan.finetune_steps}}
+    studies = {"splits": _computed_on(info["programs"], plan.steps, plan.seeds),
+               **_transfer_studies(data, plan, TRANSFER_KINDS)}
     if pruning:
         studies["pruning"] = _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])
     summary = {
@@ -638,13 +646,24 @@ def _table_over_seeds(data: dataset.Dataset, work: pathlib.Path, plan: Plan, log
     return over_seeds([_with_means(t) for t in tables.values()])
 
 
-def _computed_on(programs: int, steps: int, seeds) -> dict:
+def _computed_on(programs: int, steps: int, seeds, **extra) -> dict:
     """What one study was computed on, as summary.json["studies"] and the report's header keep it."""
-    return {"programs": programs, "steps": steps, "seeds": list(seeds)}
+    return {"programs": programs, "steps": steps, "seeds": list(seeds), **extra}
 
 
-STUDY_NAMES = {"splits": "every model on every split", "transfer": "transfer to unseen hardware",
-               "pruning": "dataset pruning"}
+TRANSFER_KINDS = ("host", "platform")
+
+
+def _transfer_studies(data: dataset.Dataset, plan: Plan, kinds: tuple[str, ...]) -> dict:
+    """{"by-host": ..., "by-platform": ...} provenance for the transfer kinds the plan holds something out of."""
+    holdouts = {"host": plan.hosts_of(data), "platform": plan.platforms_of(data)}
+    return {f"by-{by}": _computed_on(len(data), plan.steps, plan.seeds, finetune_steps=plan.finetune_steps,
+                                     shots=list(plan.shots), held_out=list(holdouts[by]))
+            for by in kinds if holdouts[by]}
+
+
+STUDY_NAMES = {"splits": "every model on every split", "by-host": "transfer to unseen hosts",
+               "by-platform": "transfer to an unseen config of a seen host", "pruning": "dataset pruning"}
 
 
 def _header(data_path: pathlib.Path, info: dict, studies: dict) -> str:
@@ -652,7 +671,10 @@ def _header(data_path: pathlib.Path, info: dict, studies: dict) -> str:
     `--pruning-only`) can differ from the rest in dataset size, steps and seeds."""
     lines = [f"- {STUDY_NAMES[name]}: {run['programs']} programs, {run['steps']} training steps"
              + (f" (fine-tuning {run['finetune_steps']})" if "finetune_steps" in run else "")
-             + f", seeds {', '.join(map(str, run['seeds']))}" for name, run in studies.items()]
+             + f", seeds {', '.join(map(str, run['seeds']))}"
+             + (f", shots {', '.join(map(str, run['shots']))}" if "shots" in run else "")
+             + (f", held out {', '.join(run['held_out'])}" if "held_out" in run else "")
+             for name, run in ((n, studies[n]) for n in STUDY_NAMES if n in studies)]
     return "\n\n".join([
         "# xfer-jax study report",
         "Generated by `xfer-jax report` from the committed dataset and tune results; do not edit by hand. "
@@ -663,15 +685,20 @@ def _header(data_path: pathlib.Path, info: dict, studies: dict) -> str:
 
 
 def _studies_of(summary: dict) -> dict:
-    """What each study of an existing summary was computed on; a summary written before "studies" existed had
-    one dataset and plan for the split and transfer tables."""
-    if "studies" in summary:
-        return summary["studies"]
-    run = _computed_on(summary["data"]["programs"], summary["plan"]["steps"], summary["plan"]["seeds"])
-    studies = {"splits": run, "transfer": {**run, "finetune_steps": summary["plan"]["finetune_steps"]}}
-    if summary.get("pruning"):
-        pruning = summary["pruning"]
-        studies["pruning"] = _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])
+    """What each study of an existing summary was computed on. A summary written before "studies" existed had one
+    dataset and plan for the split and transfer tables; one written before each transfer kind kept its own
+    provenance had one "transfer" entry for both."""
+    studies = dict(summary.get("studies") or {})
+    if not studies:
+        run = _computed_on(summary["data"]["programs"], summary["plan"]["steps"], summary["plan"]["seeds"])
+        studies = {"splits": run, "transfer": {**run, "finetune_steps": summary["plan"]["finetune_steps"]}}
+        if summary.get("pruning"):
+            pruning = summary["pruning"]
+            studies["pruning"] = _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])
+    transfer = studies.pop("transfer", None)
+    if transfer:
+        studies.update({f"by-{by}": transfer for by in TRANSFER_KINDS
+                        if any(label.startswith(f"by-{by}-k") for label in summary.get("splits", {}))})
     return studies
 
 
@@ -773,6 +800,39 @@ def refresh_splits(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log: 
     text = _with_section(readme.read_text(), "Every model on every split", splits_section(table, plan),
                          before="Transfer to unseen hardware")
     readme.write_text(_with_header(text, _header(data_path, info, studies)))
+    summary_path.write_text(json.dumps(summary, indent=1))
+    return rows
+
+
+def refresh_transfer(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, kinds: tuple[str, ...] = TRANSFER_KINDS,
+                     log: Callable[[str], None] = print, jobs: int = 1) -> dict:
+    """Compute what is missing of the transfer study's `kinds` ("host", "platform") and rewrite only their rows:
+    every other row, the pruning study and each kind left out keep what they were computed on (the header says).
+    A kind's old holdouts go: its means cover the plan's holdouts alone. Returns the new rows."""
+    out = pathlib.Path(out)
+    readme, summary_path = _existing_report(out)
+    data = dataset.load(data_path)
+    plan.check(data)
+    unknown = sorted(set(kinds) - set(TRANSFER_KINDS))
+    if unknown:
+        raise UserError(f"unknown transfer kind {', '.join(unknown)}; there are {', '.join(TRANSFER_KINDS)}")
+    work = out / "work"
+    parts = [p for p in _parts(data, plan) if p[1] in kinds]
+    if jobs > 1:
+        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
+    rows = _table_over_seeds(data, work, plan, log, parts)
+    summary = json.loads(summary_path.read_text())
+    studies = {**_studies_of(summary), **_transfer_studies(data, plan, kinds)}
+    refreshed = tuple(f"by-{by}-k" for by in kinds)
+    table = {**{label: row for label, row in summary["splits"].items() if not label.startswith(refreshed)}, **rows}
+    summary.update(splits=table, studies=studies,
+                   by_host={label: row for label, row in table.items() if label.startswith("by-host")},
+                   xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
+                                             for label, row in table.items()})
+    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table, plan),
+                         before="Transfer to unseen hardware")
+    text = _with_section(text, "Transfer to unseen hardware", transfer_section(table, out), before="Dataset pruning")
+    readme.write_text(_with_header(text, _header(data_path, dataset.summary(data), studies)))
     summary_path.write_text(json.dumps(summary, indent=1))
     return rows
 
