@@ -21,6 +21,7 @@ from xfer_jax.errors import UserError
 from helpers import CLI, assert_one_line, run_cli, write_matmul_onnx, write_relu_onnx
 
 tvm = pytest.importorskip("tvm")
+import tvm_ffi  # noqa: E402
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
 
 from xfer_jax.bridge import collect, featurize, networks, platforms, records  # noqa: E402
@@ -41,6 +42,16 @@ def _net_dir(root):
     return next((root / "raw").glob("*/tiny"))
 
 
+def _programs(tuning_records) -> set:
+    return {tvm_ffi.structural_hash(r.as_measure_candidate().sch.mod) for r in tuning_records}
+
+
+def _records_of(net_dir) -> list:
+    workloads = {n: ms.database.Workload.from_json(v) for n, v in records.iter_json_lines(net_dir / records.WORKLOAD_FILE)}
+    return [ms.database.TuningRecord.from_json(v[1], workloads[v[0]])
+            for _, v in records.iter_json_lines(net_dir / records.RECORD_FILE)]
+
+
 def test_collect_records_every_program_in_standard_databases(collection):
     root, summary = collection
     assert summary.measured + summary.failed == 16
@@ -53,6 +64,7 @@ def test_collect_records_every_program_in_standard_databases(collection):
         (export / name).write_text("\n".join(lines) + "\n")
     database = ms.database.JSONDatabase(work_dir=str(export))
     assert len(database.get_all_tuning_records()) == 16
+    assert len(_programs(database.get_all_tuning_records())) == 16  # no program measured twice
     provenance = [v for _, v in records.iter_json_lines(net_dir / records.MEASUREMENTS_FILE)]
     assert [p["record"] for p in provenance] == list(range(16))
     assert {p["phase"] for p in provenance} == {"random", "search"}
@@ -171,6 +183,9 @@ def test_a_task_whose_search_runs_out_is_not_reopened_by_a_rerun(tmp_path):
     config = collect.CollectConfig(programs_per_task=48, batch_size=8)
     first = collect.collect(platforms.get_platform("auto"), net, tmp_path / "raw", config, show_progress=False)
     assert 0 < first.measured + first.failed < 48 and first.tasks_given_up == 1
+    # relu's design space holds a few programs at most: sampled again and again, each measured once
+    measured = _records_of(next((tmp_path / "raw").glob("*/relu")))
+    assert len(_programs(measured)) == len(measured) == first.measured + first.failed and first.repeats_skipped >= 8
     before = {p: p.read_bytes() for p in (tmp_path / "raw").rglob("*") if p.is_file()}
     again = collect.collect(platforms.get_platform("auto"), net, tmp_path / "raw", config, show_progress=False)
     assert (again.measured, again.tasks_given_up) == (0, 1)
