@@ -348,10 +348,15 @@ def test_store_dropout_hides_every_store_of_whole_groups_and_needs_a_trace_readi
     assert 0.2 < hidden.mean() < 0.8
     np.testing.assert_array_equal(dropped.mask[~hidden], plain.mask[~hidden])  # the others are untouched
     np.testing.assert_array_equal(dropped.trace_ids, plain.trace_ids)
+    assert train.TrainConfig().store_dropout > 0  # the default: every trace-reading model can prescreen
+    with pytest.raises(UserError, match="store_dropout"):  # asked for where the model reads no traces
+        train.train_and_evaluate(synthetic_dataset, "within-task", tmp_path / "asked", use_trace=False,
+                                 size="small", store_dropout=0.5, steps=2, show_progress=False)
+    # a model without traces trains on every store whatever the default
     split = splits.within_task(data, seed=0)
-    with pytest.raises(UserError, match="store_dropout"):
-        train.train(data, split.train, split.test, dataclasses.replace(ModelConfig.small(), trace=False),
-                    dataclasses.replace(TINY, store_dropout=0.5), tmp_path / "ck", show_progress=False)
+    result = train.train(data, split.train, split.test, dataclasses.replace(ModelConfig.small(), trace=False),
+                         dataclasses.replace(TINY, steps=2, store_dropout=0.5), tmp_path / "ck", show_progress=False)
+    assert result["history"]
     with pytest.raises(UserError, match="store_dropout"):
         train.TrainConfig(store_dropout=1.0)
 
