@@ -392,3 +392,7 @@ def test_groups_that_measured_one_program_again_and_again_are_never_drawn(synthe
         return {int(data.group[m[0]]) for m in train.GroupSampler(data, inputs, config).members}
     every = groups(dataclasses.replace(TINY, distinct_groups=False))
     assert repeated in every and groups(TINY) == every - {repeated}
+    # a dataset of such groups alone has nothing to rank: one line that says why
+    only_repeats = data.subset(at)
+    with pytest.raises(UserError, match="two or more different measured programs"):
+        train.GroupSampler(only_repeats, tuple(x[at] for x in inputs), TINY)

@@ -105,7 +105,8 @@ class GroupSampler:
             program_arrays = (inputs[0], inputs[1], inputs[4], inputs[5])  # store rows, mask, trace tokens
             self.members = [m for m in self.members if distinct_programs(program_arrays, m) >= 2]
         if not self.members:
-            raise UserError("no group in the training data has two or more measured programs")
+            raise UserError("no group in the training data has two or more "
+                            + ("different " if config.distinct_groups else "") + "measured programs")
         # a batch draws its groups from one store bucket, so it is padded to that bucket, not to the maximum
         stores = inputs[1].sum(-1)
         buckets = [store_bucket(stores[m].max(), inputs[1].shape[1]) for m in self.members]
