@@ -103,7 +103,7 @@ class CollectSummary:
     search_s: float = 0.0  # proposing candidates, including cost-model updates
     measure_s: float = 0.0  # building and running candidates
     guard_s: float = 0.0  # reference-program checks
-    repeats_skipped: int = 0  # random samples whose program the task had measured already
+    repeats_skipped: int = 0  # proposals whose program the task had measured already, or proposed twice in a batch
 
     @property
     def programs_per_hour(self) -> float:
@@ -270,17 +270,14 @@ class _TaskState:
     measured_programs: set = dataclasses.field(default_factory=set)
 
     def new_programs(self, proposed: list) -> list:
-        """The candidates whose program the task has not measured, each once."""
-        fresh, hashes = [], set()
+        """The candidates whose program the task has not measured, each once; they count as measured from now."""
+        fresh = []
         for candidate in proposed:
             program = tvm_ffi.structural_hash(candidate.sch.mod)
-            if program not in self.measured_programs and program not in hashes:
-                hashes.add(program)
+            if program not in self.measured_programs:
+                self.measured_programs.add(program)
                 fresh.append(candidate)
         return fresh
-
-    def remember(self, candidate) -> None:
-        self.measured_programs.add(tvm_ffi.structural_hash(candidate.sch.mod))
 
 
 def collect(platform: Platform, network: Network, out: pathlib.Path, config: CollectConfig,
@@ -382,13 +379,9 @@ def _collect_task(session: _Session, task: Task, done: list[dict]) -> _TaskState
     prior = store.load_records(task, workload)
     for record in prior:
         database.commit_tuning_record(record)
-        state.remember(record.as_measure_candidate())
-    random_target = round(config.programs_per_task * config.random_fraction)
-    random_done = sum(1 for d in done if d.get("phase") == "random")
+    state.new_programs([record.as_measure_candidate() for record in prior])
     for phase in ("random", "search"):
-        # the search measures whatever the random phase left, including the samples it skipped as repeats
-        budget = (random_target - random_done if phase == "random"
-                  else config.programs_per_task - len(done) - state.written)
+        budget = phase_budget(phase, config, done, state.written)
         if budget <= 0:
             continue
         # the seed depends on what is already measured, so a resumed run proposes new programs
@@ -413,6 +406,19 @@ def _collect_task(session: _Session, task: Task, done: list[dict]) -> _TaskState
         if phase == "random":
             prior = store.load_records(task, workload)
     return state
+
+
+def phase_budget(phase: str, config: CollectConfig, done: list[dict], written: int) -> int:
+    """Programs the phase may propose (random: samples) or measure (search), given the task's provenance lines
+    before this run (`done`) and the programs this run measured so far. The search measures whatever the random
+    phase left, including the samples it skipped as repeats; once a search began, a resumed run samples no more."""
+    left = config.programs_per_task - len(done) - written
+    if phase == "search":
+        return left
+    if any(d.get("phase") == "search" for d in done):
+        return 0
+    random_done = sum(1 for d in done if d.get("phase") == "random")
+    return min(round(config.programs_per_task * config.random_fraction) - random_done, left)
 
 
 def _context_and_spaces(task: Task, target, strategy, seed: int, tries: int = 3):
@@ -500,7 +506,6 @@ def _record_batch(session: _Session, state: _TaskState, candidates: list, outcom
         record = ms.database.TuningRecord(candidate.sch.trace, state.workload, run_secs, session.target,
                                           candidate.args_info)
         state.database.commit_tuning_record(record)
-        state.remember(candidate)
         lines.append((record, {"task": state.task.workload_hash, "phase": phase, "round": round_index,
                                "costs_s": secs, "error": error, "load": round(session.last_ratio, 4),
                                "attempts": attempts, "t": round(time.time(), 1)}))

@@ -139,7 +139,7 @@ def collect(
                 summary = run_collect(target_platform, net, out, config)
                 typer.echo(f"{summary.out_dir}: {summary.measured} measured, {summary.failed} failed, "
                            f"{summary.tasks_skipped_shared} tasks already done, "
-                           f"{summary.repeats_skipped} proposals skipped as programs measured already, "
+                           f"{summary.repeats_skipped} repeated proposals skipped, "
                            f"{summary.programs_per_hour:.0f} programs/h")
 
 

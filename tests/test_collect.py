@@ -25,6 +25,7 @@ import tvm_ffi  # noqa: E402
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
 
 from xfer_jax.bridge import collect, featurize, networks, platforms, records  # noqa: E402
+from xfer_jax.bridge.tasks import extract_tasks  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -484,3 +485,36 @@ def test_files_written_whole_leave_no_partial_file_and_read_back_damaged_as_one_
         records.read_json(path)
     with pytest.raises(UserError, match="is damaged"):  # a rerun of the job reads its settings first
         records.write_once(path, {"seed": 0}, ("seed",))
+
+
+def test_phase_budgets_never_take_a_task_past_its_programs_even_when_resumed():
+    config = collect.CollectConfig(programs_per_task=48)  # 24 random samples, then the search
+    random, search = {"phase": "random"}, {"phase": "search"}
+    assert collect.phase_budget("random", config, [], 0) == 24
+    assert collect.phase_budget("search", config, [], 20) == 28  # 4 samples were repeats: the search measures them
+    # killed during the search after 20 random and 27 search programs: one left, and no more random samples
+    done = [random] * 20 + [search] * 27
+    assert collect.phase_budget("random", config, done, 0) == 0 and collect.phase_budget("search", config, done, 0) == 1
+    # killed during the random phase: it resumes where it stopped
+    assert collect.phase_budget("random", config, [random] * 10, 0) == 14
+    assert collect.phase_budget("search", config, [random] * 48, 0) == 0
+
+
+def test_a_measured_program_read_back_from_its_record_is_recognised_as_measured(tmp_path):
+    """A resumed collection skips what it measured before: a candidate's program and the one its stored record
+    replays hash alike, for both search strategies."""
+    net = networks.onnx_network(write_matmul_onnx(tmp_path / "m.onnx"))
+    platform = platforms.get_platform("auto")
+    task = extract_tasks(net, platform.tvm_target())[0]
+    for strategy in (ms.search_strategy.ReplayTrace(), ms.search_strategy.EvolutionarySearch(population_size=16)):
+        context, spaces = collect._context_and_spaces(task, platform.tvm_target(), strategy, seed=1)
+        database = ms.database.MemoryDatabase()
+        workload = database.commit_workload(task.mod)
+        context.search_strategy.pre_tuning(8, 8, spaces, database, ms.cost_model.RandomModel())
+        candidates = context.search_strategy.generate_measure_candidates()
+        stored = [ms.database.TuningRecord.from_json(
+            ms.database.TuningRecord(c.sch.trace, workload, [1.0], platform.tvm_target(), c.args_info).as_json(),
+            workload) for c in candidates]
+        state = collect._TaskState(task, workload, 0, database, None)
+        state.new_programs([r.as_measure_candidate() for r in stored])
+        assert candidates and state.new_programs(candidates) == []
