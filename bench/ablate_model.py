@@ -114,7 +114,7 @@ def scores_of(variant: str, data, split, steps: int, keep: pathlib.Path | None =
                              show_progress=False)
         predictor = xfer_jax.load(out)
     extra = {"valid_pca": round(result["best"]["pca"], 4), "best_step": result["best"]["step"]}
-    if config.store_dropout:
+    if config.store_dropout and predictor.config.trace_tokens:  # a model without traces trained on every store
         extra.update(trace_only_reports(predictor, test))
     return predictor.predict_dataset(test), extra
 
