@@ -407,7 +407,8 @@ def report(
     splits_only: bool = typer.Option(False, "--splits-only", help="only compute and rewrite the split table's "
                                      "within-task, by-task and by-network rows, not the transfer study nor pruning"),
     transfer_only: bool = typer.Option(False, "--transfer-only", help="only compute and rewrite the transfer study's "
-                                       "rows: by-host with --hosts, by-platform with --platforms, both without"),
+                                       "rows: by-host with --hosts, by-platform with --platforms, both without; "
+                                       "a refreshed kind's rows are all replaced, so name every holdout to keep"),
 ) -> None:
     """Every model on every split (by-host included), transfer curves, pruning and tuning, as reports/README.md,
     PNG plots and summary.json. Trained models are cached: a rerun only trains what is missing."""
@@ -447,7 +448,8 @@ def report(
             if splits_only:
                 refresh_splits(data, out, plan, log=typer.echo, jobs=jobs)
             else:
-                kinds = tuple(by for by, named in zip(TRANSFER_KINDS, (hosts, platforms)) if named) or TRANSFER_KINDS
+                named = {"host": hosts, "platform": platforms}
+                kinds = tuple(by for by in TRANSFER_KINDS if named[by]) or TRANSFER_KINDS
                 refresh_transfer(data, out, plan, kinds, log=typer.echo, jobs=jobs)
             summary = json.loads((out / "summary.json").read_text())
         else:

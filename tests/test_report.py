@@ -222,8 +222,10 @@ def test_transfer_only_rewrites_one_kind_of_transfer_rows_and_keeps_the_rest(tmp
         "splits": old, "pruning": None}))
     plan = report.Plan(**{**QUICK.to_dict(), "seeds": (0,), "shots": (0,), "hosts": ("unlabelled",),
                           "transfer_models": ("mlp-onehot", "xgb")})
-    rows = report.refresh_transfer(data, out, plan, ("host",), log=lambda *_: None)
+    logged = []
+    rows = report.refresh_transfer(data, out, plan, ("host",), log=logged.append)
     assert set(rows) == {"by-host-k0/unlabelled", "by-host-k0/mean"}
+    assert any(line.startswith("dropped the rows of gone:") for line in logged)
     summary = json.loads((out / "summary.json").read_text())
     table = summary["splits"]
     assert not {"by-host-k0/gone", "by-host-k8/gone"} & set(table)  # the old holdouts of the refreshed kind go
@@ -231,7 +233,8 @@ def test_transfer_only_rewrites_one_kind_of_transfer_rows_and_keeps_the_rest(tmp
     assert set(table["by-host-k0/mean"]) == {"mlp-onehot", "xgb"} and set(summary["by_host"]) == set(rows)
     assert table["by-task"] == old["by-task"] and table["by-platform-k8/cpu-b"] == old["by-platform-k8/cpu-b"]
     studies = summary["studies"]
-    assert studies["by-host"] == {"programs": len(report.dataset.load(data)), "steps": 20, "seeds": [0],
+    measured = report.dataset.summary(report.dataset.load(data))["programs"]  # failed builds are not counted
+    assert studies["by-host"] == {"programs": measured, "steps": 20, "seeds": [0],
                                   "finetune_steps": 5, "shots": [0], "held_out": ["unlabelled"]}
     assert studies["by-platform"]["steps"] == 1000 and "transfer" not in studies  # the kind left out keeps its own
     text = (out / "README.md").read_text()
@@ -240,6 +243,7 @@ def test_transfer_only_rewrites_one_kind_of_transfer_rows_and_keeps_the_rest(tmp
     assert "- transfer to an unseen config of a seen host: 123 programs, 1000 training steps" in text
     assert "### by-host: mean over 1 held-out hosts (unlabelled)" in text
     assert "| k=8 | xfer | 0.450 |" in text  # the by-platform rows keep their own shots
+    assert "| by-task | xfer | 0.600 |" in text  # and the split rows their own models
     assert text.index("## Every model") < text.index("## Transfer") < text.index("## Dataset pruning")
     assert report.refresh_transfer(data, out, plan, ("host",), log=lambda *_: None) == rows  # from the cache
     assert (out / "README.md").read_text() == text

@@ -114,7 +114,7 @@ def _margin(row: dict, metric: str = "pca") -> float | None:
     return row["xfer"][metric] - max(others)
 
 
-def _present(table: dict, by: str) -> tuple[list[int], list[str]]:
+def _shots_and_models_of(table: dict, by: str) -> tuple[list[int], list[str]]:
     """The shots and the transfer models that `table`'s by-<by> rows hold: a refreshed kind keeps its own."""
     shots = sorted({int(label.split("/", 1)[0].rsplit("-k", 1)[1]) for label in table
                     if label.startswith(f"by-{by}-k")})
@@ -126,10 +126,10 @@ def transfer_section(table: dict, out: pathlib.Path) -> str:
     """Shots curves (mean over held-out configs or hosts) and the per-holdout table, for platforms and hosts."""
     panels, parts = [], []
     for by in ("host", "platform"):
-        if f"by-{by}-k0/mean" not in table:
+        if not any(label.startswith(f"by-{by}-k") for label in table):
             parts.append(f"### by-{by}: not run (the dataset has one {by})")
             continue
-        shots, models = _present(table, by)
+        shots, models = _shots_and_models_of(table, by)
         rows = [[f"k={k}", m] + [_cell(table[f"by-{by}-k{k}/mean"].get(m), x) for x in METRICS]
                 for k in shots for m in models]
         holdouts = sorted({label.split("/", 1)[1] for label in table if label.startswith(f"by-{by}-k")} - {"mean"})
@@ -155,7 +155,11 @@ def transfer_section(table: dict, out: pathlib.Path) -> str:
         "a pretrained model has).", "![transfer](transfer.png)", *parts])
 
 
-def splits_section(table: dict, plan: Plan) -> str:
+SPLIT_TABLE_MODELS = ("xfer", "noHW", "mlp", "mlp-onehot", "xgb", "xgb+hw")  # xgb-target has no zero-shot row
+
+
+def splits_section(table: dict) -> str:
+    """Every model each row holds: rows of studies refreshed apart keep their own models."""
     labels = ["within-task", "by-task", *[label for label in table if label.startswith("by-network/")],
               "by-platform-k0/mean", "by-host-k0/mean"]
     labels += sorted(label for label in table if label.startswith("by-host-k0/") and label != "by-host-k0/mean")
@@ -163,14 +167,11 @@ def splits_section(table: dict, plan: Plan) -> str:
     for label in labels:
         row = table.get(label, {})
         margin = _margin(row)
-        for m in plan.split_models:
-            name = "mlp-onehot" if m == "mlp" and "mlp" not in row else m
-            if name in row:
-                rows.append([label, name, *[_cell(row[name], x) for x in METRICS],
-                             _fmt(margin) if m == "xfer" else ""])
+        rows += [[label, m, *[_cell(row[m], x) for x in METRICS], _fmt(margin) if m == "xfer" else ""]
+                 for m in SPLIT_TABLE_MODELS if row.get(m)]
     return "\n\n".join([
         "## Every model on every split",
-        f"Mean over seeds {', '.join(map(str, plan.seeds))}, ± half the spread between seeds (a difference "
+        "Mean over each study's seeds (the lines at the top), ± half the spread between seeds (a difference "
         "smaller than that is no difference). Every model of a row trains on the same programs. `xgb`: "
         "TVM-style pack-sum XGBoost, no hardware input; `xgb+hw`: the same booster with the hardware vector "
         "appended to every store row; `noHW`: xfer without hardware input; `mlp`: TenSet's segment-sum MLP "
@@ -610,7 +611,7 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
     table = _table_over_seeds(data, work, plan, log, [p for p in parts if p[1] not in PRUNING_PARTS])
     info = dataset.summary(data)
-    sections = [splits_section(table, plan), transfer_section(table, out)]
+    sections = [splits_section(table), transfer_section(table, out)]
     pruning = None
     if plan.pruning:
         pruning_text, pruning = pruning_section(_studies(data, work, plan, log), out, plan, plan.prune_host_of(data))
@@ -618,7 +619,7 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
     tuning_text, tuning = tuning_section(out)
     sections.append(tuning_text)
     studies = {"splits": _computed_on(info["programs"], plan.steps, plan.seeds),
-               **_transfer_studies(data, plan, TRANSFER_KINDS)}
+               **_transfer_studies(data, info["programs"], plan, TRANSFER_KINDS)}
     if pruning:
         studies["pruning"] = _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])
     summary = {
@@ -654,10 +655,11 @@ def _computed_on(programs: int, steps: int, seeds, **extra) -> dict:
 TRANSFER_KINDS = ("host", "platform")
 
 
-def _transfer_studies(data: dataset.Dataset, plan: Plan, kinds: tuple[str, ...]) -> dict:
-    """{"by-host": ..., "by-platform": ...} provenance for the transfer kinds the plan holds something out of."""
+def _transfer_studies(data: dataset.Dataset, programs: int, plan: Plan, kinds: tuple[str, ...]) -> dict:
+    """{"by-host": ..., "by-platform": ...} provenance for the transfer kinds the plan holds something out of;
+    `programs`: the measured ones, as every study counts them."""
     holdouts = {"host": plan.hosts_of(data), "platform": plan.platforms_of(data)}
-    return {f"by-{by}": _computed_on(len(data), plan.steps, plan.seeds, finetune_steps=plan.finetune_steps,
+    return {f"by-{by}": _computed_on(programs, plan.steps, plan.seeds, finetune_steps=plan.finetune_steps,
                                      shots=list(plan.shots), held_out=list(holdouts[by]))
             for by in kinds if holdouts[by]}
 
@@ -797,7 +799,7 @@ def refresh_splits(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log: 
     summary.update(splits=table, studies=studies,
                    xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
                                              for label, row in table.items()})
-    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table, plan),
+    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table),
                          before="Transfer to unseen hardware")
     readme.write_text(_with_header(text, _header(data_path, info, studies)))
     summary_path.write_text(json.dumps(summary, indent=1))
@@ -808,31 +810,37 @@ def refresh_transfer(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, kin
                      log: Callable[[str], None] = print, jobs: int = 1) -> dict:
     """Compute what is missing of the transfer study's `kinds` ("host", "platform") and rewrite only their rows:
     every other row, the pruning study and each kind left out keep what they were computed on (the header says).
-    A kind's old holdouts go: its means cover the plan's holdouts alone. Returns the new rows."""
+    A refreshed kind's rows are all replaced: its means cover the plan's holdouts alone. Returns the new rows."""
+    unknown = sorted(set(kinds) - set(TRANSFER_KINDS))
+    if unknown:
+        raise UserError(f"unknown transfer kind {', '.join(unknown)}; there are {', '.join(TRANSFER_KINDS)}")
     out = pathlib.Path(out)
     readme, summary_path = _existing_report(out)
     data = dataset.load(data_path)
     plan.check(data)
-    unknown = sorted(set(kinds) - set(TRANSFER_KINDS))
-    if unknown:
-        raise UserError(f"unknown transfer kind {', '.join(unknown)}; there are {', '.join(TRANSFER_KINDS)}")
     work = out / "work"
     parts = [p for p in _parts(data, plan) if p[1] in kinds]
     if jobs > 1:
         _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
     rows = _table_over_seeds(data, work, plan, log, parts)
     summary = json.loads(summary_path.read_text())
-    studies = {**_studies_of(summary), **_transfer_studies(data, plan, kinds)}
     refreshed = tuple(f"by-{by}-k" for by in kinds)
+    dropped = sorted({label.split("/", 1)[1] for label in summary["splits"] if label.startswith(refreshed)}
+                     - {label.split("/", 1)[1] for label in rows})
+    if dropped:
+        log(f"dropped the rows of {', '.join(dropped)}: name every holdout to keep (--hosts, --platforms)")
+    info = dataset.summary(data)
+    studies = {name: run for name, run in _studies_of(summary).items() if name not in {f"by-{by}" for by in kinds}}
+    studies.update(_transfer_studies(data, info["programs"], plan, kinds))
     table = {**{label: row for label, row in summary["splits"].items() if not label.startswith(refreshed)}, **rows}
     summary.update(splits=table, studies=studies,
                    by_host={label: row for label, row in table.items() if label.startswith("by-host")},
                    xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
                                              for label, row in table.items()})
-    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table, plan),
+    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table),
                          before="Transfer to unseen hardware")
     text = _with_section(text, "Transfer to unseen hardware", transfer_section(table, out), before="Dataset pruning")
-    readme.write_text(_with_header(text, _header(data_path, dataset.summary(data), studies)))
+    readme.write_text(_with_header(text, _header(data_path, info, studies)))
     summary_path.write_text(json.dumps(summary, indent=1))
     return rows
 
