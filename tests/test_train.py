@@ -115,6 +115,9 @@ def test_training_resumes_from_its_latest_checkpoint(synthetic_dataset, tmp_path
     assert [h["step"] for h in first["history"]] == [30, 60]
     assert [h["step"] for h in resumed["history"]] == [30, 60, 90]  # the history carries over
     assert resumed["best"]["pca"] >= first["best"]["pca"]
+    other = train.TrainConfig(**{**TINY.to_dict(), "steps": 120, "store_dropout": 0.5})
+    with pytest.raises(UserError, match="store_dropout=0.25, this run asks for 0.5"):  # would mix two recipes
+        train.train(data, split.train, split.test, ModelConfig.small(), other, tmp_path / "ck", show_progress=False)
 
 
 def test_checkpoint_of_another_feature_schema_is_refused(synthetic_dataset, tmp_path):

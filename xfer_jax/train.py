@@ -242,6 +242,19 @@ def _ctrl_c_between_steps():
         signal.signal(signal.SIGINT, previous)
 
 
+RESUME_MAY_CHANGE = ("steps", "eval_every", "patience")  # a run may be resumed to train longer or stop later
+
+
+def _check_same_training(saved: dict, config: TrainConfig, out: pathlib.Path) -> None:
+    """A resumed run must train as the run it continues did (fields an older checkpoint lacks are not compared)."""
+    changed = {k: (v, saved[k]) for k, v in config.to_dict().items()
+               if k in saved and saved[k] != v and k not in RESUME_MAY_CHANGE}
+    if changed:
+        name, (now, before) = next(iter(changed.items()))
+        raise UserError(f"{out} was trained with {name}={before!r}, this run asks for {now!r}: rerun with the "
+                        "same settings to resume, or train into a new folder")
+
+
 def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model_config: ModelConfig,
           config: TrainConfig, out: pathlib.Path, split_info: dict | None = None,
           show_progress: bool = True, init: pathlib.Path | None = None) -> dict:
@@ -286,6 +299,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
     start_step, best, bad_evals, history = 0, {"pca": -1.0, "step": 0}, 0, []
     if manager.latest_step() is not None:  # resume where it stopped, with its history and patience
         params, opt_state, saved_meta = checkpoint.restore_training(manager, params, opt_state)
+        _check_same_training(saved_meta.get("train", {}), config, out)
         start_step = manager.latest_step()
         best = saved_meta.get("best", best)
         bad_evals, history = saved_meta.get("bad_evals", 0), saved_meta.get("history", [])
