@@ -778,31 +778,50 @@ def _is_split_row(label: str) -> bool:
     return label in WHOLE_SPLITS or label.startswith("by-network/")
 
 
+def _recomputed_rows(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, part_kinds: tuple[str, ...],
+                     log: Callable[[str], None], jobs: int) -> tuple[dataset.Dataset, dict, dict]:
+    """(dataset, the rows of the plan's parts of `part_kinds` computed or read from the cache, the existing
+    summary) for a partial refresh of an existing report."""
+    out = pathlib.Path(out)
+    _existing_report(out)
+    data = dataset.load(data_path)
+    plan.check(data)
+    parts = [p for p in _parts(data, plan) if p[1] in part_kinds]
+    if jobs > 1:
+        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), out / "work", plan)
+    rows = _table_over_seeds(data, out / "work", plan, log, parts)
+    return data, rows, json.loads((out / "summary.json").read_text())
+
+
+def _rewrite_tables(data_path: pathlib.Path, out: pathlib.Path, data: dataset.Dataset, summary: dict, table: dict,
+                    studies: dict, transfer: bool) -> None:
+    """summary.json and README.md's header and split table (and with `transfer` its transfer section) from
+    `table`; the rest stays."""
+    out = pathlib.Path(out)
+    summary.update(splits=table, studies=studies,
+                   by_host={label: row for label, row in table.items() if label.startswith("by-host")},
+                   xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
+                                             for label, row in table.items()})
+    readme = out / "README.md"
+    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table),
+                         before="Transfer to unseen hardware")
+    if transfer:
+        text = _with_section(text, "Transfer to unseen hardware", transfer_section(table, out),
+                             before="Dataset pruning")
+    readme.write_text(_with_header(text, _header(data_path, dataset.summary(data), studies)))
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+
+
 def refresh_splits(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log: Callable[[str], None] = print,
                    jobs: int = 1) -> dict:
     """Compute what is missing of the split table's own rows (within-task, by-task, by-network) and rewrite only
-    them: the transfer study's rows and section and the pruning study stay as they were (the header says what each
-    was computed on). Returns the new rows."""
-    out = pathlib.Path(out)
-    readme, summary_path = _existing_report(out)
-    data = dataset.load(data_path)
-    plan.check(data)
-    work = out / "work"
-    parts = [p for p in _parts(data, plan) if p[1] in SPLIT_PARTS]
-    if jobs > 1:
-        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
-    rows = _table_over_seeds(data, work, plan, log, parts)
-    summary = json.loads(summary_path.read_text())
-    info = dataset.summary(data)
-    studies = {**_studies_of(summary), "splits": _computed_on(info["programs"], plan.steps, plan.seeds)}
+    them: the transfer study's rows and the pruning study stay as they were (the header says what each was
+    computed on). Returns the new rows."""
+    data, rows, summary = _recomputed_rows(data_path, out, plan, SPLIT_PARTS, log, jobs)
+    studies = {**_studies_of(summary), "splits": _computed_on(dataset.summary(data)["programs"], plan.steps,
+                                                              plan.seeds)}
     table = {**{label: row for label, row in summary["splits"].items() if not _is_split_row(label)}, **rows}
-    summary.update(splits=table, studies=studies,
-                   xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
-                                             for label, row in table.items()})
-    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table),
-                         before="Transfer to unseen hardware")
-    readme.write_text(_with_header(text, _header(data_path, info, studies)))
-    summary_path.write_text(json.dumps(summary, indent=1))
+    _rewrite_tables(data_path, out, data, summary, table, studies, transfer=False)
     return rows
 
 
@@ -814,34 +833,16 @@ def refresh_transfer(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, kin
     unknown = sorted(set(kinds) - set(TRANSFER_KINDS))
     if unknown:
         raise UserError(f"unknown transfer kind {', '.join(unknown)}; there are {', '.join(TRANSFER_KINDS)}")
-    out = pathlib.Path(out)
-    readme, summary_path = _existing_report(out)
-    data = dataset.load(data_path)
-    plan.check(data)
-    work = out / "work"
-    parts = [p for p in _parts(data, plan) if p[1] in kinds]
-    if jobs > 1:
-        _compute_in_parallel(jobs, parts, pathlib.Path(data_path), work, plan)
-    rows = _table_over_seeds(data, work, plan, log, parts)
-    summary = json.loads(summary_path.read_text())
+    data, rows, summary = _recomputed_rows(data_path, out, plan, kinds, log, jobs)
     refreshed = tuple(f"by-{by}-k" for by in kinds)
     dropped = sorted({label.split("/", 1)[1] for label in summary["splits"] if label.startswith(refreshed)}
                      - {label.split("/", 1)[1] for label in rows})
     if dropped:
         log(f"dropped the rows of {', '.join(dropped)}: name every holdout to keep (--hosts, --platforms)")
-    info = dataset.summary(data)
     studies = {name: run for name, run in _studies_of(summary).items() if name not in {f"by-{by}" for by in kinds}}
-    studies.update(_transfer_studies(data, info["programs"], plan, kinds))
+    studies.update(_transfer_studies(data, dataset.summary(data)["programs"], plan, kinds))
     table = {**{label: row for label, row in summary["splits"].items() if not label.startswith(refreshed)}, **rows}
-    summary.update(splits=table, studies=studies,
-                   by_host={label: row for label, row in table.items() if label.startswith("by-host")},
-                   xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
-                                             for label, row in table.items()})
-    text = _with_section(readme.read_text(), "Every model on every split", splits_section(table),
-                         before="Transfer to unseen hardware")
-    text = _with_section(text, "Transfer to unseen hardware", transfer_section(table, out), before="Dataset pruning")
-    readme.write_text(_with_header(text, _header(data_path, info, studies)))
-    summary_path.write_text(json.dumps(summary, indent=1))
+    _rewrite_tables(data_path, out, data, summary, table, studies, transfer=True)
     return rows
 
 
