@@ -323,6 +323,8 @@ def collect(platform: Platform, network: Network, out: pathlib.Path, config: Col
     for task in pending:
         done = measured_before[task.workload_hash]
         state = _collect_task(session, task, done)
+        bar.total -= max(config.programs_per_task - len(done) - state.written, 0)  # what it ended without
+        bar.refresh()
         if state.no_design_space:
             bar.write(f"{task.name}: TVM cannot generate its design space for {platform.name}; skipping the task")
             store.mark_exhausted(task.workload_hash, len(done) + state.written)
