@@ -247,6 +247,10 @@ def test_transfer_only_rewrites_one_kind_of_transfer_rows_and_keeps_the_rest(tmp
     assert text.index("## Every model") < text.index("## Transfer") < text.index("## Dataset pruning")
     assert report.refresh_transfer(data, out, plan, ("host",), log=lambda *_: None) == rows  # from the cache
     assert (out / "README.md").read_text() == text
+    cli = run_cli("report", "--data", data, "--out", out, "--transfer-only", "--hosts", "unlabelled", "--seeds", "0",
+                  "--steps", "20", "--finetune-steps", "5", "--shots", "0", "--transfer-models", "mlp-onehot,xgb")
+    assert cli.returncode == 0, cli.stderr
+    assert (out / "README.md").read_text() == text  # the same plan from the command line: by-host alone, cached
     four = run_cli("report", "--out", out, "--transfer-only", "--splits-only")
     assert four.returncode == 2 and "pass one of them" in four.stderr
     unknown = run_cli("report", "--data", data, "--out", out, "--transfer-only", "--hosts", "nosuch")
