@@ -257,6 +257,21 @@ def test_transfer_only_rewrites_one_kind_of_transfer_rows_and_keeps_the_rest(tmp
     assert unknown.returncode == 2 and "unknown host nosuch" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
+def test_a_transfer_refresh_on_a_one_host_dataset_forgets_the_old_by_host_rows_and_their_provenance(tmp_path):
+    data = synthetic_shards(tmp_path / "data", platforms=("cpu-a", "cpu-b"))  # one host: nothing to hold out
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "README.md").write_text("# study\n\n## Transfer to unseen hardware\n\nold\n")
+    run = {"programs": 1, "steps": 1, "seeds": [0]}
+    (out / "summary.json").write_text(json.dumps({"studies": {"splits": run, "by-host": run},
+                                                  "splits": {"by-host-k0/gone": {"xgb": None}}}))
+    assert report.refresh_transfer(data, out, QUICK, ("host",), log=lambda *_: None) == {}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["splits"] == {} and set(summary["studies"]) == {"splits"}
+    text = (out / "README.md").read_text()
+    assert "### by-host: not run (the dataset has one host)" in text and "transfer.png" not in text
+
+
 def test_xfer_margin_is_over_the_best_other_model_and_ignores_xgb_target():
     row = {"xfer": {"pca": 0.8}, "xgb": {"pca": 0.75}, "noHW": {"pca": 0.78}, "xgb-target": {"pca": 0.9}, "mlp": None}
     assert abs(report._margin(row) - 0.02) < 1e-12

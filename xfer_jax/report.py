@@ -142,8 +142,9 @@ def transfer_section(table: dict, out: pathlib.Path) -> str:
         parts += [f"### by-{by}: mean over {len(holdouts)} held-out {by}s ({', '.join(holdouts)})",
                   _table(["shots", "model", "PCA", "top-1", "top-5"], rows),
                   f"Per held-out {by}, PCA / top-5:", _table([f"held-out {by}", "shots", *models], per_holdout)]
-    plots.line_panels(out / "transfer.png", panels,
-                      "transfer to unseen hardware (mean over held-out hosts / configs and seeds)", columns=2)
+    if panels:  # a one-host, one-config dataset holds nothing out
+        plots.line_panels(out / "transfer.png", panels,
+                          "transfer to unseen hardware (mean over held-out hosts / configs and seeds)", columns=2)
     return "\n\n".join([
         "## Transfer to unseen hardware",
         "by-host holds out every config of one host (one physical CPU): no sibling config of that host is in "
@@ -152,7 +153,7 @@ def transfer_section(table: dict, out: pathlib.Path) -> str:
         "with k>0 the neural models are fine-tuned from the zero-shot model on k measured programs per task and "
         "config of the held-out hardware (at most half of each group: the other half is the fixed test set), and "
         "the boosters are retrained with them. `xgb-target` trains on those k programs alone (what a user without "
-        "a pretrained model has).", "![transfer](transfer.png)", *parts])
+        "a pretrained model has).", *(["![transfer](transfer.png)"] if panels else []), *parts])
 
 
 SPLIT_TABLE_MODELS = ("xfer", "noHW", "mlp", "mlp-onehot", "xgb", "xgb+hw")  # xgb-target has no zero-shot row
