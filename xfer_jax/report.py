@@ -794,7 +794,7 @@ def _recomputed_rows(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, par
     return data, rows, json.loads((out / "summary.json").read_text())
 
 
-def _rewrite_tables(data_path: pathlib.Path, out: pathlib.Path, data: dataset.Dataset, summary: dict, table: dict,
+def _rewrite_tables(data_path: pathlib.Path, out: pathlib.Path, info: dict, summary: dict, table: dict,
                     studies: dict, transfer: bool) -> None:
     """summary.json and README.md's header and split table (and with `transfer` its transfer section) from
     `table`; the rest stays."""
@@ -809,7 +809,7 @@ def _rewrite_tables(data_path: pathlib.Path, out: pathlib.Path, data: dataset.Da
     if transfer:
         text = _with_section(text, "Transfer to unseen hardware", transfer_section(table, out),
                              before="Dataset pruning")
-    readme.write_text(_with_header(text, _header(data_path, dataset.summary(data), studies)))
+    readme.write_text(_with_header(text, _header(data_path, info, studies)))
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
@@ -819,10 +819,10 @@ def refresh_splits(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log: 
     them: the transfer study's rows and the pruning study stay as they were (the header says what each was
     computed on). Returns the new rows."""
     data, rows, summary = _recomputed_rows(data_path, out, plan, SPLIT_PARTS, log, jobs)
-    studies = {**_studies_of(summary), "splits": _computed_on(dataset.summary(data)["programs"], plan.steps,
-                                                              plan.seeds)}
+    info = dataset.summary(data)
+    studies = {**_studies_of(summary), "splits": _computed_on(info["programs"], plan.steps, plan.seeds)}
     table = {**{label: row for label, row in summary["splits"].items() if not _is_split_row(label)}, **rows}
-    _rewrite_tables(data_path, out, data, summary, table, studies, transfer=False)
+    _rewrite_tables(data_path, out, info, summary, table, studies, transfer=False)
     return rows
 
 
@@ -841,9 +841,10 @@ def refresh_transfer(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, kin
     if dropped:
         log(f"dropped the rows of {', '.join(dropped)}: name every holdout to keep (--hosts, --platforms)")
     studies = {name: run for name, run in _studies_of(summary).items() if name not in {f"by-{by}" for by in kinds}}
-    studies.update(_transfer_studies(data, dataset.summary(data)["programs"], plan, kinds))
+    info = dataset.summary(data)
+    studies.update(_transfer_studies(data, info["programs"], plan, kinds))
     table = {**{label: row for label, row in summary["splits"].items() if not label.startswith(refreshed)}, **rows}
-    _rewrite_tables(data_path, out, data, summary, table, studies, transfer=True)
+    _rewrite_tables(data_path, out, info, summary, table, studies, transfer=True)
     return rows
 
 
