@@ -34,16 +34,11 @@ _NEURAL = {"xfer": ModelConfig(), "noHW": ModelConfig(use_hardware=False),
            "mlp": ModelConfig(kind="mlp", use_hardware=False), "mlp-onehot": ModelConfig(kind="mlp")}
 
 
-def _train_config(model: str) -> train.TrainConfig:
-    """The training defaults as `model` trains under them: a model without trace tokens masks no stores."""
-    config = train.TrainConfig()
-    return config if _NEURAL[model].trace_tokens else dataclasses.replace(config, store_dropout=0.0)
-
-
 def model_version(model: str) -> str:
     """A short hash of what defines `model` and how it trains, part of every cache key: results of an older
     definition are never reused."""
-    spec = ({**_NEURAL[model].to_dict(), "train": _train_config(model).to_dict()} if model in _NEURAL else
+    spec = ({**_NEURAL[model].to_dict(), "train": train.as_trained(train.TrainConfig(), _NEURAL[model]).to_dict()}
+            if model in _NEURAL else
             {"kind": {"xgb-target": "xgb"}.get(model, model), **PackSumXGB().params, "hessian": "stores"})
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]
 

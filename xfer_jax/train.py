@@ -242,6 +242,12 @@ def _ctrl_c_between_steps():
         signal.signal(signal.SIGINT, previous)
 
 
+def as_trained(config: TrainConfig, model_config: ModelConfig) -> TrainConfig:
+    """`config` as `model_config` trains under it: a model without trace tokens masks no stores (masking every
+    store would leave it no input)."""
+    return config if model_config.trace_tokens else dataclasses.replace(config, store_dropout=0.0)
+
+
 RESUME_MAY_CHANGE = ("steps", "eval_every", "patience")  # a run may be resumed to train longer or stop later
 
 
@@ -280,10 +286,9 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
 
     if model_config.bins_stores and normalizer.store_scaling != "quantile":
         raise UserError("store_bins needs store_scaling='quantile' (its bins read features in [0, 1])")
-    if not model_config.trace_tokens and config.store_dropout:
-        if config.store_dropout != TrainConfig.store_dropout:
-            raise UserError("store_dropout leaves a program its trace tokens alone: it needs a model that reads them")
-        config = dataclasses.replace(config, store_dropout=0.0)  # masking every store would leave it no input
+    if not model_config.trace_tokens and config.store_dropout not in (0.0, TrainConfig.store_dropout):
+        raise UserError("store_dropout leaves a program its trace tokens alone: it needs a model that reads them")
+    config = as_trained(config, model_config)
 
     train_inputs, valid_inputs = (model_inputs(normalizer, d, stores, model_config) for d in (train_data, valid_data))
     sampler = GroupSampler(train_data, train_inputs, config, host_shard=(jax.process_index(), jax.process_count()))
