@@ -67,6 +67,7 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
                                       "by-platform-k0/cpu-b", "by-platform-k4/mean"}
     assert summary["studies"]["by-platform"]["finetune_steps"] == 5 and summary["studies"]["pruning"]["steps"] == 20
     assert summary["studies"]["by-host"]["held_out"] == ["h2", "unlabelled"]
+    assert "plan" not in summary  # "studies" says what each part was computed on
     assert "- every model on every split: " in (out / "README.md").read_text()
     assert ", shots 0, 4, held out cpu-b\n" in (out / "README.md").read_text()
     assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary))
@@ -133,6 +134,7 @@ def test_pruning_only_computes_the_pruning_study_and_rewrites_only_its_section(t
     assert text.index("### Pruning for collection (h2 held out)") < text.index("## Tuning whole networks")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["splits"] == {"by-task": 1} and summary["tuning"] == {"t": 1}
+    assert "plan" not in summary
     assert summary["pruning"] == json.loads(json.dumps(pruning)) and pruning["seeds"] == [0]
     assert set(pruning["best_keep_at_1pt"]) == {"by-task", "by-host"} and (out / "pruning-by-host.png").exists()
     # a second run replaces the section (from the cache) instead of adding one
@@ -164,6 +166,7 @@ def test_splits_only_rewrites_the_split_rows_and_keeps_the_transfer_study_and_it
     assert summary["xfer_minus_best_baseline"]["by-task"]["pca"] is None  # no xfer in this plan
     assert summary["studies"]["by-host"] == {"programs": 123, "steps": 1000, "seeds": [0, 1], "finetune_steps": 300}
     assert "by-platform" not in summary["studies"]  # the old summary had no by-platform rows
+    assert "plan" not in summary  # stale once one part is refreshed: "studies" holds each part's provenance
     assert summary["studies"]["splits"]["steps"] == 20 and summary["studies"]["splits"]["seeds"] == [0]
     text = (out / "README.md").read_text()
     assert "old header" not in text and "old table" not in text and "transfer rows" in text

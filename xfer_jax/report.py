@@ -626,7 +626,6 @@ def build(data_path: pathlib.Path, out: pathlib.Path, plan: Plan | None = None, 
     summary = {
         "data": {"path": str(data_path), "programs": info["programs"], "platforms": info["platforms"],
                  "networks": info["networks"]},
-        "plan": plan.to_dict(),
         "studies": studies,
         "splits": table,
         "by_host": {label: row for label, row in table.items() if label.startswith("by-host")},
@@ -770,6 +769,7 @@ def refresh_pruning(data_path: pathlib.Path, out: pathlib.Path, plan: Plan, log:
     studies = {**_studies_of(summary), "pruning": _computed_on(pruning["programs"], pruning["steps"], pruning["seeds"])}
     text = _with_section(readme.read_text(), "Dataset pruning", pruning_text, before="Tuning")
     readme.write_text(_with_header(text, _header(data_path, dataset.summary(data), studies)))
+    summary.pop("plan", None)
     summary.update(pruning=pruning, studies=studies)
     summary_path.write_text(json.dumps(summary, indent=1))
     return pruning
@@ -799,6 +799,7 @@ def _rewrite_tables(data_path: pathlib.Path, out: pathlib.Path, info: dict, summ
     """summary.json and README.md's header and split table (and with `transfer` its transfer section) from
     `table`; the rest stays."""
     out = pathlib.Path(out)
+    summary.pop("plan", None)  # written before "studies" said what each part was computed on, and stale after this
     summary.update(splits=table, studies=studies,
                    by_host={label: row for label, row in table.items() if label.startswith("by-host")},
                    xfer_minus_best_baseline={label: {x: _margin(row, x) for x in METRICS}
