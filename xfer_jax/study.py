@@ -86,13 +86,17 @@ class Study:
     def _key(self, *parts) -> str:
         return "-".join(str(p).replace("/", "_") for p in parts)
 
+    def checkpoint_path(self, model: str, split: splits.Split, fine_tuned: bool = False) -> pathlib.Path:
+        """Where `model` trained on split.train is cached (its folder holds `done` once trained)."""
+        # a fine-tuned model also depends on the budget of the model it started from
+        budget = f"s{self.steps}-f{self.finetune_steps}" if fine_tuned else f"s{self.steps}"
+        return self.work / "checkpoints" / self._key(model, model_version(model), split_label(split), budget,
+                                                     f"seed{self.seed}")
+
     def checkpoint(self, model: str, split: splits.Split, init: pathlib.Path | None = None) -> pathlib.Path:
         """Train `model` on split.train (from `init` when fine-tuning); returns its checkpoint folder."""
         steps = self.finetune_steps if init else self.steps
-        # a fine-tuned model also depends on the budget of the model it started from
-        budget = f"s{steps}" if init is None else f"s{self.steps}-f{steps}"
-        out = self.work / "checkpoints" / self._key(model, model_version(model), split_label(split), budget,
-                                                    f"seed{self.seed}")
+        out = self.checkpoint_path(model, split, fine_tuned=init is not None)
         if (out / "done").exists():
             return out
         config = train.TrainConfig(steps=steps, seed=self.seed, eval_every=max(steps // 6, 1),
