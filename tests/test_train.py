@@ -7,17 +7,15 @@ import subprocess
 import sys
 import textwrap
 
-import jax
 import numpy as np
 import pytest
-from flax import nnx
 
 import xfer_jax
 from helpers import CLI, assert_one_line, run_cli
 from xfer_jax import checkpoint, dataset, distill, evaluate, metrics, splits, train
 from xfer_jax.errors import UserError
 from xfer_jax.hardware import HARDWARE_FEATURE_NAMES
-from xfer_jax.model import ModelConfig, build_model
+from xfer_jax.model import ModelConfig
 
 TINY = train.TrainConfig(steps=60, eval_every=30, groups_per_batch=4, programs_per_group=8, patience=3)
 
@@ -120,35 +118,6 @@ def test_training_resumes_from_its_latest_checkpoint(synthetic_dataset, tmp_path
     other = train.TrainConfig(**{**TINY.to_dict(), "steps": 120, "store_dropout": 0.5})
     with pytest.raises(UserError, match="store_dropout=0.25, this run asks for 0.5"):  # would mix two recipes
         train.train(data, split.train, split.test, ModelConfig.small(), other, tmp_path / "ck", show_progress=False)
-
-
-def _raw_weights(path: pathlib.Path, config: train.TrainConfig) -> list[np.ndarray]:
-    """The weights the latest training state resumes from (not the ones the checkpoint scores with)."""
-    _, params = nnx.split(build_model(xfer_jax.load(path).config, nnx.Rngs(0)), nnx.Param)
-    manager = checkpoint.open_manager(path)
-    params, _, _ = checkpoint.restore_training(manager, params, train.make_optimizer(config).init(params))
-    manager.close()
-    return [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.to_pure_dict(params))]
-
-
-def test_weight_average_scores_with_averaged_weights_and_trains_and_resumes_as_without(synthetic_dataset, tmp_path):
-    data = dataset.load(synthetic_dataset)
-    split = splits.within_task(data, seed=0)
-    averaged = dataclasses.replace(TINY, weight_average=0.9)
-    result = train.train(data, split.train, split.test, ModelConfig.small(), averaged, tmp_path / "avg",
-                         show_progress=False)
-    train.train(data, split.train, split.test, ModelConfig.small(), TINY, tmp_path / "raw", show_progress=False)
-    assert_loaded_checkpoint_scores_as_trained(tmp_path / "avg", data, split, result)  # validated as saved
-    raw = _raw_weights(tmp_path / "avg", averaged)
-    assert all(np.allclose(a, b, atol=1e-6) for a, b in zip(raw, _raw_weights(tmp_path / "raw", TINY)))
-    scored = [np.asarray(leaf) for leaf in jax.tree.leaves(nnx.to_pure_dict(xfer_jax.load(tmp_path / "avg").params))]
-    assert not all(np.allclose(a, b) for a, b in zip(raw, scored))  # the checkpoint scores with the average
-    longer = dataclasses.replace(averaged, steps=90)
-    resumed = train.train(data, split.train, split.test, ModelConfig.small(), longer, tmp_path / "avg",
-                          show_progress=False)
-    assert [h["step"] for h in resumed["history"]] == [30, 60, 90]
-    with pytest.raises(UserError, match="weight_average must be in"):
-        train.TrainConfig(weight_average=1.0)
 
 
 def test_checkpoint_of_another_feature_schema_is_refused(synthetic_dataset, tmp_path):

@@ -58,18 +58,16 @@ def _pure(params) -> dict:
     return nnx.to_pure_dict(params)
 
 
-def save(manager: ocp.CheckpointManager, step: int, params, opt_state, metadata: dict, best: bool,
-         best_params=None) -> None:
-    """Save the latest state, and (if `best`) the best one next to it, scoring with `best_params` where given
-    (averaged weights; the latest state keeps the raw ones to resume from); both saves are awaited."""
-    items = lambda weights: ocp.args.Composite(params=ocp.args.StandardSave(_pure(weights)),  # noqa: E731
-                                               opt_state=ocp.args.StandardSave(opt_state),
-                                               metadata=ocp.args.JsonSave(metadata))
-    manager.save(step, args=items(params), force=True)
+def save(manager: ocp.CheckpointManager, step: int, params, opt_state, metadata: dict, best: bool) -> None:
+    """Save the latest state, and (if `best`) the best one next to it; both saves are awaited."""
+    items = ocp.args.Composite(params=ocp.args.StandardSave(_pure(params)),
+                               opt_state=ocp.args.StandardSave(opt_state),
+                               metadata=ocp.args.JsonSave(metadata))
+    manager.save(step, args=items, force=True)
     manager.wait_until_finished()
     if best:
         best_manager = open_manager(pathlib.Path(manager.directory).parent, "best")
-        best_manager.save(step, args=items(params if best_params is None else best_params), force=True)
+        best_manager.save(step, args=items, force=True)
         best_manager.wait_until_finished()
         best_manager.close()
 

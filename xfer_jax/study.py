@@ -34,16 +34,10 @@ _NEURAL = {"xfer": ModelConfig(), "noHW": ModelConfig(use_hardware=False),
            "mlp": ModelConfig(kind="mlp", use_hardware=False), "mlp-onehot": ModelConfig(kind="mlp")}
 
 
-# training fields added after results were cached that change nothing while off: hashed only when on
-_HASHED_WHEN_ON = ("weight_average",)
-
-
 def model_version(model: str) -> str:
     """A short hash of what defines `model` and how it trains, part of every cache key: results of an older
     definition are never reused."""
-    trained = train.as_trained(train.TrainConfig(), _NEURAL[model]).to_dict() if model in _NEURAL else {}
-    trained = {k: v for k, v in trained.items() if k not in _HASHED_WHEN_ON or v}
-    spec = ({**_NEURAL[model].to_dict(), "train": trained}
+    spec = ({**_NEURAL[model].to_dict(), "train": train.as_trained(train.TrainConfig(), _NEURAL[model]).to_dict()}
             if model in _NEURAL else
             {"kind": {"xgb-target": "xgb"}.get(model, model), **PackSumXGB().params, "hessian": "stores"})
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:8]

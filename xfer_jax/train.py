@@ -15,10 +15,8 @@ import pathlib
 import signal
 import threading
 import time
-from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
@@ -62,9 +60,6 @@ class TrainConfig:
     # draw only groups with two or more different programs: a quarter of data/v1's groups measured one schedule
     # again and again (tiny tasks with nothing to tune), where every model ties and the loss has no gradient
     distinct_groups: bool = True
-    # > 0: validation and the checkpoint score with an exponential moving average of the weights at this decay
-    # per step (debiased); training itself, and a resumed run, follow the raw weights. 0: the weights as trained
-    weight_average: float = 0.0
 
     def __post_init__(self):
         if self.loss not in losses.LOSSES:
@@ -75,8 +70,6 @@ class TrainConfig:
             raise UserError(f"store_dropout must be in [0, 1), got {self.store_dropout}")
         if self.hardware_noise < 0:
             raise UserError(f"hardware_noise must be >= 0, got {self.hardware_noise}")
-        if not 0.0 <= self.weight_average < 1.0:
-            raise UserError(f"weight_average must be in [0, 1), got {self.weight_average}")
 
     def scaling_for(self, model_config: ModelConfig) -> str:
         if self.store_scaling != "auto":
@@ -198,37 +191,10 @@ class DataParallel:
                 for k, v in dataclasses.asdict(batch).items()}
 
 
-class WeightAverageState(NamedTuple):
-    steps: jax.Array
-    average: optax.Params
-
-
-def weight_average(decay: float) -> optax.GradientTransformation:
-    """Last in a chain: passes the updates on and keeps, in its state, a moving average of the weights they
-    produce. Being optimizer state, it is saved and resumed with it."""
-    def init(params):
-        return WeightAverageState(jnp.zeros([], jnp.int32), jax.tree.map(jnp.zeros_like, params))
-
-    def update(updates, state, params):
-        new = optax.apply_updates(params, updates)
-        average = jax.tree.map(lambda a, p: decay * a + (1.0 - decay) * p, state.average, new)
-        return updates, WeightAverageState(state.steps + 1, average)
-
-    return optax.GradientTransformation(init, update)
-
-
-def averaged_weights(opt_state, decay: float):
-    """The debiased average `weight_average(decay)` kept in the chain's state (its last entry)."""
-    state = opt_state[-1]
-    debias = 1.0 - decay ** max(int(state.steps), 1)
-    return jax.tree.map(lambda a: (a / debias).astype(a.dtype), state.average)
-
-
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(0.0, config.learning_rate, min(200, config.steps // 10 + 1),
                                                   config.steps)
-    steps = [optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay)]
-    return optax.chain(*steps, *([weight_average(config.weight_average)] if config.weight_average else []))
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
 
 
 def model_inputs(normalizer: Normalizer, data: Dataset, stores: int, model_config: ModelConfig) -> tuple:
@@ -359,8 +325,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
             replicated = (new_params, new_opt)
             if (step + 1) % config.eval_every == 0 or step + 1 == config.steps:
                 params, opt_state = parallel.unreplicate(replicated)
-                scored = averaged_weights(opt_state, config.weight_average) if config.weight_average else params
-                scores = predict_scores(scored, graphdef, valid_inputs)
+                scores = predict_scores(params, graphdef, valid_inputs)
                 valid_pca = metrics.pca(scores, valid_data.latency, valid_data.group)
                 history.append({"step": step + 1, "loss": float(loss[0]), "valid_pca": valid_pca})
                 bar.set_postfix(loss=f"{float(loss[0]):.4f}", valid_pca=f"{valid_pca:.4f}")
@@ -370,8 +335,7 @@ def train(data: Dataset, train_index: np.ndarray, valid_index: np.ndarray, model
                 else:
                     bad_evals += 1
                 checkpoint.save(manager, step + 1, params, opt_state,
-                                {**metadata, "best": best, "history": history, "bad_evals": bad_evals}, best=improved,
-                                best_params=scored)
+                                {**metadata, "best": best, "history": history, "bad_evals": bad_evals}, best=improved)
                 if bad_evals >= config.patience:
                     break
     bar.close()
