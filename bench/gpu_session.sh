@@ -10,11 +10,15 @@
 #            time on the one GPU, for at most $SWEEP_S seconds; their JSON lines in $OUT/sweep.jsonl, saved
 #            scores and logs in $OUT/sweep.tgz (the device tool returns a handful of files, not one per job).
 #            Needs rax and xgboost wheels in .gpuwheels/ (pack-wheels, here)
+#   parts    device: bench/study_parts.py $PARTS ($PARALLEL at a time, none started after $PARTS_S - 300 s): the
+#            study's cached results come back as $OUT/results.tgz, its checkpoints as $OUT/checkpoints.tgz.NN
+#            (best weights; an unfinished one whole, to resume here): untar both here (cat the parts) and rerun
+#            the report to render them
 #   report   device: `xfer-jax report --jobs $PARALLEL $REPORT_ARGS` for at most $REPORT_S seconds; reports/
 #            without checkpoints comes back as $OUT/report.tgz. The study caches every result, so what a call
 #            did not finish, the next call (or this VM) computes; untar here and rerun the report to render it
 set -uo pipefail
-stage=${1:?usage: bench/gpu_session.sh pack|pack-wheels|train|check|collect|sweep|report}
+stage=${1:?usage: bench/gpu_session.sh pack|pack-wheels|train|check|collect|sweep|parts|report}
 OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 
@@ -64,6 +68,21 @@ sweep)
   tar -czf "$OUT/sweep.tgz" -C /tmp sweep
   echo "$(wc -l < "$OUT/sweep.jsonl") results of $started jobs started ($skipped not started: out of time) in" \
     "$OUT/sweep.jsonl; scores and logs in $OUT/sweep.tgz"
+  ;;
+parts)
+  install_xfer_jax
+  python3 -m pip install -q --no-deps --no-index --target /tmp/xj .gpuwheels/*.whl || exit 1
+  export XLA_PYTHON_CLIENT_PREALLOCATE=false
+  nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv -l 20 > "$OUT/gpu-use.csv" &
+  timeout "${PARTS_S:-540}" python3 bench/study_parts.py --jobs "${PARALLEL:-12}" --deadline-s "$(( ${PARTS_S:-540} - 20 ))" \
+    ${PARTS_ARGS:-} ${PARTS:?PARTS lists study parts, e.g. split:by-task prune:by-task:random:0.2} > "$OUT/parts.log" 2>&1
+  echo "parts exit $? (124: stopped at PARTS_S; every finished part is cached)"
+  pkill -f multiprocessing.spawn; kill %1; sleep 2  # timeout stops the parent only: no worker writes during tar
+  tar -czf "$OUT/results.tgz" reports/work/*/results
+  for ck in reports/work/*/checkpoints/*/; do  # a finished model needs only its best weights, one to resume all
+    if [ -e "$ck/done" ]; then echo "$ck/best" "$ck/done"; else echo "$ck"; fi
+  done | xargs tar -czf - | split -b 15M -d - "$OUT/checkpoints.tgz."
+  grep '^{' "$OUT/parts.log"
   ;;
 report)
   install_xfer_jax

@@ -57,6 +57,8 @@ def test_report_regenerates_readme_plots_and_summary_from_data_and_tune_results(
     full = summary["pruning"]["per_split"]["by-host"]["random"]["1"]
     losses = [f["pca"] - h["pca"] for f, h in zip(full["seeds"], random_half["seeds"])]  # each seed's own full set
     assert abs(random_half["pca_loss"] - sum(losses) / 2) < 1e-9 and random_half["worst_pca_loss"] == max(losses)
+    full_by_task = summary["pruning"]["per_split"]["by-task"]["random"]["1"]  # the split table's model, not a retrain
+    assert [s["pca"] for s in full_by_task["seeds"]] == [s["pca"] for s in summary["splits"]["by-task"]["mlp"]["seeds"]]
     every_seed = summary["pruning"]["best_keep_at_1pt_every_seed"]["by-host"]
     assert every_seed >= summary["pruning"]["best_keep_at_1pt"]["by-host"] - 1e-9  # stricter, so never smaller
     collection = summary["pruning"]["collection"]

@@ -201,15 +201,17 @@ class Study:
         for method in methods:
             results[method] = {}
             for keep in fractions:
-                name = f"{base.name}-full" if keep >= 1.0 else f"{base.name}-{method}-keep{keep:g}"
-                pruned = splits.Split(name, measured_train, base.test, base.held_out, spec=base.spec)
-                # a cached result skips the selection too, which fits boosters for the model-based methods
-                report = self._cached(model, split_label(pruned), "full")
-                if report is None:
-                    index = measured_train if keep >= 1.0 else prune.select(self.data, keep, method, self.seed,
-                                                                            within=base.train)
-                    report = self.score(model, dataclasses.replace(pruned, train=index))
-                report["kept_fraction"] = report["train_programs"] / max(len(measured_train), 1)
+                if keep >= 1.0:  # the split table's (by-host: the zero-shot row's) model, trained once for both
+                    report = {**self.score(model, base), "kept_fraction": 1.0}
+                else:
+                    pruned = splits.Split(f"{base.name}-{method}-keep{keep:g}", measured_train, base.test,
+                                          base.held_out, spec=base.spec)
+                    # a cached result skips the selection too, which fits boosters for the model-based methods
+                    report = self._cached(model, split_label(pruned), "full")
+                    if report is None:
+                        index = prune.select(self.data, keep, method, self.seed, within=base.train)
+                        report = self.score(model, dataclasses.replace(pruned, train=index))
+                    report["kept_fraction"] = report["train_programs"] / max(len(measured_train), 1)
                 results[method][f"{keep:g}"] = report
                 self._log_row(f"{method}@{keep:g}", report)
         return results
