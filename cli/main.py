@@ -397,6 +397,9 @@ def report(
                                                 "random,kcenter,easy [default: every prune method]"),
     prune_host: Optional[str] = typer.Option(None, "--prune-host", help="the host by-host pruning and the collection "
                                              "simulation hold out [default: the first CPU host]"),
+    collect_methods: Optional[str] = typer.Option(None, "--collect-methods", help="the collection simulation's "
+                                                  "methods, e.g. random,kcenter; none skips the simulation "
+                                                  "[default: every collection method]"),
     collect_shots: Optional[str] = typer.Option(None, "--collect-shots", help="programs per task measured on the "
                                                 "held-out host in the collection simulation, e.g. 16,64"),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="train this many models at once (processes)"),
@@ -432,6 +435,8 @@ def report(
                             hosts=hosts and parse_list(hosts, str, "--hosts"), pruning=pruning,
                             fractions=keep_fractions and parse_fractions(keep_fractions), prune_host=prune_host,
                             prune_methods=prune_methods and parse_list(prune_methods, str, "--prune-methods"),
+                            collect_methods=collect_methods and (() if collect_methods == "none" else parse_list(
+                                collect_methods, str, "--collect-methods")),
                             collect_shots=collect_shots and parse_list(collect_shots, int, "--collect-shots"),
                             splits=whole_splits and parse_list(whole_splits, str, "--splits"),
                             split_models=models and parse_list(models, str, "--models"),

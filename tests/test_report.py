@@ -142,6 +142,10 @@ def test_pruning_only_computes_the_pruning_study_and_rewrites_only_its_section(t
     # a second run replaces the section (from the cache) instead of adding one
     assert report.refresh_pruning(data, out, plan, log=lambda *_: None) == pruning
     assert (out / "README.md").read_text() == text
+    without = report.refresh_pruning(data, out, report.Plan(**{**plan.to_dict(), "collect_methods": ()}),
+                                     log=lambda *_: None)  # --collect-methods none: the curves alone
+    assert "collection" not in without and "Pruning for collection" not in (out / "README.md").read_text()
+    assert without["per_split"] == pruning["per_split"]
     both = run_cli("report", "--out", out, "--tuning-only", "--pruning-only")
     assert both.returncode == 2 and "pass one of them" in both.stderr
     unknown = run_cli("report", "--data", data, "--out", out, "--pruning-only", "--prune-methods", "random,oracle")

@@ -43,7 +43,7 @@ class Plan:
     prune_model: str = "xfer"
     prune_methods: tuple[str, ...] = prune.METHODS
     prune_host: str | None = None  # by-host pruning and collection hold this host out; None: the first CPU host
-    collect_methods: tuple[str, ...] = prune.COLLECT_METHODS
+    collect_methods: tuple[str, ...] = prune.COLLECT_METHODS  # () skips the collection simulation
     collect_shots: tuple[int, ...] = (16, 64)  # programs measured per task and config of the held-out host
 
     def networks_of(self, data: dataset.Dataset) -> tuple[str, ...]:
@@ -265,7 +265,7 @@ def pruning_section(studies: list[Study], out: pathlib.Path, plan: Plan, host: s
         summary["best_keep_at_1pt_every_seed"][name] = every_seed["kept_fraction"] if every_seed else None
         summary["detail"][name] = best
         summary["per_split"][name] = results
-    if host:
+    if host and plan.collect_methods:
         collection_text, summary["collection"] = collection_section(studies, plan, host)
         text.append(collection_text)
     return "\n\n".join(text), summary
@@ -514,7 +514,7 @@ def _parts(data: dataset.Dataset, plan: Plan) -> list[tuple[int, str, str | None
             for split in _prune_splits(host):
                 parts += [(seed, "prune", (split, m)) for m in plan.prune_methods]
                 parts += [(seed, "prune-full", (split, plan.prune_methods[0]))]
-            if host:
+            if host and plan.collect_methods:
                 parts += [(seed, "collect", host)]
     return parts
 
