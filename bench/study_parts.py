@@ -38,8 +38,10 @@ def parse_part(spec: str) -> tuple[str, tuple[str, ...]]:
     if kind not in KINDS or len(args) != arity:
         raise SystemExit(f"bad part {spec!r}: one of split:NAME, network:NET, host:H, platform:P, "
                          "prune:SPLIT:METHOD:KEEP")
-    if kind == "prune" and (args[0] not in ("by-task", "by-host") or args[1] not in prune.METHODS):
-        raise SystemExit(f"bad part {spec!r}: SPLIT is by-task or by-host, METHOD one of {', '.join(prune.METHODS)}")
+    if kind == "prune" and (args[0] not in ("by-task", "by-host") or args[1] not in prune.METHODS
+                            or not args[2].replace(".", "", 1).isdigit()):
+        raise SystemExit(f"bad part {spec!r}: SPLIT is by-task or by-host, METHOD one of {', '.join(prune.METHODS)}, "
+                         "KEEP a fraction")
     return kind, tuple(args)
 
 
