@@ -10,7 +10,7 @@ Parts (each once per seed, in the order given):
     split:NAME                  the split table's row NAME (within-task, by-task) for --models
     network:NET                 the split table's by-network row holding NET out, for --models
     host:H, platform:P          the zero-shot transfer row holding H (P) out, for --transfer-models
-    prune:SPLIT:METHOD:KEEP     --prune-model trained on KEEP of SPLIT's (by-task, by-host) training programs,
+    prune:SPLIT:METHOD:KEEP     --prune-model trained on KEEP (< 1) of SPLIT's (by-task, by-host) training programs,
                                 chosen by METHOD; by-host holds out the report's pruning host
 One JSON line per part: its name, seed, "done", "failed" or "skipped", and seconds.
 """
@@ -39,9 +39,9 @@ def parse_part(spec: str) -> tuple[str, tuple[str, ...]]:
         raise SystemExit(f"bad part {spec!r}: one of split:NAME, network:NET, host:H, platform:P, "
                          "prune:SPLIT:METHOD:KEEP")
     if kind == "prune" and (args[0] not in ("by-task", "by-host") or args[1] not in prune.METHODS
-                            or not args[2].replace(".", "", 1).isdigit()):
+                            or not args[2].startswith("0.") or not args[2][2:].isdigit()):
         raise SystemExit(f"bad part {spec!r}: SPLIT is by-task or by-host, METHOD one of {', '.join(prune.METHODS)}, "
-                         "KEEP a fraction")
+                         "KEEP a fraction below 1 (the full set is the split:by-task or host:H part's model)")
     return kind, tuple(args)
 
 
@@ -89,14 +89,15 @@ def main() -> None:
     parser.add_argument("--stagger-s", type=float, default=5.0, help="between the starts of the first wave")
     args = parser.parse_args()
 
-    plan = report.Plan(steps=args.steps, seeds=tuple(int(s) for s in args.seeds.split(",")), shots=(0,),
-                       split_models=tuple(args.models.split(",")),
-                       transfer_models=tuple(args.transfer_models.split(",")), prune_model=args.prune_model)
     data = dataset.load(args.data)
-    plan.check(data)
-    prune_host = plan.prune_host_of(data)
-    jobs = [(spec, *report_part(*parse_part(spec), seed, plan, prune_host)) for spec in args.parts for seed in plan.seeds]
     try:
+        plan = report.Plan(steps=args.steps, seeds=report.parse_list(args.seeds, int, "--seeds"), shots=(0,),
+                           split_models=report.parse_list(args.models, str, "--models"),
+                           transfer_models=report.parse_list(args.transfer_models, str, "--transfer-models"),
+                           prune_model=args.prune_model)
+        prune_host = plan.prune_host_of(data)
+        jobs = [(spec, *report_part(*parse_part(spec), seed, plan, prune_host))
+                for spec in args.parts for seed in plan.seeds]
         for _, _, part_plan in jobs:
             part_plan.check(data)  # unknown names and bad fractions fail here, before anything trains
     except UserError as error:

@@ -559,9 +559,11 @@ def _compute_in_parallel(jobs: int, parts: list, data_path: pathlib.Path, work: 
     import concurrent.futures
     import multiprocessing
 
-    # the collection parts fine-tune the zero-shot by-host models that the host parts train: they go second, so
-    # that no two processes train one checkpoint folder at once
-    waves = [[p for p in parts if p[1] != "collect"], [p for p in parts if p[1] == "collect"]]
+    # the pruning curves' full points are the models the split and host parts train, and the collection parts
+    # fine-tune the zero-shot by-host ones: each goes in a later wave, so that no two processes train one
+    # checkpoint folder at once
+    later = ("prune-full", "collect")
+    waves = [[p for p in parts if p[1] not in later]] + [[p for p in parts if p[1] == kind] for kind in later]
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for wave in waves:
             for future in concurrent.futures.as_completed([pool.submit(compute_part, part, data_path, work, plan)
