@@ -45,6 +45,7 @@ def main() -> None:
     from tvm.tirx import PrimFunc
 
     from xfer_jax.bridge import records
+    from xfer_jax.bridge.check import OutputCheck
     from xfer_jax.bridge.measure import MeasureConfig, SyncRunner, make_builder, make_runner, run_artifacts
     from xfer_jax.bridge.networks import get_network, unbatched_name
     from xfer_jax.bridge.platforms import get_platform
@@ -75,8 +76,10 @@ def main() -> None:
         if not result.get("output_matches_untuned"):  # unfinished, or its output disagreed with the untuned build
             continue
         database = ms.database.JSONDatabase(work_dir=str(library.parent))
+        verdicts = library.parent / "output_checks.jsonl"  # tuned since tune checks outputs: compiled as it did
+        check = OutputCheck(tasks, target, verdicts) if verdicts.exists() else None
         if "tasks_left_untuned" in result:  # tuned since tune compiles untuned code where that measured faster
-            database = records_to_compile(database, tasks, untuned)
+            database = records_to_compile(database, tasks, untuned, check)
         best = best_records(database, tasks)
         candidates = {i: record.as_measure_candidate() if record is not None else untuned_candidate(t)  # as the .so
                       for i, (record, t) in enumerate(zip(best, tasks))}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import time
 
@@ -121,9 +122,10 @@ def _with_reference(platform: Platform, cache: pathlib.Path | None) -> Platform:
     return timed
 
 
-def measured_latency(results) -> np.ndarray:
-    """Mean seconds per MetaSchedule RunnerResult; inf for a failed build or run."""
-    return np.array([latency_s(r.run_secs, r.error_msg) for r in results])
+def measured_latency(results, wrong_output: set[int] = frozenset()) -> np.ndarray:
+    """Mean seconds per MetaSchedule RunnerResult; inf for a failed build or run, or a wrong output (by index)."""
+    return np.array([math.inf if i in wrong_output else latency_s(r.run_secs, r.error_msg)
+                     for i, r in enumerate(results)])
 
 
 @derived_object
@@ -186,6 +188,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
         self.history: dict[str, Measurements] = {}
         self.workloads: dict[str, np.ndarray] = {}
         self.seconds = 0.0  # featurising, predicting and updating
+        self.wrong_output: set[int] = set()  # the next update's candidates (by index) that compute a wrong output
 
     @classmethod
     def from_checkpoint(cls, path=None, platform: str | Platform = "auto", frozen: bool = False,
@@ -287,7 +290,7 @@ class XferCostModel(ms.cost_model.PyCostModel):
             return
         start = time.perf_counter()
         key, inputs = self._inputs(context, candidates)
-        newest = Measurements(*(np.array(x) for x in inputs), measured_latency(results))
+        newest = Measurements(*(np.array(x) for x in inputs), measured_latency(results, self.wrong_output))
         if self.partner is not None and self.partner_weight.online:  # before either learns from these programs
             self.partner_weight.observe(self.predictor.predict(*inputs), self.partner.predict(inputs[0], inputs[1]),
                                         newest.latency)
@@ -364,6 +367,7 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
         self.online = OnlineXGB(booster, update_every, update_rounds)
         self.candidates = CandidateFeatures(max_stores)
         self.seconds, self.scored = 0.0, 0
+        self.wrong_output: set[int] = set()  # as XferCostModel's
 
     @property
     def updates(self) -> int:
@@ -382,7 +386,7 @@ class PretrainedXGBCostModel(ms.cost_model.PyCostModel):
             return
         start = time.perf_counter()
         key, features, mask, _, _ = self.candidates(context, candidates)
-        self.online.add(key, features, mask, measured_latency(results))
+        self.online.add(key, features, mask, measured_latency(results, self.wrong_output))
         self.seconds += time.perf_counter() - start
 
     def save(self, path: str) -> None:

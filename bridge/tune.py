@@ -32,6 +32,7 @@ from xfer_jax.errors import UserError
 from xfer_jax.splits import trained_platforms
 
 from . import records
+from .check import OutputCheck
 from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel
 from .measure import MeasureConfig, SyncRunner, build_and_run, check_tracker, make_builder, make_runner
 from .networks import Network
@@ -77,22 +78,40 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
     """After every measured batch: trials so far, seconds when that batch finished measuring, estimated latency.
 
     Each point is appended to `log_path` as it lands ({"trials", "s", "est_ms", "model_s"}), so an interrupted
-    tune keeps its curve; a resumed one continues from the last point and from the best latencies measured."""
+    tune keeps its curve; a resumed one continues from the last point and from the best latencies measured.
+
+    With `check`, `screen` (run through ScreenFirst before the database and the cost model see the batch) checks
+    the candidates that would become their task's best, fastest first, until one computes the untuned code's
+    output; those that do not never count, and a cost model of ours learns them as failures (TVM's XGBModel cannot
+    be told)."""
 
     def __init__(self, weights: list[float], best_s: list[float], runner: SyncRunner, bar: tqdm.tqdm,
-                 names: list[str], log_path: pathlib.Path, model_seconds):
+                 names: list[str], log_path: pathlib.Path, cost_model, check: OutputCheck | None):
         super().__init__()
         self.weights, self.runner, self.bar, self.names = weights, runner, bar, names
         self.best = list(best_s)  # a task not tuned yet runs its unscheduled code in the compiled network
-        self.log_path, self.model_seconds = log_path, model_seconds
+        self.log_path, self.cost_model, self.check = log_path, cost_model, check
+        self.wrong: set[int] = set()  # this batch's candidates whose output differs
         self.points = read_curve(log_path)
         last = self.points[-1] if self.points else {"trials": 0, "s": 0.0, "model_s": 0.0}
         self.trials, self.offset_s, self.offset_model_s = last["trials"], last["s"], last["model_s"]
         self.start = time.time()
 
+    def screen(self, task_id: int, measure_candidates, runner_results) -> None:
+        latency = [records.latency_s(r.run_secs, r.error_msg) for r in runner_results]
+        self.wrong = set()
+        for i in sorted(range(len(latency)), key=latency.__getitem__) if self.check else ():
+            if latency[i] >= self.best[task_id] or self.check.matches(task_id, measure_candidates[i].sch.mod):
+                break
+            self.wrong.add(i)
+        if isinstance(self.cost_model, (XferCostModel, PretrainedXGBCostModel)):
+            self.cost_model.wrong_output = self.wrong
+
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-        for result in runner_results:
-            self.best[task_id] = min(self.best[task_id], records.latency_s(result.run_secs, result.error_msg))
+        for i, result in enumerate(runner_results):
+            if i not in self.wrong:
+                self.best[task_id] = min(self.best[task_id], records.latency_s(result.run_secs, result.error_msg))
+        self.wrong = set()
         self.trials += len(measure_candidates)
         finished = time.time()
         if self.runner.finished_at:  # batches whose builds all failed never reach the runner
@@ -102,7 +121,7 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
                 finished = stamp
         estimate = self.estimate_ms()
         point = {"trials": self.trials, "s": round(self.offset_s + finished - self.start, 2), "est_ms": estimate,
-                 "model_s": round(self.offset_model_s + self.model_seconds(), 3)}
+                 "model_s": round(self.offset_model_s + self.cost_model.seconds, 3)}
         self.points.append(point)
         records.append_lines(self.log_path, [records.dumps(point)])
         self.bar.update(len(measure_candidates))
@@ -119,30 +138,50 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
         return float(sum(w * b for w, b in zip(self.weights, self.best)) * 1e3)
 
 
+@derived_object
+class ScreenFirst(ms.measure_callback.PyMeasureCallback):
+    """CurveRecorder.screen, as the first of a tune's measure callbacks."""
+
+    def __init__(self, recorder: CurveRecorder):
+        super().__init__()
+        self.recorder = recorder
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        self.recorder.screen(task_id, measure_candidates, runner_results)
+
+
 def read_curve(path: pathlib.Path) -> list[dict]:
     return [v for _, v in records.iter_json_lines(path) if isinstance(v, dict)] if path.exists() else []
 
 
-def best_records(database, tasks: list[Task]) -> list:
-    """Per task: its fastest tuning record in `database`, or None before its first measurement."""
+# a task's records tried, fastest first, for one whose output matches its untuned code's
+CHECKED_RECORDS = 32
+
+
+def best_records(database, tasks: list[Task], check: OutputCheck | None = None) -> list:
+    """Per task: its fastest tuning record in `database` (with `check`: the fastest of its first CHECKED_RECORDS
+    whose output matches), or None before its first measurement (or when none matches)."""
     best = []
-    for task in tasks:
-        top = database.get_top_k(database.commit_workload(task.mod), 1) if database.has_workload(task.mod) else []
-        best.append(top[0] if top else None)
+    for task_id, task in enumerate(tasks):
+        if not database.has_workload(task.mod):
+            best.append(None)
+            continue
+        top = database.get_top_k(database.commit_workload(task.mod), 1 if check is None else CHECKED_RECORDS)
+        best.append(next((r for r in top if check is None or check.record_matches(task_id, r)), None))
     return best
 
 
-def best_measured(database, tasks: list[Task], untuned_s: list[float]) -> list[float]:
+def best_measured(database, tasks: list[Task], untuned_s: list[float], check: OutputCheck | None = None) -> list[float]:
     """Per task: the latency the compiled network gets, the faster of its best record and its untuned code."""
     return [untuned if record is None else min(untuned, records.latency_s(record.run_secs))
-            for record, untuned in zip(best_records(database, tasks), untuned_s)]
+            for record, untuned in zip(best_records(database, tasks, check), untuned_s)]
 
 
-def records_to_compile(database, tasks: list[Task], untuned_s: list[float]):
+def records_to_compile(database, tasks: list[Task], untuned_s: list[float], check: OutputCheck | None = None):
     """Each task's best record, except where its untuned code measured faster: that task compiles untuned, so the
     network gets what the tuning curve estimated."""
     chosen = ms.database.MemoryDatabase()
-    for task, record, untuned in zip(tasks, best_records(database, tasks), untuned_s):
+    for task, record, untuned in zip(tasks, best_records(database, tasks, check), untuned_s):
         if record is not None and records.latency_s(record.run_secs) <= untuned:
             chosen.commit_tuning_record(ms.database.TuningRecord(
                 record.trace, chosen.commit_workload(task.mod), record.run_secs, record.target, record.args_info))
@@ -327,19 +366,21 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         bar = tqdm.tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{network.name}/{name}",
                         unit="trial", disable=not show_progress, dynamic_ncols=True)
         runner.finished_at.clear()
-        recorder = CurveRecorder(weights, best_measured(database, tasks, untuned), runner, bar,
-                                 [t.name for t in tasks], work_dir / "curve.jsonl", lambda: cost_model.seconds)
+        check = OutputCheck(tasks, target, work_dir / "output_checks.jsonl")
+        recorder = CurveRecorder(weights, best_measured(database, tasks, untuned, check), runner, bar,
+                                 [t.name for t in tasks], work_dir / "curve.jsonl", cost_model, check)
         if done < config.trials:  # resume: only the remaining budget is measured
             ms.tune_tasks(tasks=_contexts(tasks, target, config), task_weights=weights, work_dir=str(work_dir),
                           max_trials_global=config.trials - done, num_trials_per_iter=config.trials_per_round,
                           max_trials_per_task=config.top_k_per_task, task_scheduler=config.task_scheduler,
                           builder=builder, runner=runner, database=database, cost_model=cost_model,
-                          measure_callbacks=[*ms.measure_callback.MeasureCallback.create("default"), recorder])
+                          measure_callbacks=[ScreenFirst(recorder), *ms.measure_callback.MeasureCallback.create(
+                              "default"), recorder])
         bar.close()
         last = recorder.points[-1] if recorder.points else {"s": 0.0, "model_s": 0.0}
 
         with target:
-            compiled = records_to_compile(database, tasks, untuned)
+            compiled = records_to_compile(database, tasks, untuned, check)
             executable = ms.relax_integration.compile_relax(compiled, network.mod, target, None)
         library = work_dir / f"{network.name}.so"
         executable.export_library(str(library))
@@ -349,7 +390,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
                  "trials": len(database.get_all_tuning_records()), "wall_s": round(last["s"], 1),
                  "model_s": round(last["model_s"], 2), "curve": recorder.curve, "output_matches_untuned": matches,
                  "library": str(library), "database": str(work_dir),
-                 "tasks_left_untuned": sum(not compiled.has_workload(t.mod) for t in tasks)}
+                 "tasks_left_untuned": sum(not compiled.has_workload(t.mod) for t in tasks),
+                 # programs whose output differed from their untuned code's: never counted, never compiled
+                 "wrong_output_programs": check.rejected, "output_check_s": round(check.seconds, 1)}
         if isinstance(cost_model, (XferCostModel, PretrainedXGBCostModel)):  # featurized: each candidate once
             entry["candidates"] = {"scored": cost_model.scored, "featurized": cost_model.candidates.featurized}
         if isinstance(cost_model, XferCostModel):

@@ -321,6 +321,8 @@ def test_tune_compile_run_matches_untuned_and_resumes(checkpoint, tiny, tmp_path
     for name in ("xfer", "random"):
         entry = report["models"][name]
         assert entry["output_matches_untuned"]
+        # each task's new bests were checked against its untuned code as they were measured; none computed wrongly
+        assert entry["wrong_output_programs"] == 0 and (tmp_path / name / "output_checks.jsonl").exists()
         assert entry["trials"] == 16
         assert entry["final_latency_ms"] > 0 and entry["latency_spread_ms"] >= 0
         assert all(len(point) == 3 for point in entry["curve"])

@@ -1,0 +1,96 @@
+"""Whether a scheduled program computes what its task's unscheduled code computes, on seeded random inputs.
+
+MetaSchedule measures speed, never results, and TVM 0.27 compiles some schedules to wrong code: on bert_tiny's
+attention task (Zen 3, eight rounds) each of xfer's 12 fastest records, which rfactor both softmax reductions, was
+off by 7-17% of the output's range, while the untuned code and xgb's records agreed to 1e-7. So `tune` counts and
+compiles only records that pass this check.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm.s_tir import meta_schedule as ms
+
+from . import records
+from .tasks import Task, hash_hex
+
+# outputs agree within this fraction of the reference's largest magnitude (at least 1): reordered float
+# reductions differ by about 1e-7 here, wrong code by percents
+TOLERANCE = 1e-3
+
+
+def _random_arguments(task: Task) -> list[np.ndarray]:
+    """Every buffer of the task's function, floats uniform in [-1, 1), integers (indices) zero; seeded."""
+    rng = np.random.default_rng(0)
+    arrays = []
+    for info in ms.arg_info.ArgInfo.from_prim_func(task.mod["main"]):
+        shape, dtype = [int(d) for d in info.shape], str(info.dtype)
+        arrays.append(rng.uniform(-1, 1, shape).astype(dtype) if "float" in dtype else np.zeros(shape, dtype))
+    return arrays
+
+
+def _agree(got: np.ndarray, want: np.ndarray) -> bool:
+    finite = np.abs(want[np.isfinite(want)])
+    scale = max(1.0, float(finite.max())) if finite.size else 1.0
+    return bool(np.allclose(got, want, rtol=TOLERANCE, atol=TOLERANCE * scale, equal_nan=True))
+
+
+class OutputCheck:
+    """Verdicts on scheduled programs of one network's tasks, kept in `verdicts_path` (one JSON line per program,
+    appended) so a resumed tune checks nothing twice. A program (or untuned code) that does not build or run here
+    is not judged (True): its measurement failed it already, or the compiled network's own output check will."""
+
+    def __init__(self, tasks: list[Task], target, verdicts_path: pathlib.Path):
+        self.tasks, self.target, self.path = tasks, target, verdicts_path
+        self.verdicts: dict[str, bool] = {line["program"]: line["matches"]
+                                          for _, line in records.iter_json_lines(verdicts_path)
+                                          if isinstance(line, dict)}
+        self.references: dict[int, tuple[list[np.ndarray], list[np.ndarray]] | None] = {}
+        self.seconds = 0.0
+
+    @property
+    def rejected(self) -> int:
+        return sum(not ok for ok in self.verdicts.values())
+
+    def _run(self, mod: tvm.IRModule, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        device = tvm.cpu()
+        library = tvm.tirx.build(mod, target=self.target)  # keeps any layout-rewrite block: inputs stay as given
+        arguments = [tvm.runtime.tensor(a.copy(), device) for a in arrays]
+        library(*arguments)
+        return [a.numpy() for a in arguments]
+
+    def _reference(self, task_id: int) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+        if task_id not in self.references:
+            inputs = _random_arguments(self.tasks[task_id])
+            try:
+                self.references[task_id] = inputs, self._run(self.tasks[task_id].mod, inputs)
+            except Exception:  # TVM raises several types; an unbuildable task's programs go unjudged
+                self.references[task_id] = None
+        return self.references[task_id]
+
+    def matches(self, task_id: int, scheduled: tvm.IRModule) -> bool:
+        """Whether `scheduled` (the task's module after its schedule) computes the untuned code's outputs."""
+        key = f"{self.tasks[task_id].name}:{hash_hex(tvm_ffi.structural_hash(scheduled))}"
+        if key not in self.verdicts:
+            start = time.perf_counter()
+            reference = self._reference(task_id)
+            try:
+                ok = reference is None or all(_agree(got, want) for got, want
+                                              in zip(self._run(scheduled, reference[0]), reference[1]))
+            except Exception:  # TVM raises several types; see the class docstring
+                ok = True
+            self.seconds += time.perf_counter() - start
+            self.verdicts[key] = ok
+            records.append_lines(self.path, [records.dumps({"program": key, "matches": ok})])
+        return self.verdicts[key]
+
+    def record_matches(self, task_id: int, record) -> bool:
+        """`matches` for a tuning record, its trace replayed on the task's module."""
+        schedule = tvm.s_tir.Schedule(self.tasks[task_id].mod)
+        record.trace.apply_to_schedule(schedule, remove_postproc=False)
+        return self.matches(task_id, schedule.mod)

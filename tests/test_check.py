@@ -1,0 +1,81 @@
+"""OutputCheck on real TVM: a scheduled program must compute what its task's untuned code computes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import write_matmul_onnx
+
+tvm = pytest.importorskip("tvm")
+from tvm import te  # noqa: E402
+from tvm.s_tir import meta_schedule as ms  # noqa: E402
+
+from xfer_jax.bridge import networks, platforms, records, tasks  # noqa: E402
+from xfer_jax.bridge.check import OutputCheck  # noqa: E402
+from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
+from xfer_jax.bridge.tune import best_records, records_to_compile  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+
+
+def matmul_task(scale: float = 1.0) -> tasks.Task:
+    a = te.placeholder((32, 48), "float32", name="a")
+    b = te.placeholder((48, 16), "float32", name="b")
+    k = te.reduce_axis((0, 48), name="k")
+    c = te.compute((32, 16), lambda i, j: te.sum(a[i, k] * b[k, j] * scale, axis=k), name="c")
+    return tasks.Task("matmul", tvm.IRModule({"main": te.create_prim_func([a, b, c])}), 1, 2 * 32 * 48 * 16)
+
+
+def test_a_rescheduled_program_passes_and_one_computing_something_else_fails(tmp_path):
+    task = matmul_task()
+    target = platforms.get_platform("auto").tvm_target()
+    check = OutputCheck([task], target, tmp_path / "checks.jsonl")
+    schedule = tvm.s_tir.Schedule(task.mod)
+    block = schedule.get_sblock("c")
+    i, j, k = schedule.get_loops(block)
+    outer, inner = schedule.split(k, factors=[None, 8])
+    schedule.reorder(i, outer, j, inner)
+    schedule.parallel(i)
+    assert check.matches(0, schedule.mod)
+    assert not check.matches(0, matmul_task(scale=1.5).mod)  # an output half again too large
+    assert not check.matches(0, matmul_task(scale=1.01).mod)  # 1% too large: still wrong
+    assert check.rejected == 1 + 1
+
+
+def test_verdicts_persist_so_a_resumed_check_judges_nothing_twice(tmp_path):
+    task = matmul_task()
+    target = platforms.get_platform("auto").tvm_target()
+    path = tmp_path / "checks.jsonl"
+    first = OutputCheck([task], target, path)
+    assert not first.matches(0, matmul_task(scale=2.0).mod) and first.matches(0, task.mod)
+    lines = path.read_text().splitlines()
+    assert [json.loads(line)["matches"] for line in lines] == [False, True]
+    again = OutputCheck([task], target, path)
+    assert not again.matches(0, matmul_task(scale=2.0).mod) and again.rejected == 1
+    assert again.seconds == 0.0 and path.read_text().splitlines() == lines  # read back, not rebuilt or rewritten
+
+
+def test_a_task_compiles_its_fastest_record_whose_output_matches(tmp_path):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    network = networks.onnx_network(write_matmul_onnx(tmp_path / "tiny.onnx"))
+    tuned = tasks.extract_tasks(network, target)[:1]
+    measure = MeasureConfig()
+    database = ms.tune_tir(tuned[0].mod, target, work_dir=str(tmp_path / "work"), max_trials_global=8,
+                           num_trials_per_iter=8, cost_model=ms.cost_model.RandomModel(),
+                           builder=make_builder(measure), runner=make_runner(platform, measure))
+    workload = database.commit_workload(tuned[0].mod)
+    fastest, second = database.get_top_k(workload, 2)
+    path = tmp_path / "checks.jsonl"
+    check = OutputCheck(tuned, target, path)
+    assert str(best_records(database, tuned, check)[0].trace) == str(fastest.trace)  # it matches
+    # the fastest judged wrong (as TVM's wrong code for bert_tiny's attention was): the next one compiles
+    judged = [json.loads(line) for line in path.read_text().splitlines()]
+    records.append_lines(path, [records.dumps({"program": judged[0]["program"], "matches": False})])
+    check = OutputCheck(tuned, target, path)
+    assert str(best_records(database, tuned, check)[0].trace) == str(second.trace)
+    assert str(best_records(database, tuned)[0].trace) == str(fastest.trace)  # unchecked: the fastest
+    compiled = records_to_compile(database, tuned, [float("inf")], check)
+    assert str(compiled.get_top_k(compiled.commit_workload(tuned[0].mod), 1)[0].trace) == str(second.trace)
