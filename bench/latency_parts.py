@@ -76,8 +76,8 @@ def main() -> None:
         if not result.get("output_matches_untuned"):  # unfinished, or its output disagreed with the untuned build
             continue
         database = ms.database.JSONDatabase(work_dir=str(library.parent))
-        verdicts = library.parent / "output_checks.jsonl"  # tuned since tune checks outputs: compiled as it did
-        check = OutputCheck(tasks, target, verdicts) if verdicts.exists() else None
+        check = (OutputCheck(tasks, target, library.parent / "output_checks.jsonl")  # compiled as tune did
+                 if "wrong_output_programs" in result else None)
         if "tasks_left_untuned" in result:  # tuned since tune compiles untuned code where that measured faster
             database = records_to_compile(database, tasks, untuned, check)
         best = best_records(database, tasks)

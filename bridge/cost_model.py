@@ -334,6 +334,7 @@ class TimedCostModel(ms.cost_model.PyCostModel):
     def __init__(self, inner):
         super().__init__()
         self.inner, self.seconds = inner, 0.0
+        self.wrong_output: set[int] = set()  # as XferCostModel's: told to the inner model as failed runs
 
     def _timed(self, fn, *args):
         start = time.perf_counter()
@@ -350,6 +351,8 @@ class TimedCostModel(ms.cost_model.PyCostModel):
         self.inner.save(path)
 
     def update(self, context, candidates, results) -> None:
+        results = [ms.runner.RunnerResult(None, "output differs from the untuned code") if i in self.wrong_output
+                   else result for i, result in enumerate(results)]
         self._timed(self.inner.update, context, candidates, results)
 
     def predict(self, context, candidates) -> np.ndarray:

@@ -80,13 +80,13 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
     Each point is appended to `log_path` as it lands ({"trials", "s", "est_ms", "model_s"}), so an interrupted
     tune keeps its curve; a resumed one continues from the last point and from the best latencies measured.
 
-    With `check`, `screen` (run through ScreenFirst before the database and the cost model see the batch) checks
-    the candidates that would become their task's best, fastest first, until one computes the untuned code's
-    output; those that do not never count, and a cost model of ours learns them as failures (TVM's XGBModel cannot
-    be told)."""
+    `screen` (called by AddCheckedToDatabase, before the cost model sees the batch) checks the candidates that would
+    become their task's best, fastest first, until one computes the untuned code's output; those that do not never
+    count, and the cost model learns them as failures. Seconds spent checking are left out of "s", as the harness's
+    time and not the model's."""
 
     def __init__(self, weights: list[float], best_s: list[float], runner: SyncRunner, bar: tqdm.tqdm,
-                 names: list[str], log_path: pathlib.Path, cost_model, check: OutputCheck | None):
+                 names: list[str], log_path: pathlib.Path, cost_model, check: OutputCheck):
         super().__init__()
         self.weights, self.runner, self.bar, self.names = weights, runner, bar, names
         self.best = list(best_s)  # a task not tuned yet runs its unscheduled code in the compiled network
@@ -96,22 +96,22 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
         last = self.points[-1] if self.points else {"trials": 0, "s": 0.0, "model_s": 0.0}
         self.trials, self.offset_s, self.offset_model_s = last["trials"], last["s"], last["model_s"]
         self.start = time.time()
+        self.check_s_at_start = self.check_s_before_batch = check.seconds
 
     def screen(self, task_id: int, measure_candidates, runner_results) -> None:
+        self.check_s_before_batch = self.check.seconds  # this batch's checks run after its timing stamp
         latency = [records.latency_s(r.run_secs, r.error_msg) for r in runner_results]
         self.wrong = set()
-        for i in sorted(range(len(latency)), key=latency.__getitem__) if self.check else ():
+        for i in sorted(range(len(latency)), key=latency.__getitem__):
             if latency[i] >= self.best[task_id] or self.check.matches(task_id, measure_candidates[i].sch.mod):
                 break
             self.wrong.add(i)
-        if isinstance(self.cost_model, (XferCostModel, PretrainedXGBCostModel)):
-            self.cost_model.wrong_output = self.wrong
+        self.cost_model.wrong_output = self.wrong
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
         for i, result in enumerate(runner_results):
             if i not in self.wrong:
                 self.best[task_id] = min(self.best[task_id], records.latency_s(result.run_secs, result.error_msg))
-        self.wrong = set()
         self.trials += len(measure_candidates)
         finished = time.time()
         if self.runner.finished_at:  # batches whose builds all failed never reach the runner
@@ -119,9 +119,10 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
             if size == sum(1 for b in builder_results if not b.error_msg):
                 self.runner.finished_at.popleft()
                 finished = stamp
+        checking_s = self.check_s_before_batch - self.check_s_at_start
         estimate = self.estimate_ms()
-        point = {"trials": self.trials, "s": round(self.offset_s + finished - self.start, 2), "est_ms": estimate,
-                 "model_s": round(self.offset_model_s + self.cost_model.seconds, 3)}
+        point = {"trials": self.trials, "s": round(self.offset_s + finished - self.start - checking_s, 2),
+                 "est_ms": estimate, "model_s": round(self.offset_model_s + self.cost_model.seconds, 3)}
         self.points.append(point)
         records.append_lines(self.log_path, [records.dumps(point)])
         self.bar.update(len(measure_candidates))
@@ -139,15 +140,22 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
 
 
 @derived_object
-class ScreenFirst(ms.measure_callback.PyMeasureCallback):
-    """CurveRecorder.screen, as the first of a tune's measure callbacks."""
+class AddCheckedToDatabase(ms.measure_callback.PyMeasureCallback):
+    """MetaSchedule's AddToDatabase after CurveRecorder.screen: a program whose output is wrong is stored as a failed
+    run, so neither the search (which starts from the database's best) nor the compile takes it."""
 
-    def __init__(self, recorder: CurveRecorder):
+    def __init__(self, recorder: CurveRecorder, database, tasks: list[Task], target):
         super().__init__()
-        self.recorder = recorder
+        self.recorder, self.database, self.tasks, self.target = recorder, database, tasks, target
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
         self.recorder.screen(task_id, measure_candidates, runner_results)
+        workload = self.database.commit_workload(self.tasks[task_id].mod)
+        for i, (candidate, result) in enumerate(zip(measure_candidates, runner_results)):
+            failed = i in self.recorder.wrong or result.run_secs is None
+            self.database.commit_tuning_record(ms.database.TuningRecord(
+                candidate.sch.trace, workload, [records.FAILED_RUN_SECS] if failed else result.run_secs,
+                self.target, candidate.args_info))
 
 
 def read_curve(path: pathlib.Path) -> list[dict]:
@@ -374,8 +382,9 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
                           max_trials_global=config.trials - done, num_trials_per_iter=config.trials_per_round,
                           max_trials_per_task=config.top_k_per_task, task_scheduler=config.task_scheduler,
                           builder=builder, runner=runner, database=database, cost_model=cost_model,
-                          measure_callbacks=[ScreenFirst(recorder), *ms.measure_callback.MeasureCallback.create(
-                              "default"), recorder])
+                          measure_callbacks=[AddCheckedToDatabase(recorder, database, tasks, target),
+                                             ms.measure_callback.RemoveBuildArtifact(),
+                                             ms.measure_callback.UpdateCostModel(), recorder])
         bar.close()
         last = recorder.points[-1] if recorder.points else {"s": 0.0, "model_s": 0.0}
 

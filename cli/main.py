@@ -368,7 +368,9 @@ def tune(
     for name, entry in report["models"].items():
         typer.echo(f"{name:8s} {entry['final_latency_ms']:9.3f} ± {entry['latency_spread_ms']:.3f} ms  "
                    f"trials {entry['trials']:5d}  wall {entry['wall_s']:7.1f} s  model {entry['model_s']:6.1f} s"
-                   + ("" if entry["output_matches_untuned"] else "  output differs from the untuned build"))
+                   + ("" if entry["output_matches_untuned"] else "  output differs from the untuned build")
+                   + (f"  {entry['wrong_output_programs']} wrong-output programs skipped"
+                      if entry.get("wrong_output_programs") else ""))
     typer.echo(f"trials to xgb's final latency: {json.dumps(report['trials_to_baseline'])}")
     typer.echo(f"report: {out / net.name / 'tune.json'}  curve: {out / net.name / 'tune.png'}")
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import tqdm
 
 from helpers import write_matmul_onnx
 
@@ -14,8 +16,10 @@ from tvm.s_tir import meta_schedule as ms  # noqa: E402
 
 from xfer_jax.bridge import networks, platforms, records, tasks  # noqa: E402
 from xfer_jax.bridge.check import OutputCheck  # noqa: E402
-from xfer_jax.bridge.measure import MeasureConfig, make_builder, make_runner  # noqa: E402
-from xfer_jax.bridge.tune import best_records, records_to_compile  # noqa: E402
+from xfer_jax.bridge.cost_model import TimedCostModel, measured_latency  # noqa: E402
+from xfer_jax.bridge.measure import MeasureConfig, SyncRunner, make_builder, make_runner  # noqa: E402
+from xfer_jax.bridge.tune import (AddCheckedToDatabase, CurveRecorder, best_records,  # noqa: E402
+                                  records_to_compile)
 
 pytestmark = pytest.mark.tvm
 
@@ -79,3 +83,29 @@ def test_a_task_compiles_its_fastest_record_whose_output_matches(tmp_path):
     assert str(best_records(database, tuned)[0].trace) == str(fastest.trace)  # unchecked: the fastest
     compiled = records_to_compile(database, tuned, [float("inf")], check)
     assert str(compiled.get_top_k(compiled.commit_workload(tuned[0].mod), 1)[0].trace) == str(second.trace)
+
+
+def test_a_faster_program_with_a_wrong_output_never_counts_and_is_stored_as_a_failure(tmp_path):
+    platform = platforms.get_platform("auto")
+    target = platform.tvm_target()
+    task = matmul_task()
+    right = tvm.s_tir.Schedule(task.mod)
+    right.parallel(right.get_loops(right.get_sblock("c"))[0])
+    wrong = tvm.s_tir.Schedule(matmul_task(scale=2.0).mod)
+    args_info = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
+    candidates = [ms.MeasureCandidate(s, args_info) for s in (wrong, right, right)]
+    results = [ms.runner.RunnerResult([1e-4], None), ms.runner.RunnerResult([3e-4], None),
+               ms.runner.RunnerResult(None, "timed out")]
+    cost_model = TimedCostModel(ms.cost_model.RandomModel())
+    database = ms.database.MemoryDatabase()
+    recorder = CurveRecorder([1.0], [1.0], SyncRunner(make_runner(platform, MeasureConfig())),
+                             tqdm.tqdm(disable=True), ["matmul"], tmp_path / "curve.jsonl", cost_model,
+                             OutputCheck([task], target, tmp_path / "checks.jsonl"))
+    scheduler = ms.task_scheduler.TaskScheduler.create("round-robin")  # unused by both callbacks
+    AddCheckedToDatabase(recorder, database, [task], target).apply(scheduler, 0, candidates, [], results)
+    assert recorder.wrong == {0} and cost_model.wrong_output == {0}  # the model learns it as a failure
+    assert measured_latency(results, {0}).tolist() == [math.inf, 3e-4, math.inf]
+    stored = sorted(records.latency_s(r.run_secs) for r in database.get_all_tuning_records())
+    assert stored == [3e-4, math.inf, math.inf]  # the wrong one and the one that failed to run, as failures
+    recorder.apply(scheduler, 0, candidates, [ms.builder.BuilderResult("", None)] * 3, results)
+    assert recorder.best == [3e-4] and recorder.points[-1]["est_ms"] == pytest.approx(0.3)
