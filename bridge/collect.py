@@ -87,6 +87,8 @@ class CollectConfig:
     seed: int = 0
     max_tasks: int | None = None  # only the heaviest N tasks (tests, quick looks)
     load_threshold: float = 1.25  # reference slowdown that marks a batch as measured under load
+    # tasks given up because every program failed get another try (after a fix, e.g. session 20's attention builds)
+    retry_failed_tasks: bool = False
     measure: MeasureConfig = dataclasses.field(default_factory=MeasureConfig)
 
 
@@ -358,7 +360,7 @@ def _pending_tasks(tasks: list[Task], measured_before: dict, exhausted: set[str]
         errors = collections.Counter(d.get("error") for d in done)
         if len(done) >= config.programs_per_task:
             summary.tasks_skipped_shared += 1  # measured already, for this network or another one
-        elif task.workload_hash in exhausted or _gave_up(len(done), errors, config):
+        elif task.workload_hash in exhausted or (not config.retry_failed_tasks and _gave_up(len(done), errors, config)):
             summary.tasks_given_up += 1  # its search ran out, or everything measured for it failed
         else:
             pending.append(task)

@@ -111,6 +111,8 @@ def collect(
     batch: int = typer.Option(1, "--batch", min=1, help="network batch size"),
     max_tasks: Optional[int] = typer.Option(None, "--max-tasks", min=1, help="only the heaviest N tasks"),
     seed: int = typer.Option(0, "--seed"),
+    retry_failed_tasks: bool = typer.Option(False, "--retry-failed-tasks",
+                                            help="measure again the tasks given up because all their programs failed"),
     run_timeout: Optional[float] = typer.Option(None, "--run-timeout", min=0.001,
                                                 help="seconds per candidate run "
                                                 "[default: MeasureConfig.run_timeout_s]"),
@@ -128,7 +130,7 @@ def collect(
             raise NetworkError("give --network NAME (repeatable) or --onnx PATH")
         measure = MeasureConfig(**given(run_timeout_s=run_timeout))
         config = CollectConfig(**given(programs_per_task=programs_per_task), max_tasks=max_tasks, seed=seed,
-                               measure=measure)
+                               retry_failed_tasks=retry_failed_tasks, measure=measure)
         chosen = [get_platform(p) for p in platform]
         for target_platform in chosen:
             target_platform.check_runnable()

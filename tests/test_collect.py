@@ -351,6 +351,28 @@ def test_a_task_is_given_up_after_one_batch_of_build_timeouts_or_two_of_other_fa
     assert not _gave_up(40, collections.Counter({None: 1, "run: segfault": 39}), config)  # something ran
 
 
+def test_a_task_given_up_after_failures_is_pending_again_only_when_retried_and_an_exhausted_one_never():
+    import collections
+
+    from tvm import te
+
+    from xfer_jax.bridge.collect import CollectConfig, CollectSummary, _pending_tasks
+    from xfer_jax.bridge.tasks import Task
+
+    def task(n):
+        a = te.placeholder((n,), "float32", name="a")
+        function = te.create_prim_func([a, te.compute((n,), lambda i: a[i] + 1)])
+        return Task(f"add{n}", tvm.IRModule({"main": function}), 1, n)
+
+    failed, exhausted = task(8), task(16)
+    done = collections.defaultdict(list, {failed.workload_hash: [{"error": "build: used before defined"}] * 32})
+    for retry in (False, True):
+        summary = CollectSummary(pathlib.Path("."), 2, 0, 0, 0, 0, 0, 0.0)
+        pending = _pending_tasks([failed, exhausted], done, {exhausted.workload_hash},
+                                 CollectConfig(batch_size=16, retry_failed_tasks=retry), summary)
+        assert [t.name for t in pending] == (["add8"] if retry else []) and summary.tasks_given_up == 2 - retry
+
+
 @pytest.mark.parametrize("labelled", [False, True])
 def test_another_host_cannot_add_to_a_platform_folder_but_a_host_label_keeps_it_apart(tmp_path, labelled):
     here = platforms.get_platform("auto")  # labelled with this host's CPU name
