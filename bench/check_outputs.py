@@ -23,7 +23,7 @@ from tvm.s_tir import meta_schedule as ms
 from xfer_jax.bridge import records
 from xfer_jax.bridge.check import OutputCheck
 from xfer_jax.bridge.platforms import get_platform
-from xfer_jax.bridge.tasks import Task, hash_hex
+from xfer_jax.bridge.tasks import Task, workload_hash
 
 
 def read_database(folder: pathlib.Path) -> tuple[dict, dict]:
@@ -61,7 +61,7 @@ def main() -> None:
     if (args.folder / "tasks.json").exists():
         names = {t["hash"]: t["name"] for t in json.loads((args.folder / "tasks.json").read_text())["tasks"]}
     workloads, measured = read_database(args.folder)
-    name_of = {n: names.get(hash_hex(w.shash), hash_hex(w.shash)) for n, w in workloads.items()}  # else its hash
+    name_of = {n: names.get(workload_hash(w.mod), workload_hash(w.mod)) for n, w in workloads.items()}  # else its hash
     numbers = [n for n in sorted(measured) if args.tasks in name_of[n]]
     tasks = [Task(name_of[n], workloads[n].mod, 1, 0.0) for n in numbers]
     default = pathlib.Path("runs/output-checks", "-".join(args.folder.resolve().parts[-2:]) + ".jsonl")
