@@ -33,7 +33,7 @@ from xfer_jax.splits import trained_platforms
 
 from . import records
 from .check import OutputCheck
-from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel
+from .cost_model import PretrainedXGBCostModel, TimedCostModel, XferCostModel, measured_latency
 from .measure import MeasureConfig, SyncRunner, build_and_run, check_tracker, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
@@ -100,18 +100,16 @@ class CurveRecorder(ms.measure_callback.PyMeasureCallback):
 
     def screen(self, task_id: int, measure_candidates, runner_results) -> None:
         self.check_s_before_batch = self.check.seconds  # this batch's checks run after its timing stamp
-        latency = [records.latency_s(r.run_secs, r.error_msg) for r in runner_results]
+        latency = measured_latency(runner_results)
         self.wrong = set()
-        for i in sorted(range(len(latency)), key=latency.__getitem__):
+        for i in np.argsort(latency, kind="stable"):
             if latency[i] >= self.best[task_id] or self.check.matches(task_id, measure_candidates[i].sch.mod):
                 break
-            self.wrong.add(i)
+            self.wrong.add(int(i))
         self.cost_model.wrong_output = self.wrong
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-        for i, result in enumerate(runner_results):
-            if i not in self.wrong:
-                self.best[task_id] = min(self.best[task_id], records.latency_s(result.run_secs, result.error_msg))
+        self.best[task_id] = min([self.best[task_id], *measured_latency(runner_results, self.wrong)])
         self.trials += len(measure_candidates)
         finished = time.time()
         if self.runner.finished_at:  # batches whose builds all failed never reach the runner
