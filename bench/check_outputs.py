@@ -1,14 +1,16 @@
 """Which measured programs of a database compute a wrong output: records replayed on their task's module and checked
 against its untuned code on random inputs (`bridge/check.py`), per task.
 
-    python bench/check_outputs.py data/v1/raw/avx2-2t@znver3/bert_tiny --tasks attention --per-task 60
+    python bench/check_outputs.py data/v1/raw/avx2-2t@znver3/bert_tiny --tasks attention --per-task 1000
     python bench/check_outputs.py runs/tune-budgets/<job>/bert_tiny/xfer
 
 A folder of MetaSchedule JSON database files: a collection's network folder (task names from its tasks.json) or a
 tune's model folder. Per task, --per-task records spread evenly over its latency ranking are checked, built for
 this machine (`--platform auto`: correctness does not depend on the ISA level). One line per task: records
 checked, wrong ones, and the wrong share among the fastest tenth of those checked. Verdicts are kept in --verdicts
-(one JSON line each), so a rerun checks nothing twice.
+(one JSON line each), so a rerun checks nothing twice. A collection's verdicts go beside its records
+(output_checks.jsonl, appended), where `xfer-jax featurize` reads them: a program judged wrong becomes a failure in
+the shards featurized from then on.
 """
 
 from __future__ import annotations
@@ -53,18 +55,19 @@ def main() -> None:
     parser.add_argument("--per-task", type=int, default=40, help="records checked per task")
     parser.add_argument("--platform", default="auto")
     parser.add_argument("--verdicts", type=pathlib.Path,
-                        help="[default: runs/output-checks/<the folder's last two names>.jsonl; never a tune's own]")
+                        help="[default: a collection's own output_checks.jsonl; for a tune's folder "
+                             "runs/output-checks/<the folder's last two names>.jsonl, never the tune's own]")
     args = parser.parse_args()
     if not (args.folder / records.WORKLOAD_FILE).exists() and not records.segments(args.folder / records.WORKLOAD_FILE):
         raise SystemExit(f"error: {args.folder} holds no {records.WORKLOAD_FILE}")
-    names = {}
-    if (args.folder / "tasks.json").exists():
+    names, default = {}, pathlib.Path("runs/output-checks", "-".join(args.folder.resolve().parts[-2:]) + ".jsonl")
+    if (args.folder / "tasks.json").exists():  # a collection
         names = {t["hash"]: t["name"] for t in json.loads((args.folder / "tasks.json").read_text())["tasks"]}
+        default = args.folder / records.OUTPUT_CHECKS_FILE
     workloads, measured = read_database(args.folder)
     name_of = {n: names.get(workload_hash(w.mod), workload_hash(w.mod)) for n, w in workloads.items()}  # else its hash
     numbers = [n for n in sorted(measured) if args.tasks in name_of[n]]
     tasks = [Task(name_of[n], workloads[n].mod, 1, 0.0) for n in numbers]
-    default = pathlib.Path("runs/output-checks", "-".join(args.folder.resolve().parts[-2:]) + ".jsonl")
     verdicts = args.verdicts or default
     verdicts.parent.mkdir(parents=True, exist_ok=True)
     check = OutputCheck(tasks, get_platform(args.platform).tvm_target(), verdicts)

@@ -76,7 +76,7 @@ def main() -> None:
         if not result.get("output_matches_untuned"):  # unfinished, or its output disagreed with the untuned build
             continue
         database = ms.database.JSONDatabase(work_dir=str(library.parent))
-        check = (OutputCheck(tasks, target, library.parent / "output_checks.jsonl")  # compiled as tune did
+        check = (OutputCheck(tasks, target, library.parent / records.OUTPUT_CHECKS_FILE)  # compiled as tune did
                  if "wrong_output_programs" in result else None)
         if "tasks_left_untuned" in result:  # tuned since tune compiles untuned code where that measured faster
             database = records_to_compile(database, tasks, untuned, check)

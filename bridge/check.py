@@ -13,11 +13,10 @@ import time
 
 import numpy as np
 import tvm
-import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from . import records
-from .tasks import Task, hash_hex
+from .tasks import Task, hash_hex, program_hash
 
 # outputs agree within this fraction of the reference's largest magnitude (at least 1): reordered float32
 # reductions differ by about 1e-7 here, wrong code by percents; 16-bit floats round far coarser
@@ -44,6 +43,16 @@ def _agree(got: np.ndarray, want: np.ndarray) -> bool:
                             equal_nan=True))
 
 
+def program_key(task_name: str, scheduled: tvm.IRModule) -> str:
+    """How a verdict names its program: the task's name and the scheduled module's hash."""
+    return f"{task_name}:{hash_hex(program_hash(scheduled))}"
+
+
+def read_verdicts(path: pathlib.Path) -> dict[str, bool]:
+    """{program key: computes the task's output} from a verdict file (none yet: empty)."""
+    return {line["program"]: line["matches"] for _, line in records.iter_json_lines(path) if isinstance(line, dict)}
+
+
 class OutputCheck:
     """Verdicts on scheduled programs of one network's tasks, kept in `verdicts_path` (one JSON line per program,
     appended) so a resumed tune checks nothing twice. A program that cannot be judged here (it, or its task's
@@ -52,9 +61,7 @@ class OutputCheck:
 
     def __init__(self, tasks: list[Task], target, verdicts_path: pathlib.Path):
         self.tasks, self.target, self.path = tasks, target, verdicts_path
-        self.verdicts: dict[str, bool] = {line["program"]: line["matches"]
-                                          for _, line in records.iter_json_lines(verdicts_path)
-                                          if isinstance(line, dict)}
+        self.verdicts = read_verdicts(verdicts_path)
         self.unjudged: set[str] = set()
         self.references: dict[int, tuple[list[np.ndarray], list[np.ndarray]] | None] = {}
         self.seconds = 0.0
@@ -83,7 +90,7 @@ class OutputCheck:
 
     def matches(self, task_id: int, scheduled: tvm.IRModule) -> bool:
         """Whether `scheduled` (the task's module after its schedule) computes the untuned code's outputs."""
-        key = f"{self.tasks[task_id].name}:{hash_hex(tvm_ffi.structural_hash(scheduled))}"
+        key = program_key(self.tasks[task_id].name, scheduled)
         if key in self.verdicts or key in self.unjudged:
             return self.verdicts.get(key, True)
         start = time.perf_counter()

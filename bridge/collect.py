@@ -38,7 +38,7 @@ from . import records
 from .measure import LoadGuard, MeasureConfig, build_and_run, make_builder, make_runner
 from .networks import Network
 from .platforms import Platform
-from .tasks import Task, extract_tasks, hash_hex
+from .tasks import Task, extract_tasks, hash_hex, program_hash
 
 
 class CollectError(UserError):
@@ -275,7 +275,7 @@ class _TaskState:
         """The candidates whose program the task has not measured, each once; they count as measured from now."""
         fresh = []
         for candidate in proposed:
-            program = tvm_ffi.structural_hash(candidate.sch.mod)
+            program = program_hash(candidate.sch.mod)
             if program not in self.measured_programs:
                 self.measured_programs.add(program)
                 fresh.append(candidate)

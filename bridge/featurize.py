@@ -22,6 +22,7 @@ from xfer_jax.hardware import HardwareDescriptor, hardware_vector, reference_gfl
 from xfer_jax.trace import batch_tokens
 
 from . import records
+from .check import program_key, read_verdicts
 from .tasks import workload_hash
 
 SHARD_PROGRAMS = 4096
@@ -39,6 +40,7 @@ class FeaturizeSummary:
     skipped_corrupt: int = 0  # unparsable database lines
     skipped_nonfinite: int = 0  # missing, empty, NaN, inf or non-positive latencies
     skipped_unknown_workload: int = 0
+    wrong_output: int = 0  # measured, but judged to compute a wrong output (bridge/check.py): kept as failures
     trace_files_written: int = 0
     references_recorded: int = 0  # new lines in measured_hardware.jsonl
     tasks_all_failed: int = 0
@@ -188,6 +190,7 @@ def _featurize_collection(root, net_dir, out, start, summary, bar, damaged: list
                   if isinstance(v, dict) and "record" in v}
     phases = {k: v.get("phase") for k, v in provenance.items()}
     repeats = {k: v.get("costs_s") for k, v in provenance.items()}
+    wrong = {key for key, matches in read_verdicts(net_dir / records.OUTPUT_CHECKS_FILE).items() if not matches}
 
     batch: list[tuple[int, int, ms.database.TuningRecord]] = []
     end = start
@@ -215,17 +218,21 @@ def _featurize_collection(root, net_dir, out, start, summary, bar, damaged: list
             summary.skipped_corrupt += 1
             continue
         if len(batch) >= SHARD_PROGRAMS:
-            _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, batch[0][0],
-                   number + 1, summary)
+            _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, wrong,
+                   batch[0][0], number + 1, summary)
             bar.update(number + 1 - batch[0][0])
             batch = []
     if batch or end > start:
         first = batch[0][0] if batch else start
-        _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, first, end, summary)
+        _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, wrong, first, end,
+               summary)
         bar.update(end - first)
 
 
-def _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, first, end, summary) -> None:
+def _write(out, source, platform, networks, task_info, workloads, batch, phases, repeats, wrong, first, end,
+           summary) -> None:
+    """One shard of `batch`; programs whose key is in `wrong` (judged to compute a wrong output) become failures: a
+    fast wrong program must not teach a model that its schedule is fast."""
     rows, counts, workload_rows, latency, spread, phase, record_ids, hashes = [], [], [], [], [], [], [], []
     by_workload = collections.defaultdict(list)
     for number, workload_idx, record in batch:
@@ -239,7 +246,7 @@ def _write(out, source, platform, networks, task_info, workloads, batch, phases,
         candidates = [r.as_measure_candidate() for _, r in items]
         extracted = ms.feature_extractor.PerStoreFeature(extract_workload=True).extract_from(ctx, candidates)
         name = task_info.get(task_hash, {}).get("name", "unknown")
-        for (number, record), feats in zip(items, extracted):
+        for (number, record), candidate, feats in zip(items, candidates, extracted):
             feats = feats.numpy()
             if task_hash not in task_features:
                 task_features[task_hash] = workload_features(workload.mod, name, feats[0, ds.NUM_STORE_FEATURES:])
@@ -248,6 +255,9 @@ def _write(out, source, platform, networks, task_info, workloads, batch, phases,
             workload_rows.append(task_features[task_hash])
             secs = [float(s) for s in record.run_secs]
             latency.append(records.latency_s(secs))
+            if wrong and program_key(name, candidate.sch.mod) in wrong:
+                latency[-1] = math.inf
+                summary.wrong_output += 1
             failed = not np.isfinite(latency[-1])
             costs = repeats.get(number) or secs
             spread.append(0.0 if failed else float(np.std(costs)))

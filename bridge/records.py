@@ -25,6 +25,7 @@ WORKLOAD_FILE = "database_workload.json"
 RECORD_FILE = "database_tuning_record.json"
 MEASUREMENTS_FILE = "measurements.jsonl"
 EXHAUSTED_FILE = "exhausted.jsonl"  # tasks whose search ran out of new programs
+OUTPUT_CHECKS_FILE = "output_checks.jsonl"  # bridge/check.py's verdicts: does a program compute its task's output
 FAILED_RUN_SECS = 1e10  # what TVM's AddToDatabase stores for a failed build or run
 
 

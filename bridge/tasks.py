@@ -28,6 +28,13 @@ def workload_hash(mod: tvm.IRModule) -> str:
     return hash_hex(tvm_ffi.structural_hash(mod))
 
 
+def program_hash(scheduled: tvm.IRModule) -> int:
+    """One scheduled program's identity, the same in every process: some schedules (attention's rfactors) leave
+    free variables, which the plain structural hash keys by address, so one program hashed to a new value in each
+    run."""
+    return tvm_ffi.structural_hash(scheduled, map_free_vars=True)
+
+
 def hash_hex(structural_hash: int | str) -> str:
     """The 16-digit hex form of a structural hash (a database workload line stores it in decimal)."""
     return f"{int(structural_hash) % 2**64:016x}"

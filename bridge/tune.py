@@ -372,7 +372,7 @@ def tune_network(network: Network, platform: Platform, models: list[str], out: p
         bar = tqdm.tqdm(total=config.trials, initial=min(done, config.trials), desc=f"{network.name}/{name}",
                         unit="trial", disable=not show_progress, dynamic_ncols=True)
         runner.finished_at.clear()
-        check = OutputCheck(tasks, target, work_dir / "output_checks.jsonl")
+        check = OutputCheck(tasks, target, work_dir / records.OUTPUT_CHECKS_FILE)
         recorder = CurveRecorder(weights, best_measured(database, tasks, untuned, check), runner, bar,
                                  [t.name for t in tasks], work_dir / "curve.jsonl", cost_model, check)
         if done < config.trials:  # resume: only the remaining budget is measured

@@ -109,3 +109,11 @@ def test_a_faster_program_with_a_wrong_output_never_counts_and_is_stored_as_a_fa
     assert stored == [3e-4, math.inf, math.inf]  # the wrong one and the one that failed to run, as failures
     recorder.apply(scheduler, 0, candidates, [ms.builder.BuilderResult("", None)] * 3, results)
     assert recorder.best == [3e-4] and recorder.points[-1]["est_ms"] == pytest.approx(0.3)
+
+
+def test_one_program_has_one_identity_though_it_leaves_free_variables():
+    def program():  # built anew each time, as a replayed trace is: its free variable is a new object
+        n = tvm.tirx.Var("n", "int32")
+        return tvm.IRModule({"main": tvm.tirx.PrimFunc([], tvm.tirx.Evaluate(n + 1))})
+
+    assert tasks.program_hash(program()) == tasks.program_hash(program())

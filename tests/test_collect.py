@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import math
 import json
 import os
 import pathlib
@@ -21,11 +22,11 @@ from xfer_jax.errors import UserError
 from helpers import CLI, assert_one_line, run_cli, write_matmul_onnx, write_relu_onnx
 
 tvm = pytest.importorskip("tvm")
-import tvm_ffi  # noqa: E402
 from tvm.s_tir import meta_schedule as ms  # noqa: E402
 
 from xfer_jax.bridge import collect, featurize, networks, platforms, records  # noqa: E402
-from xfer_jax.bridge.tasks import extract_tasks  # noqa: E402
+from xfer_jax.bridge.check import program_key  # noqa: E402
+from xfer_jax.bridge.tasks import extract_tasks, program_hash  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 
@@ -44,7 +45,7 @@ def _net_dir(root):
 
 
 def _programs(tuning_records) -> set:
-    return {tvm_ffi.structural_hash(r.as_measure_candidate().sch.mod) for r in tuning_records}
+    return {program_hash(r.as_measure_candidate().sch.mod) for r in tuning_records}
 
 
 def _records_of(net_dir) -> list:
@@ -144,6 +145,22 @@ def test_featurize_skips_corrupt_lines_and_nonfinite_latencies(collection, tmp_p
     later = featurize.featurize(raw, tmp_path / "data", show_progress=False)
     assert later.skipped_corrupt == 1 and later.programs == 1
     assert len(ds.load(tmp_path / "data")) == summary.measured + summary.failed + 1
+
+
+def test_featurize_keeps_programs_judged_to_compute_a_wrong_output_as_failures(collection, tmp_path):
+    root, summary = collection
+    raw = tmp_path / "raw"
+    shutil.copytree(root / "raw", raw)
+    net_dir = next(raw.glob("*/tiny"))
+    task_name = json.loads((net_dir / "tasks.json").read_text())["tasks"][0]["name"]
+    measured = [r for r in _records_of(net_dir) if records.latency_s([float(s) for s in r.run_secs]) < math.inf]
+    verdicts = [{"program": program_key(task_name, r.as_measure_candidate().sch.mod), "matches": matches}
+                for r, matches in zip(measured[:3], (False, False, True))]
+    records.append_lines(net_dir / records.OUTPUT_CHECKS_FILE, [json.dumps(v) for v in verdicts])
+    result = featurize.featurize(raw, tmp_path / "data", show_progress=False)
+    assert result.wrong_output == 2 and result.programs == summary.measured - 2
+    data = ds.load(tmp_path / "data")
+    assert int(np.isinf(data.latency).sum()) == summary.failed + 2 and len(data) == 16
 
 
 def test_featurize_skips_a_damaged_segment_or_platform_file_and_featurizes_the_rest(collection, tmp_path):
